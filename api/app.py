@@ -1,0 +1,100 @@
+"""The aiohttp application factory: every dialect on one host, errors rendered in
+each dialect's own shape, never a traceback."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from api.app_errors import plain_error
+from api.dialect import Dialect, json_response
+from api.keys import SERVICES
+from core.errors import GazouError
+from core.services import Services
+
+log = logging.getLogger(__name__)
+
+
+class InternalError(GazouError):
+    """Something unexpected broke; the details go to the log, not the client."""
+
+    status = 500
+    code = "internal"
+
+
+def _dialects() -> list[Dialect]:
+    """Every dialect module's Dialect. Routes are matched by path, so order only
+    matters for error shapes of unmatched paths (longest prefix wins)."""
+    from api import chevereto, discord_images, miku, nekosapi, nekosmoe
+
+    return [m.DIALECT for m in (miku, nekosmoe, discord_images, nekosapi, chevereto)]
+
+
+def _dialect_for(request: web.Request, dialects: list[Dialect]) -> Dialect | None:
+    route = request.match_info.route
+    name = route.name or ""
+    if "." in name:
+        prefix = name.split(".", 1)[0]
+        for dialect in dialects:
+            if dialect.name == prefix:
+                return dialect
+    # Unmatched paths: the longest registered path prefix decides the error shape.
+    best: tuple[int, Dialect] | None = None
+    for dialect in dialects:
+        for prefix in dialect.prefixes:
+            if request.path.startswith(prefix) and (best is None or len(prefix) > best[0]):
+                best = (len(prefix), dialect)
+    return best[1] if best else None
+
+
+def _error_middleware(dialects: list[Dialect]) -> web.middleware:
+    @web.middleware
+    async def middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
+        try:
+            return await handler(request)
+        except GazouError as error:
+            dialect = _dialect_for(request, dialects)
+            return (dialect.render_error if dialect else plain_error)(error)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            dialect = _dialect_for(request, dialects)
+            error = GazouError(exc.reason)
+            error.status = exc.status
+            error.code = {404: "not_found", 405: "method_not_allowed",
+                          413: "too_large"}.get(exc.status, "http_error")
+            response = (dialect.render_error if dialect else plain_error)(error)
+            if exc.status == 405 and "Allow" in exc.headers:
+                response.headers["Allow"] = exc.headers["Allow"]
+            return response
+        except Exception:
+            log.exception("unhandled error on %s %s", request.method, request.path)
+            dialect = _dialect_for(request, dialects)
+            error = InternalError("Internal server error")
+            return (dialect.render_error if dialect else plain_error)(error)
+
+    return middleware
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Liveness and a cheap store check."""
+    services = request.app[SERVICES]
+    await services.storage.repo.pool_size("all")
+    return json_response({"status": "ok"})
+
+
+def create_app(services: Services) -> web.Application:
+    """Build the whole HTTP API over `services` (the production factory, also used
+    by the tests)."""
+    dialects = _dialects()
+    app = web.Application(
+        client_max_size=services.settings.max_request_bytes,
+        middlewares=[_error_middleware(dialects)],
+    )
+    app[SERVICES] = services
+    app.router.add_get("/healthz", healthz, name="healthz")
+    for dialect in dialects:
+        app.router.add_routes(dialect.routes)
+        app.on_startup.extend(dialect.on_startup)
+    return app

@@ -1,0 +1,49 @@
+"""What every dialect module provides, and the helpers they share."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from core.errors import GazouError
+
+# Renders a domain error (or an unexpected one, as a 500) in a dialect's own shape.
+ErrorRenderer = Callable[[GazouError], web.Response]
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """`limit` requests per `window` seconds per client, in fixed windows."""
+
+    limit: int
+    window: float
+
+
+@dataclass(slots=True)
+class Dialect:
+    """One public API's dialect: its routes, its error shape, its limits, its docs.
+
+    Route names are `<dialect name>.<route>`; the error middleware finds the dialect
+    of a request from that prefix (or, for unmatched paths, from `prefixes`)."""
+
+    name: str
+    routes: list[web.RouteDef]
+    render_error: ErrorRenderer
+    prefixes: tuple[str, ...] = ()
+    rate_limits: dict[str, RateLimit] = field(default_factory=dict)  # route name -> limit
+    openapi_paths: dict[str, Any] = field(default_factory=dict)
+    on_startup: list[Callable[[web.Application], Awaitable[None]]] = field(default_factory=list)
+
+
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None
+                  ) -> web.Response:
+    """A JSON response with the plain `application/json` content type."""
+    import json
+
+    return web.Response(
+        body=json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode(),
+        status=status, content_type="application/json", headers=headers,
+    )

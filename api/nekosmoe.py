@@ -1,0 +1,8 @@
+"""nekos.moe v1 dialect (not written yet)."""
+
+from __future__ import annotations
+
+from api.app_errors import plain_error
+from api.dialect import Dialect
+
+DIALECT = Dialect(name="nekosmoe", routes=[], render_error=plain_error, prefixes=('/api/v1', '/image', '/thumbnail', '/post'))

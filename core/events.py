@@ -1,0 +1,54 @@
+"""A tiny in-process event bus so the transports can react to what the core does
+(e.g. the bot posts a pending upload to the moderators) without the core knowing
+about them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[..., Awaitable[None]]
+
+IMAGE_PENDING = "image_pending"  # (image: Image)
+IMAGE_DECIDED = "image_decided"  # (image: Image, approved: bool, by: User)
+
+
+class Events:
+    """Subscribe coroutine handlers; `emit` runs them as tasks and logs their errors."""
+
+    def __init__(self) -> None:
+        self._handlers: dict[str, list[Handler]] = defaultdict(list)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def subscribe(self, name: str, handler: Handler) -> None:
+        """Call `handler(*args)` on every `emit(name, *args)`."""
+        self._handlers[name].append(handler)
+
+    def unsubscribe(self, name: str, handler: Handler) -> None:
+        """Stop calling `handler`."""
+        if handler in self._handlers[name]:
+            self._handlers[name].remove(handler)
+
+    def emit(self, name: str, *args: Any) -> None:
+        """Run every handler of `name` in the background."""
+        for handler in list(self._handlers[name]):
+            task = asyncio.create_task(self._run(name, handler, args))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    @staticmethod
+    async def _run(name: str, handler: Handler, args: tuple[Any, ...]) -> None:
+        try:
+            await handler(*args)
+        except Exception:
+            log.exception("handler for %s failed", name)
+
+    async def drain(self) -> None:
+        """Wait for running handlers (used at shutdown and in tests)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)

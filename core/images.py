@@ -1,0 +1,347 @@
+"""The image service: every image feature, written once for HTTP and Discord."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import sqlite3
+from collections.abc import Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+
+from core import events as ev
+from core.errors import DuplicateImage, ImageTooLarge, InvalidInput, NotFound
+from core.imaging import ProcessedImage, aspect_ratio, orientation, process_image
+from core.models import (
+    Artist,
+    Character,
+    Filters,
+    Image,
+    IngestMetadata,
+    SearchPage,
+    SearchQuery,
+    Sort,
+    Stats,
+    Status,
+    Tag,
+    User,
+)
+from storage.blobs import BlobStore, image_key, thumbnail_key
+from storage.sqlite import NewImage, SQLiteRepo, new_id
+
+log = logging.getLogger(__name__)
+
+# dHash bits two images may differ by and still be flagged as near-duplicates; the
+# repo's quarter index finds every pair within this distance.
+NEAR_DUPLICATE_BITS = 3
+MAX_TAGS = 200
+MAX_TAG_LENGTH = 64
+MAX_NAME_LENGTH = 120
+MAX_TITLE_LENGTH = 200
+MAX_DESCRIPTION_LENGTH = 5000
+MAX_PAGE = 100
+_SPACES = re.compile(r"\s+")
+
+
+def clean_name(text: str) -> str:
+    """Trim and fold runs of white space: the canonical form of names and tags."""
+    return _SPACES.sub(" ", text).strip()
+
+
+@dataclass(slots=True)
+class ConsistencyReport:
+    """What a start-up check of rows against files found and did."""
+
+    orphans_removed: list[str] = field(default_factory=list)
+    missing_files: list[str] = field(default_factory=list)
+
+
+class ImageService:
+    """Ingest, moderation, reads and upkeep of images."""
+
+    def __init__(self, repo: SQLiteRepo, blobs: BlobStore, events: ev.Events, *,
+                 executor: Executor | None, max_pixels: int, max_bytes: int,
+                 thumb_size: tuple[int, int] = (360, 420)) -> None:
+        self.repo = repo
+        self.blobs = blobs
+        self.events = events
+        self.executor = executor
+        self.max_pixels = max_pixels
+        self.max_bytes = max_bytes
+        self.thumb_size = thumb_size
+
+    # ---- ingest ----------------------------------------------------------------
+
+    def _clean_metadata(self, meta: IngestMetadata) -> IngestMetadata:
+        tags = tuple(dict.fromkeys(t for t in (clean_name(x) for x in meta.tags) if t))
+        if len(tags) > MAX_TAGS:
+            raise InvalidInput(f"At most {MAX_TAGS} tags are allowed", field="tags")
+        for tag in tags:
+            if len(tag) > MAX_TAG_LENGTH:
+                raise InvalidInput(f"Tags are limited to {MAX_TAG_LENGTH} characters",
+                                   field="tags")
+        characters = tuple(dict.fromkeys(c for c in (clean_name(x) for x in meta.characters)
+                                         if c))
+        artist = clean_name(meta.artist) if meta.artist else None
+        for name in (artist, *characters):
+            if name and len(name) > MAX_NAME_LENGTH:
+                raise InvalidInput(f"Names are limited to {MAX_NAME_LENGTH} characters")
+        if len(meta.title) > MAX_TITLE_LENGTH:
+            raise InvalidInput(f"The title is limited to {MAX_TITLE_LENGTH} characters",
+                               field="title")
+        if len(meta.description) > MAX_DESCRIPTION_LENGTH:
+            raise InvalidInput(
+                f"The description is limited to {MAX_DESCRIPTION_LENGTH} characters",
+                field="description")
+        if meta.resize_width is not None and not 16 <= meta.resize_width <= 10_000:
+            raise InvalidInput("The width must be between 16 and 10000 pixels", field="width")
+        return replace(meta, tags=tags, characters=characters, artist=artist or None,
+                       title=meta.title.strip(), description=meta.description.strip())
+
+    async def _process(self, raw: bytes, meta: IngestMetadata) -> ProcessedImage:
+        limit = min(self.max_bytes, meta.max_bytes or self.max_bytes)
+        if len(raw) > limit:
+            raise ImageTooLarge(f"Image is larger than {limit // (1024 * 1024)} MB",
+                                limit=limit)
+        work = partial(process_image, raw, max_pixels=self.max_pixels, max_bytes=limit,
+                       thumb_size=self.thumb_size, resize_width=meta.resize_width)
+        return await asyncio.get_running_loop().run_in_executor(self.executor, work)
+
+    async def ingest(self, raw: bytes, meta: IngestMetadata, uploader: User | None, *,
+                     trusted: bool = False) -> Image:
+        """Verify, measure and store an upload. Trusted uploads (owners, imports) are
+        approved at once; others start pending and are announced to moderators.
+        Raises DuplicateImage with the stored id for bytes already stored."""
+        meta = self._clean_metadata(meta)
+        processed = await self._process(raw, meta)
+        existing = await self.repo.id_by_sha256(processed.sha256)
+        if existing is not None:
+            raise DuplicateImage(existing)
+        near = await self.repo.near_duplicate(processed.phash, NEAR_DUPLICATE_BITS)
+        image_id = new_id()
+        keys = (image_key(image_id, processed.extension), thumbnail_key(image_id))
+        # Files first, row second: a crash in between leaves only orphan files, which
+        # the start-up check removes; never a row without its file.
+        await self.blobs.put(keys[0], processed.data)
+        await self.blobs.put(keys[1], processed.thumbnail)
+        status = Status.APPROVED if trusted else Status.PENDING
+        row = NewImage(
+            id=image_id, sha256=processed.sha256, md5=processed.md5, phash=processed.phash,
+            mimetype=processed.mimetype, extension=processed.extension,
+            size=len(processed.data), width=processed.width, height=processed.height,
+            aspect_ratio=aspect_ratio(processed.width, processed.height),
+            orientation=orientation(processed.width, processed.height),
+            dominant_color=processed.dominant_color, animated=processed.animated,
+            thumbnail_size=len(processed.thumbnail), rating=meta.rating, status=status,
+            title=meta.title, description=meta.description, source_name=meta.source_name,
+            source_url=meta.source_url, original_filename=meta.original_filename,
+            artist=meta.artist, characters=meta.characters, tags=meta.tags,
+            album_id=meta.album_id, uploader=uploader,
+            approver=uploader if trusted else None, created_at=datetime.now(UTC),
+            expires_at=meta.expires_at, near_duplicate_of=near,
+        )
+        try:
+            image = await self.repo.insert_image(row)
+        except BaseException as exc:
+            for key in keys:
+                await asyncio.shield(self.blobs.remove(key))
+            if isinstance(exc, sqlite3.IntegrityError):
+                # Two uploads of the same bytes raced; the other one won.
+                existing = await self.repo.id_by_sha256(processed.sha256)
+                if existing is not None:
+                    raise DuplicateImage(existing) from None
+            raise
+        if status is Status.PENDING:
+            self.events.emit(ev.IMAGE_PENDING, image)
+        return image
+
+    # ---- moderation --------------------------------------------------------------
+
+    async def _decide(self, image_id: str, status: Status, by: User) -> Image:
+        image = await self.repo.get_image(image_id)
+        if image is None:
+            raise NotFound("Image not found")
+        await self.repo.set_status(image_id, status, by)
+        decided = await self.repo.get_image(image_id)
+        assert decided is not None
+        if image.status != status:
+            self.events.emit(ev.IMAGE_DECIDED, decided, status is Status.APPROVED, by)
+        return decided
+
+    async def approve(self, image_id: str, by: User) -> Image:
+        """Make an image public."""
+        return await self._decide(image_id, Status.APPROVED, by)
+
+    async def reject(self, image_id: str, by: User) -> Image:
+        """Keep an image out of every public read (its row stays, so it isn't re-uploaded)."""
+        return await self._decide(image_id, Status.REJECTED, by)
+
+    async def pending(self, limit: int = 25) -> list[Image]:
+        """Images waiting for a moderator, oldest first."""
+        page = await self.repo.search(
+            SearchQuery(statuses=frozenset({Status.PENDING}), sort=Sort.OLDEST, limit=limit),
+            count_total=False)
+        return page.images
+
+    async def delete(self, image_id: str) -> Image:
+        """Remove an image: row first, then its files."""
+        image = await self.repo.delete_image(image_id)
+        if image is None:
+            raise NotFound("Image not found")
+        await self.blobs.remove(image_key(image.id, image.extension))
+        await self.blobs.remove(thumbnail_key(image.id))
+        return image
+
+    # ---- reads -----------------------------------------------------------------
+
+    async def get(self, image_id: str, *, include_pending: bool = False) -> Image:
+        """An approved image (or a pending one when asked); NotFound otherwise."""
+        image = await self.repo.get_image(image_id)
+        allowed = {Status.APPROVED, Status.PENDING} if include_pending else {Status.APPROVED}
+        if image is None or image.status not in allowed:
+            raise NotFound("Image not found")
+        return image
+
+    async def random(self, filters: Filters, count: int = 1, *,
+                     seen_by: str | None = None) -> list[Image]:
+        """Up to `count` distinct approved images, uniformly drawn from the matches."""
+        if not 1 <= count <= MAX_PAGE:
+            raise InvalidInput(f"count must be between 1 and {MAX_PAGE}")
+        return await self.repo.random_images(filters, count, seen_by)
+
+    async def search(self, query: SearchQuery, *, count_total: bool = True) -> SearchPage:
+        """A page of images matching `query`, with its total."""
+        if not 1 <= query.limit <= MAX_PAGE:
+            raise InvalidInput(f"limit must be between 1 and {MAX_PAGE}")
+        if query.skip < 0:
+            raise InvalidInput("skip must not be negative")
+        return await self.repo.search(query, count_total=count_total)
+
+    async def list(self, offset: int = 0, limit: int = 25) -> SearchPage:
+        """Approved images, newest first."""
+        return await self.search(SearchQuery(skip=offset, limit=limit))
+
+    async def tags(self, pattern: str | None = None, offset: int = 0,
+                   limit: int = 25) -> tuple[list[Tag], int]:
+        """Tags (categories) whose name is LIKE `pattern`, with the total."""
+        return await self.repo.list_tags(pattern, offset, limit)
+
+    async def artists(self, pattern: str | None = None, offset: int = 0,
+                      limit: int = 25) -> tuple[list[Artist], int]:
+        """Artists whose name is LIKE `pattern`, with the total."""
+        return await self.repo.list_artists(pattern, offset, limit)
+
+    async def characters(self, pattern: str | None = None, offset: int = 0,
+                         limit: int = 25) -> tuple[list[Character], int]:
+        """Characters whose name is LIKE `pattern`, with the total."""
+        return await self.repo.list_characters(pattern, offset, limit)
+
+    async def tag(self, key: str) -> Tag:
+        """A tag by id or name; NotFound otherwise."""
+        found = await self.repo.get_tag(key)
+        if found is None:
+            raise NotFound("Category not found")
+        return found
+
+    async def artist(self, key: str) -> Artist:
+        """An artist by id or name; NotFound otherwise."""
+        found = await self.repo.get_artist(key)
+        if found is None:
+            raise NotFound("Artist not found")
+        return found
+
+    async def character(self, key: str) -> Character:
+        """A character by id or name; NotFound otherwise."""
+        found = await self.repo.get_character(key)
+        if found is None:
+            raise NotFound("Character not found")
+        return found
+
+    async def unknown_tags(self, names: Sequence[str]) -> list[str]:
+        """Which of `names` are not tags (NekosAPI refuses unknown categories)."""
+        return await self.repo.unknown_tags(names)
+
+    async def stats(self) -> Stats:
+        """Counts by rating, orientation, resolution; artists, characters, categories."""
+        return await self.repo.stats()
+
+    async def set_like(self, image_id: str, user: User, on: bool = True,
+                       kind: str = "like") -> int:
+        """Like (or unlike) an approved image; returns its like count."""
+        await self.get(image_id)
+        count = await self.repo.set_like(image_id, user.id, kind, on)
+        if count is None:
+            raise NotFound("Image not found")
+        return count
+
+    async def toggle_like(self, image_id: str, user: User) -> tuple[bool, int]:
+        """Flip the member's like; returns (liked now, like count)."""
+        liked = await self.repo.has_liked(image_id, user.id)
+        return (not liked, await self.set_like(image_id, user, on=not liked))
+
+    # ---- files -----------------------------------------------------------------
+
+    def image_path(self, image: Image) -> Path:
+        """Where the image's bytes are served from."""
+        return self.blobs.path(image_key(image.id, image.extension))
+
+    def thumbnail_path(self, image: Image) -> Path:
+        """Where the image's JPEG thumbnail is served from."""
+        return self.blobs.path(thumbnail_key(image.id))
+
+    async def read_bytes(self, image: Image, *, thumbnail: bool = False) -> bytes:
+        """The stored bytes (or the thumbnail's), e.g. to attach them to a message."""
+        path = self.thumbnail_path(image) if thumbnail else self.image_path(image)
+        return await asyncio.to_thread(path.read_bytes)
+
+    # ---- upkeep ----------------------------------------------------------------
+
+    async def sweep_expired(self, now: datetime | None = None) -> int:
+        """Delete every image whose expires_at has passed; returns how many."""
+        now = now or datetime.now(UTC)
+        removed = 0
+        while ids := await self.repo.expired_ids(now):
+            for image_id in ids:
+                try:
+                    await self.delete(image_id)
+                    removed += 1
+                except NotFound:
+                    pass
+        return removed
+
+    async def run_expiry_sweeper(self, interval: float) -> None:
+        """Sweep expired images every `interval` seconds until cancelled."""
+        while True:
+            try:
+                removed = await self.sweep_expired()
+                if removed:
+                    log.info("deleted %d expired image(s)", removed)
+            except Exception:
+                log.exception("expiry sweep failed; will retry")
+            await asyncio.sleep(interval)
+
+    async def check_consistency(self) -> ConsistencyReport:
+        """Remove files no row points at; report rows whose file is missing. Run it
+        before serving: an upload in flight would look like an orphan."""
+        report = ConsistencyReport()
+        for shard in (f"{n:02x}" for n in range(256)):
+            rows = await self.repo.files_with_prefix(shard)
+            wanted = {image_key(i, ext) for i, ext in rows} | {thumbnail_key(i) for i, _ in rows}
+            present = set(await self.blobs.list_prefix(f"images/{shard}"))
+            present |= set(await self.blobs.list_prefix(f"thumbs/{shard}"))
+            for key in sorted(present - wanted):
+                await self.blobs.remove(key)
+                report.orphans_removed.append(key)
+            for image_id, ext in rows:
+                if image_key(image_id, ext) not in present:
+                    report.missing_files.append(image_id)
+        if report.orphans_removed:
+            log.warning("removed %d file(s) no image points at", len(report.orphans_removed))
+        if report.missing_files:
+            log.error("%d image(s) have no file: %s", len(report.missing_files),
+                      ", ".join(report.missing_files[:20]))
+        return report

@@ -1,0 +1,676 @@
+"""Pure Pillow functions: vet uploaded bytes, strip location metadata, derive thumbnails,
+hashes and colours. Synchronous and I/O-free; callers run them in a thread executor."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import struct
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from io import BytesIO
+
+from PIL import Image
+
+from core.errors import CorruptImage, GazouError, ImageTooLarge, InvalidInput, UnsupportedImage
+
+UNSUPPORTED_MESSAGE = "Unsupported image type: only JPEG, PNG, GIF and WebP are accepted"
+CORRUPT_MESSAGE = "Image data is truncated or corrupt"
+
+MIMETYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "GIF": "image/gif", "WEBP": "image/webp"}
+EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "GIF": "gif", "WEBP": "webp"}
+
+# No format we accept goes past 65535 on a side (WebP stops at 16383); a PNG header claiming
+# more is a lie or an attack, and so is one with a side of zero.
+MAX_SIDE = 65535
+# Decoding every frame of an animation costs frames x width x height; a few KB of LZW can
+# describe thousands of full-canvas frames, so the total is capped as well as the canvas.
+MAX_ANIMATION_PIXELS = 600_000_000
+
+THUMBNAIL_QUALITY = 85
+RESIZE_QUALITY = 90
+
+_GPS_IFD = 0x8825
+_ORIENTATION = 0x0112
+# EXIF orientation -> the transpose that shows the picture upright (as ImageOps.exif_transpose).
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+# XMP can repeat the EXIF GPS position (exif:GPSLatitude, as an attribute or an element).
+_XMP_GPS = re.compile(rb"GPS(?:Latitude|Longitude)")
+_XMP_JPEG_PREFIXES = (b"http://ns.adobe.com/xap/1.0/\x00", b"http://ns.adobe.com/xmp/extension/\x00")
+# Start-of-frame markers carry the dimensions; C4 (DHT), C8 (JPG) and CC (DAC) are not frames.
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+_JPEG_STANDALONE = frozenset({0x01, *range(0xD0, 0xD9)})
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessedImage:
+    """A vetted upload: the bytes to store plus everything derived from them."""
+
+    data: bytes
+    thumbnail: bytes
+    mimetype: str
+    extension: str
+    width: int
+    height: int
+    animated: bool
+    frames: int
+    sha256: str
+    md5: str
+    phash: int
+    dominant_color: str
+
+
+def sniff_format(raw: bytes) -> str | None:
+    """Name the format ("JPEG", "PNG", "GIF", "WEBP") from magic bytes alone, else None."""
+    if raw.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if raw.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if raw.startswith((b"GIF87a", b"GIF89a")):
+        return "GIF"
+    if len(raw) >= 12 and raw.startswith(b"RIFF") and raw[8:12] == b"WEBP":
+        return "WEBP"
+    return None
+
+
+def process_image(
+    raw: bytes,
+    *,
+    max_pixels: int,
+    max_bytes: int | None = None,
+    thumb_size: tuple[int, int] = (360, 420),
+    resize_width: int | None = None,
+) -> ProcessedImage:
+    """Vet uploaded bytes and return what to store: cleaned data, thumbnail, hashes, colour."""
+    if max_bytes is not None and len(raw) > max_bytes:
+        raise ImageTooLarge(f"Image is larger than {_megabytes(max_bytes)} MB", max_bytes=max_bytes)
+    fmt = _require_format(raw)
+    if resize_width is not None and resize_width < 1:
+        raise InvalidInput("Resize width must be a positive number of pixels")
+
+    with _decoding():
+        img = _open_vetted(raw, fmt, max_pixels)
+        frames = _frame_count(img)
+        if frames * img.width * img.height > MAX_ANIMATION_PIXELS:
+            raise ImageTooLarge(
+                f"Animation has too many pixels ({frames} frames of {img.width}x{img.height})"
+            )
+        first = _verify_frames(img, frames, thumb_size)
+        if fmt == "PNG":
+            # load() skips IDAT checksums, which browsers do not forgive.
+            Image.open(BytesIO(raw), formats=["PNG"]).verify()
+        orientation = _exif_orientation(img.info.get("exif"))
+
+    width, height = _upright_size(img.size, orientation)
+    thumb = _upright(first, orientation)
+    data = strip_location(raw, fmt)
+    if resize_width is not None and resize_width < width:
+        data = resize_to_width(data, resize_width)
+        width, height = _header_size(data)
+
+    return ProcessedImage(
+        data=data,
+        thumbnail=_thumbnail_jpeg(thumb, thumb_size, img.info.get("icc_profile")),
+        mimetype=MIMETYPES[fmt],
+        extension=EXTENSIONS[fmt],
+        width=width,
+        height=height,
+        animated=frames > 1,
+        frames=frames,
+        sha256=hashlib.sha256(raw).hexdigest(),
+        md5=hashlib.md5(raw).hexdigest(),
+        phash=_dhash(thumb),
+        dominant_color=_dominant_color(thumb),
+    )
+
+
+def resize_to_width(raw: bytes, width: int) -> bytes:
+    """Scale to `width` (as displayed), keeping format, aspect and animation; never upscales."""
+    if width < 1:
+        raise InvalidInput("Resize width must be a positive number of pixels")
+    fmt = _require_format(raw)
+    limit = Image.MAX_IMAGE_PIXELS or MAX_SIDE * MAX_SIDE
+    with _decoding():
+        img = _open_vetted(raw, fmt, limit)
+        img.load()  # a PNG's eXIf chunk may follow the pixels
+        orientation = _exif_orientation(img.info.get("exif"))
+        shown_width, shown_height = _upright_size(img.size, orientation)
+        if width >= shown_width:
+            return raw
+        height = max(1, round(shown_height * width / shown_width))
+        # Resize in stored orientation, then turn upright: the output carries no EXIF.
+        target = (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+        frames: list[Image.Image] = []
+        durations: list[int] = []
+        for index in range(_frame_count(img)):
+            img.seek(index)
+            img.load()
+            frame = _saveable(img, fmt).resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
+            frames.append(_upright(frame, orientation))
+            durations.append(int(img.info.get("duration", 0) or 0))
+        return _encode(img, fmt, frames, durations)
+
+
+def hamming(a: int, b: int) -> int:
+    """Count the bits that differ between two perceptual hashes."""
+    return (a ^ b).bit_count()
+
+
+def aspect_ratio(width: int, height: int) -> str:
+    """Reduce a size to its simplest ratio, e.g. 1920x1080 -> "16:9"."""
+    if width < 1 or height < 1:
+        raise ValueError(f"aspect ratio needs positive sides, got {width}x{height}")
+    divisor = math.gcd(width, height)
+    return f"{width // divisor}:{height // divisor}"
+
+
+def orientation(width: int, height: int) -> str:
+    """Classify a size as "landscape", "portrait" or "square"."""
+    if width > height:
+        return "landscape"
+    if height > width:
+        return "portrait"
+    return "square"
+
+
+def strip_location(raw: bytes, fmt: str) -> bytes:
+    """Remove GPS from EXIF (and XMP) at the container level; `raw` itself if there is none."""
+    if fmt == "JPEG":
+        return _strip_jpeg(raw)
+    if fmt == "PNG":
+        return _strip_png(raw)
+    if fmt == "WEBP":
+        return _strip_webp(raw)
+    return raw  # GIF has no EXIF
+
+
+# --- vetting -------------------------------------------------------------------------------
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1_000_000:g}"
+
+
+def _require_format(raw: bytes) -> str:
+    fmt = sniff_format(raw)
+    if fmt is None:
+        raise UnsupportedImage(UNSUPPORTED_MESSAGE)
+    return fmt
+
+
+@contextmanager
+def _decoding() -> Iterator[None]:
+    """Translate whatever Pillow raises while decoding into the domain's errors."""
+    try:
+        yield
+    except GazouError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageTooLarge("Image has too many pixels (decompression bomb)") from exc
+    # Warnings only arrive here when a filter turned them into errors (as our tests do);
+    # a malformed-file warning means the same as a malformed-file exception.
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, struct.error,
+            zlib.error, Warning) as exc:  # fmt: skip
+        raise CorruptImage(CORRUPT_MESSAGE) from exc
+
+
+def _open_vetted(raw: bytes, fmt: str, max_pixels: int) -> Image.Image:
+    """Check the dimensions the header claims, then let Pillow open (not decode) it."""
+    # Pillow's own bomb check runs inside Image.open and warns (or raises) through the
+    # process-wide warnings machinery; refusing first means it never fires.
+    limit = min(max_pixels, Image.MAX_IMAGE_PIXELS or max_pixels)
+    _check_size(_header_size(raw, fmt), limit)
+    img = Image.open(BytesIO(raw), formats=[fmt])
+    _check_size(img.size, limit)  # in case Pillow reads the header differently
+    return img
+
+
+def _check_size(size: tuple[int, int], limit: int) -> None:
+    width, height = size
+    if width < 1 or height < 1:
+        raise CorruptImage(CORRUPT_MESSAGE, width=width, height=height)
+    if width * height > limit:
+        raise ImageTooLarge(f"Image has too many pixels ({width * height} > {limit})")
+    if width > MAX_SIDE or height > MAX_SIDE:
+        raise CorruptImage(CORRUPT_MESSAGE, width=width, height=height)
+
+
+def _frame_count(img: Image.Image) -> int:
+    # A multi-picture JPEG (MPO) holds a preview or a stereo pair, not an animation.
+    if img.format == "MPO":
+        return 1
+    return int(getattr(img, "n_frames", 1))
+
+
+def _verify_frames(img: Image.Image, frames: int, thumb_size: tuple[int, int]) -> Image.Image:
+    """Decode every frame (corruption surfaces here); return a small copy of the first."""
+    img.load()
+    first = _shrink(img, thumb_size)
+    for index in range(1, frames):
+        img.seek(index)
+        img.load()
+    return first
+
+
+def _header_size(raw: bytes, fmt: str | None = None) -> tuple[int, int]:
+    """Read the dimensions from the header without decoding; (0, 0) if there are none."""
+    fmt = fmt or _require_format(raw)
+    try:
+        if fmt == "PNG":
+            if raw[12:16] != b"IHDR":
+                return 0, 0
+            return struct.unpack(">II", raw[16:24])
+        if fmt == "GIF":
+            return _gif_extent(raw)
+        if fmt == "WEBP":
+            return _webp_size(raw)
+        return _jpeg_size(raw)
+    except (struct.error, IndexError):
+        return 0, 0
+
+
+def _jpeg_size(raw: bytes) -> tuple[int, int]:
+    # Pillow keeps the last frame header before the scan; take the largest to be safe.
+    best = (0, 0)
+    for marker, start, end in _jpeg_segments(raw):
+        if marker == 0xDA:
+            break
+        if marker in _JPEG_SOF and end - start >= 9:
+            height, width = struct.unpack(">HH", raw[start + 5 : start + 9])
+            if width * height >= best[0] * best[1]:
+                best = (width, height)
+    return best
+
+
+def _gif_extent(raw: bytes) -> tuple[int, int]:
+    """The logical screen, grown to cover any frame that overhangs it (as Pillow does)."""
+    width, height = struct.unpack("<HH", raw[6:10])
+    flags = raw[10]
+    pos = 13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)
+    while pos < len(raw):
+        block = raw[pos]
+        if block == 0x21:  # extension: label, then sub-blocks
+            pos = _skip_sub_blocks(raw, pos + 2)
+        elif block == 0x2C:  # image descriptor
+            left, top, frame_width, frame_height, flags = struct.unpack("<HHHHB", raw[pos + 1 : pos + 10])
+            width, height = max(width, left + frame_width), max(height, top + frame_height)
+            pos += 10 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)
+            pos = _skip_sub_blocks(raw, pos + 1)  # after the LZW minimum code size
+        else:  # trailer, or junk Pillow would stop at too
+            break
+    return width, height
+
+
+def _skip_sub_blocks(raw: bytes, pos: int) -> int:
+    while pos < len(raw) and raw[pos]:
+        pos += raw[pos] + 1
+    return pos + 1
+
+
+def _webp_size(raw: bytes) -> tuple[int, int]:
+    chunk = raw[12:16]
+    if chunk == b"VP8X":
+        width = int.from_bytes(raw[24:27], "little") + 1
+        height = int.from_bytes(raw[27:30], "little") + 1
+        return width, height
+    if chunk == b"VP8L":
+        bits = int.from_bytes(raw[21:25], "little")
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    if chunk == b"VP8 ":
+        width, height = struct.unpack("<HH", raw[26:30])
+        return width & 0x3FFF, height & 0x3FFF
+    return 0, 0
+
+
+# --- derivatives ---------------------------------------------------------------------------
+
+
+def _shrink(img: Image.Image, box: tuple[int, int]) -> Image.Image:
+    """A copy no bigger than needed for `box` in either orientation, as RGB or RGBA."""
+    side = max(box)
+    scale = min(1.0, side / img.width, side / img.height)
+    size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
+    if img.mode in ("P", "PA", "1"):
+        # Palette images resize only with NEAREST; pre-shrink big ones before widening the mode.
+        if img.width * img.height > 4 * 2048 * 2048:
+            img = img.resize((size[0] * 4, size[1] * 4) if scale < 0.25 else size,
+                             Image.Resampling.NEAREST)  # fmt: skip
+        img = _widen(img)
+    elif img.mode not in ("RGB", "RGBA", "L", "LA", "CMYK"):
+        img = _widen(img)
+    # reducing_gap lets Pillow box-reduce by an integer factor first: a 24 MP photo costs
+    # milliseconds instead of a full Lanczos pass.
+    return _widen(img.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0))
+
+
+def _widen(img: Image.Image) -> Image.Image:
+    """Convert any mode to RGB, or to RGBA when it can be transparent."""
+    if img.mode in ("RGB", "RGBA"):
+        return img
+    if img.mode.startswith("I;16") or img.mode in ("I", "F"):
+        # 16-bit greyscale would clip to white if converted directly.
+        return img.convert("I").point(lambda value: value / 256).convert("L").convert("RGB")
+    if img.mode in ("LA", "La", "PA", "RGBa") or "transparency" in img.info:
+        return img.convert("RGBA")
+    return img.convert("RGB")
+
+
+def _upright(img: Image.Image, orientation: int) -> Image.Image:
+    transpose = _TRANSPOSE.get(orientation)
+    return img.transpose(transpose) if transpose is not None else img
+
+
+def _upright_size(size: tuple[int, int], orientation: int) -> tuple[int, int]:
+    return (size[1], size[0]) if orientation in (5, 6, 7, 8) else size
+
+
+def _on_white(img: Image.Image) -> Image.Image:
+    if img.mode != "RGBA":
+        return img.convert("RGB")
+    background = Image.new("RGB", img.size, (255, 255, 255))
+    background.paste(img, mask=img.getchannel("A"))
+    return background
+
+
+def _thumbnail_jpeg(small: Image.Image, box: tuple[int, int], icc: bytes | None) -> bytes:
+    thumb = _on_white(small)
+    thumb.thumbnail(box, Image.Resampling.LANCZOS)
+    out = BytesIO()
+    thumb.save(out, "JPEG", quality=THUMBNAIL_QUALITY, icc_profile=icc)
+    return out.getvalue()
+
+
+def _dhash(small: Image.Image) -> int:
+    """64-bit difference hash: is each of 8x8 cells brighter than its right neighbour."""
+    grey = _on_white(small).convert("L").resize((9, 8), Image.Resampling.LANCZOS)
+    pixels = grey.tobytes()
+    bits = 0
+    for row in range(8):
+        for col in range(8):
+            left, right = pixels[row * 9 + col], pixels[row * 9 + col + 1]
+            bits = (bits << 1) | (left > right)
+    return bits
+
+
+def _dominant_color(small: Image.Image) -> str:
+    """The most frequent of five quantized colours, ignoring fully transparent pixels."""
+    img = small.copy()
+    img.thumbnail((64, 64), Image.Resampling.BOX)
+    mask = None
+    if img.mode == "RGBA":
+        alpha = img.getchannel("A").point(lambda a: 255 if a else 0)
+        if alpha.getbbox() is not None:
+            mask = alpha
+    rgb = img.convert("RGB")
+    if mask is not None:
+        # Fill transparent pixels with the visible mean so they don't claim a palette slot.
+        mean = tuple(round(v) for v in _mean(rgb, mask))
+        filled = Image.new("RGB", rgb.size, mean)
+        filled.paste(rgb, mask=mask)
+        rgb = filled
+    paletted = rgb.quantize(colors=5, method=Image.Quantize.MEDIANCUT)
+    counts = paletted.histogram(mask=mask)
+    index = max(range(len(counts)), key=counts.__getitem__)
+    palette = paletted.getpalette() or [255, 255, 255]
+    red, green, blue = palette[index * 3 : index * 3 + 3]
+    return f"#{red:02x}{green:02x}{blue:02x}"
+
+
+def _mean(img: Image.Image, mask: Image.Image) -> list[float]:
+    from PIL import ImageStat
+
+    return ImageStat.Stat(img, mask).mean
+
+
+# --- resizing ------------------------------------------------------------------------------
+
+
+def _saveable(frame: Image.Image, fmt: str) -> Image.Image:
+    """A mode the target encoder writes and Lanczos can resize."""
+    if fmt == "JPEG" and frame.mode in ("L", "RGB", "CMYK"):
+        return frame
+    if fmt == "PNG" and frame.mode in ("L", "LA", "RGB", "RGBA", "I;16"):
+        return frame
+    widened = _widen(frame)
+    return widened.convert("RGB") if fmt == "JPEG" else widened
+
+
+def _encode(source: Image.Image, fmt: str, frames: list[Image.Image], durations: list[int]) -> bytes:
+    out = BytesIO()
+    first, rest = frames[0], frames[1:]
+    options: dict[str, object] = {}
+    icc = source.info.get("icc_profile")
+    if icc:
+        options["icc_profile"] = icc
+    if rest:
+        options.update(save_all=True, append_images=rest, duration=durations)
+        if "loop" in source.info:
+            options["loop"] = source.info["loop"]
+    if fmt == "JPEG":
+        first.save(out, "JPEG", quality=RESIZE_QUALITY, **options)
+    elif fmt == "PNG":
+        first.save(out, "PNG", **options)
+    elif fmt == "GIF":
+        if rest and any(frame.mode == "RGBA" for frame in frames):
+            # Frames are whole composited canvases: clear before each so holes stay holes.
+            options["disposal"] = 2
+        first.save(out, "GIF", **options)
+    else:
+        if _webp_is_lossless(source):
+            options["lossless"] = True
+        else:
+            options["quality"] = RESIZE_QUALITY
+        first.save(out, "WEBP", **options)
+    return out.getvalue()
+
+
+def _webp_is_lossless(img: Image.Image) -> bool:
+    fp = getattr(img, "fp", None)
+    raw = fp.getvalue() if isinstance(fp, BytesIO) else b""
+    return b"VP8 " not in {fourcc for fourcc, _, _ in _riff_chunks(raw, nested=True)}
+
+
+# --- location metadata ---------------------------------------------------------------------
+
+
+def _exif_orientation(exif: bytes | None) -> int:
+    return _scan_ifd0(exif)[1] if exif else 1
+
+
+def _scan_ifd0(exif: bytes) -> tuple[bool, int]:
+    """(has a GPS IFD, orientation) read straight from IFD0, without Pillow's warnings."""
+    tiff = re.sub(b"^(Exif\x00\x00){1,2}", b"", exif)
+    order = {b"II": "<", b"MM": ">"}.get(tiff[:2])
+    if order is None or len(tiff) < 8:
+        return False, 1
+    (offset,) = struct.unpack(order + "I", tiff[4:8])
+    if offset + 2 > len(tiff):
+        return False, 1
+    (count,) = struct.unpack(order + "H", tiff[offset : offset + 2])
+    has_gps, orientation = False, 1
+    for entry in range(min(count, (len(tiff) - offset - 2) // 12)):
+        start = offset + 2 + entry * 12
+        tag, kind = struct.unpack(order + "HH", tiff[start : start + 4])
+        if tag == _GPS_IFD:
+            has_gps = True
+        elif tag == _ORIENTATION and kind == 3:  # SHORT
+            (value,) = struct.unpack(order + "H", tiff[start + 8 : start + 10])
+            orientation = value if value in _TRANSPOSE else 1
+    return has_gps, orientation
+
+
+def _exif_without_gps(exif: bytes) -> bytes | None:
+    """EXIF (with the "Exif\\0\\0" prefix) minus the GPS IFD; None if it had none."""
+    has_gps, orientation = _scan_ifd0(exif)
+    if not has_gps:
+        return None
+    try:
+        parsed = Image.Exif()
+        parsed.load(exif)
+        del parsed[_GPS_IFD]
+        cleaned = parsed.tobytes()
+        if not _scan_ifd0(cleaned)[0] and len(cleaned) <= 65000:
+            return cleaned
+    except Exception:  # noqa: BLE001 - any parse failure falls back to the minimal EXIF below
+        pass
+    # Pillow could not rewrite it: keep only what changes how the picture is shown.
+    minimal = Image.Exif()
+    if orientation != 1:
+        minimal[_ORIENTATION] = orientation
+    return minimal.tobytes()
+
+
+def _xmp_has_gps(xmp: bytes) -> bool:
+    return _XMP_GPS.search(xmp) is not None
+
+
+def _jpeg_segments(raw: bytes) -> Iterator[tuple[int, int, int]]:
+    """(marker, start, end) of each segment up to and including SOS; start is at the 0xFF."""
+    pos = 2
+    while pos < len(raw) - 1:
+        start = raw.find(b"\xff", pos)
+        if start < 0:
+            return
+        marker_at = start
+        while marker_at < len(raw) and raw[marker_at] == 0xFF:
+            marker_at += 1  # fill bytes
+        if marker_at >= len(raw):
+            return
+        marker = raw[marker_at]
+        if marker in _JPEG_STANDALONE or marker == 0x00:
+            pos = marker_at + 1
+            continue
+        if marker == 0xD9:
+            return
+        if marker_at + 3 > len(raw):
+            return
+        (length,) = struct.unpack(">H", raw[marker_at + 1 : marker_at + 3])
+        end = marker_at + 1 + length
+        yield marker, marker_at - 1, min(end, len(raw))
+        if marker == 0xDA:
+            return
+        pos = end
+
+
+def _strip_jpeg(raw: bytes) -> bytes:
+    parts: list[bytes] = []
+    kept_from = 0
+    changed = False
+    for marker, start, end in _jpeg_segments(raw):
+        if marker == 0xDA:
+            break
+        if marker != 0xE1:
+            continue
+        payload = raw[start + 4 : end]
+        replacement: bytes | None = None
+        if payload.startswith(b"Exif\x00\x00"):
+            cleaned = _exif_without_gps(payload)
+            if cleaned is None:
+                continue
+            replacement = b"\xff\xe1" + struct.pack(">H", len(cleaned) + 2) + cleaned
+        elif payload.startswith(_XMP_JPEG_PREFIXES) and _xmp_has_gps(payload):
+            replacement = b""
+        else:
+            continue
+        parts += [raw[kept_from:start], replacement]
+        kept_from = end
+        changed = True
+    if not changed:
+        return raw
+    parts.append(raw[kept_from:])
+    return b"".join(parts)
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def _png_xmp_has_gps(data: bytes) -> bool:
+    if not data.startswith(b"XML:com.adobe.xmp\x00"):
+        return False
+    compressed = data[18:19] == b"\x01"
+    if compressed:
+        # iTXt: keyword, flag, method, language\0, translated keyword\0, text
+        text = data[20:].split(b"\x00", 2)[-1]
+        decoder = zlib.decompressobj()
+        text = decoder.decompress(text, 4_000_000)
+        return _xmp_has_gps(text)
+    return _xmp_has_gps(data)
+
+
+def _strip_png(raw: bytes) -> bytes:
+    parts = [raw[:8]]
+    pos, changed = 8, False
+    while pos + 12 <= len(raw):
+        (length,) = struct.unpack(">I", raw[pos : pos + 4])
+        kind = raw[pos + 4 : pos + 8]
+        end = pos + 12 + length
+        data = raw[pos + 8 : pos + 8 + length]
+        chunk = raw[pos:end]
+        if kind == b"eXIf":
+            cleaned = _exif_without_gps(data)
+            if cleaned is not None:
+                chunk = _png_chunk(kind, cleaned.removeprefix(b"Exif\x00\x00"))
+                changed = True
+        elif kind == b"iTXt" and _png_xmp_has_gps(data):
+            chunk, changed = b"", True
+        parts.append(chunk)
+        pos = end
+        if kind == b"IEND":
+            break
+    if not changed:
+        return raw
+    parts.append(raw[pos:])
+    return b"".join(parts)
+
+
+def _riff_chunks(raw: bytes, *, nested: bool = False) -> Iterator[tuple[bytes, int, int]]:
+    """(fourcc, start, end) of each WebP chunk; `end` includes the padding byte."""
+    pos = 12
+    while pos + 8 <= len(raw):
+        fourcc = raw[pos : pos + 4]
+        (size,) = struct.unpack("<I", raw[pos + 4 : pos + 8])
+        end = min(pos + 8 + size + (size & 1), len(raw))
+        yield fourcc, pos, end
+        if nested and fourcc == b"ANMF":
+            # An animation frame: 16 bytes of frame header, then its own chunks.
+            yield from ((f, s, e) for f, s, e in _riff_chunks(b"\x00" * 12 + raw[pos + 24 : end]))
+        pos = end
+
+
+def _strip_webp(raw: bytes) -> bytes:
+    parts: list[bytes] = []
+    changed = False
+    drop_xmp_flag = False
+    for fourcc, start, end in _riff_chunks(raw):
+        chunk = raw[start:end]
+        payload = raw[start + 8 : start + 8 + struct.unpack("<I", raw[start + 4 : start + 8])[0]]
+        if fourcc == b"EXIF":
+            cleaned = _exif_without_gps(payload)
+            if cleaned is not None:
+                # WebP stores bare TIFF, though some writers keep the JPEG-style prefix.
+                if not payload.startswith(b"Exif\x00\x00"):
+                    cleaned = cleaned.removeprefix(b"Exif\x00\x00")
+                chunk = b"EXIF" + struct.pack("<I", len(cleaned)) + cleaned
+                chunk += b"\x00" * (len(cleaned) & 1)
+                changed = True
+        elif fourcc == b"XMP " and _xmp_has_gps(payload):
+            chunk, changed, drop_xmp_flag = b"", True, True
+        parts.append(chunk)
+    if not changed:
+        return raw
+    if drop_xmp_flag and parts and parts[0][:4] == b"VP8X":
+        parts[0] = parts[0][:8] + bytes([parts[0][8] & ~0x04]) + parts[0][9:]
+    body = b"WEBP" + b"".join(parts)
+    return b"RIFF" + struct.pack("<I", len(body)) + body

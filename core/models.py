@@ -1,0 +1,264 @@
+"""The one data model every dialect and the bot are shaped from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+
+class Rating(StrEnum):
+    """How explicit an image is; boolean dialects map nsfw = rating != sfw."""
+
+    SFW = "sfw"
+    QUESTIONABLE = "questionable"
+    NSFW = "nsfw"
+
+
+class Status(StrEnum):
+    """Moderation state; only approved images are served by public reads."""
+
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
+class Sort(StrEnum):
+    """Search orders (nekos.moe's four)."""
+
+    NEWEST = "newest"
+    OLDEST = "oldest"
+    LIKES = "likes"
+    RELEVANCE = "relevance"
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    """Someone who uploads, approves or owns: a Discord user or a token owner."""
+
+    id: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Tag:
+    """A tag, called a category by NekosAPI. `images` counts approved images."""
+
+    id: str
+    name: str
+    description: str
+    nsfw: bool
+    created_at: datetime
+    images: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Artist:
+    id: str
+    name: str
+    url: str | None
+    created_at: datetime
+    images: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Character:
+    id: str
+    name: str
+    description: str
+    source: str
+    gender: str
+    ages: tuple[int, ...]
+    birth_date: str
+    nationality: str
+    occupations: tuple[str, ...]
+    created_at: datetime
+    images: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Album:
+    id: str
+    name: str
+    owner_id: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Image:
+    """A stored image with its metadata, as every transport reads it."""
+
+    id: str
+    sha256: str
+    md5: str
+    phash: int
+    mimetype: str
+    extension: str
+    size: int
+    width: int
+    height: int
+    aspect_ratio: str
+    orientation: str
+    dominant_color: str
+    animated: bool
+    rating: Rating
+    status: Status
+    title: str
+    description: str
+    source_name: str | None
+    source_url: str | None
+    original_filename: str | None
+    artist: Artist | None
+    characters: tuple[Character, ...]
+    tags: tuple[Tag, ...]
+    album: Album | None
+    uploader: User | None
+    approver: User | None
+    likes: int
+    favorites: int
+    created_at: datetime
+    expires_at: datetime | None
+    near_duplicate_of: str | None
+    thumbnail_size: int
+
+    @property
+    def nsfw(self) -> bool:
+        return self.rating is not Rating.SFW
+
+    @property
+    def filename(self) -> str:
+        return f"{self.id}.{self.extension}"
+
+    @property
+    def tag_names(self) -> list[str]:
+        return [t.name for t in self.tags]
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """What `random` draws from: all of `tags`, none of `exclude_tags`, any of
+    `ratings` (empty = any), and optionally one artist and one character (by id or
+    name). Categories are tags."""
+
+    tags: tuple[str, ...] = ()
+    exclude_tags: tuple[str, ...] = ()
+    ratings: frozenset[Rating] = frozenset()
+    artist: str | None = None
+    character: str | None = None
+
+    def key(self) -> str:
+        """A stable text form, used to remember what a member has already seen."""
+        parts = [
+            "t=" + ",".join(sorted(t.lower() for t in self.tags)),
+            "x=" + ",".join(sorted(t.lower() for t in self.exclude_tags)),
+            "r=" + ",".join(sorted(self.ratings)),
+            "a=" + (self.artist or "").lower(),
+            "c=" + (self.character or "").lower(),
+        ]
+        return "&".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class SearchQuery:
+    """Everything `search` understands; None means "no constraint"."""
+
+    image_id: str | None = None
+    tags: tuple[str, ...] = ()
+    exclude_tags: tuple[str, ...] = ()
+    ratings: frozenset[Rating] = frozenset()
+    artist: str | None = None  # case-insensitive substring of the artist's name
+    artist_id: str | None = None
+    character: str | None = None  # id or exact name
+    uploader: str | None = None  # user id or name
+    album_id: str | None = None
+    posted_before: datetime | None = None
+    posted_after: datetime | None = None
+    sort: Sort = Sort.NEWEST
+    skip: int = 0
+    limit: int = 20
+    statuses: frozenset[Status] = frozenset({Status.APPROVED})
+
+
+@dataclass(frozen=True, slots=True)
+class SearchPage:
+    """One page of results; `total` is exact when `total_exact`, else a lower bound."""
+
+    images: list[Image]
+    total: int
+    total_exact: bool
+    skip: int
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class IngestMetadata:
+    """What an uploader says about an image; the bytes say the rest."""
+
+    tags: tuple[str, ...] = ()
+    rating: Rating = Rating.SFW
+    artist: str | None = None
+    characters: tuple[str, ...] = ()
+    title: str = ""
+    description: str = ""
+    source_name: str | None = None
+    source_url: str | None = None
+    original_filename: str | None = None
+    album_id: str | None = None
+    expires_at: datetime | None = None
+    resize_width: int | None = None
+    max_bytes: int | None = None  # a dialect's own upload limit, when tighter than the global one
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """An API token as stored: never the secret, only its hash."""
+
+    id: str
+    owner_id: str
+    owner_name: str
+    purpose: str
+    scopes: tuple[str, ...]
+    issued_by: str
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+
+    def active(self, now: datetime) -> bool:
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    """The result of issuing: the stored token and its secret, shown once."""
+
+    token: Token
+    secret: str
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRequest:
+    id: str
+    requester_id: str
+    requester_name: str
+    purpose: str
+    status: str  # pending | approved | denied
+    decided_by: str | None
+    created_at: datetime
+    decided_at: datetime | None
+    token_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    """Counts over approved images, as NekosAPI's /stats and the bot's /stats show."""
+
+    images: int
+    by_rating: dict[str, int]
+    by_orientation: dict[str, int]
+    by_resolution: dict[str, int]
+    pending: int
+    artists: int
+    characters: int
+    categories: int
+    extra: dict[str, int] = field(default_factory=dict)

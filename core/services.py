@@ -1,0 +1,54 @@
+"""The services bundle both transports are given, and how it is opened."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from core.events import Events
+from core.images import ImageService
+from core.settings import Settings
+from core.signing import LinkSigner
+from core.tokens import TokenService
+from storage import Storage, open_storage
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """Everything a transport calls: images, tokens, link signing, events."""
+
+    settings: Settings
+    storage: Storage
+    images: ImageService
+    tokens: TokenService
+    signer: LinkSigner
+    events: Events
+
+
+@asynccontextmanager
+async def open_services(settings: Settings) -> AsyncIterator[Services]:
+    """Open the store and build the services over it; close everything on exit."""
+    # Pillow releases the GIL while decoding and resampling, so threads keep the
+    # event loop free without copying image bytes to another process.
+    executor = ThreadPoolExecutor(max_workers=settings.image_workers,
+                                  thread_name_prefix="gazou-image")
+    try:
+        async with open_storage(settings.data_dir) as storage:
+            events = Events()
+            images = ImageService(
+                storage.repo, storage.blobs, events, executor=executor,
+                max_pixels=settings.max_image_pixels, max_bytes=settings.max_request_bytes,
+                thumb_size=settings.thumbnail_size,
+            )
+            tokens = TokenService(storage.repo, settings.default_token_scopes)
+            services = Services(settings=settings, storage=storage, images=images,
+                                tokens=tokens, signer=LinkSigner(settings.signing_secret),
+                                events=events)
+            try:
+                yield services
+            finally:
+                await events.drain()
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,200 @@
+"""Settings from the environment (a `.env` file is read first; real variables win).
+
+One typed object; a bad value stops start-up with one line naming the setting."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from core.errors import SettingsError
+
+DEFAULT_TOKEN_SCOPES = ("image:upload", "image:list")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every knob of gazou; see `.env.example` for the meaning of each."""
+
+    discord_token: str | None = None
+    owner_ids: frozenset[int] = frozenset()
+    dev_guild_id: int | None = None
+    moderation_channel_id: int | None = None
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: Path = Path("data")
+    public_url: str = "http://127.0.0.1:8080"
+    signing_secret: bytes = b""
+    log_level: str = "INFO"
+    max_request_bytes: int = 50 * 1024 * 1024
+    max_image_pixels: int = 100_000_000
+    thumbnail_size: tuple[int, int] = (360, 420)
+    rate_limits: bool = True
+    default_token_scopes: tuple[str, ...] = DEFAULT_TOKEN_SCOPES
+    url_fetch_max_bytes: int = 20 * 1024 * 1024
+    url_fetch_timeout: float = 15.0
+    url_fetch_allow_private: bool = False
+    expiry_sweep_seconds: float = 60.0
+    image_workers: int = 2
+
+    @property
+    def public_url_is_public(self) -> bool:
+        """True when PUBLIC_URL names a host the internet can reach (not loopback/private)."""
+        host = urlsplit(self.public_url).hostname or ""
+        if host in ("localhost", "") or host.endswith((".local", ".lan", ".internal")):
+            return False
+        try:
+            addr = ipaddress.ip_address(host)
+        except ValueError:
+            return True  # a DNS name other than the above: assume it's published
+        return addr.is_global
+
+
+def _int(env: Mapping[str, str], name: str, default: int, *, low: int = 0,
+         high: int | None = None) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(name, f"expected a whole number, got {raw!r}") from None
+    if value < low or (high is not None and value > high):
+        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise SettingsError(name, f"must be {bound}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, *, low: float = 0.0) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(name, f"expected a number, got {raw!r}") from None
+    if value <= low:
+        raise SettingsError(name, f"must be greater than {low}, got {value}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(name, f"expected on/off (true/false), got {raw!r}")
+
+
+def _optional_id(env: Mapping[str, str], name: str) -> int | None:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit():
+        raise SettingsError(name, f"expected a Discord ID (digits only), got {raw!r}")
+    return int(raw)
+
+
+def _ids(env: Mapping[str, str], name: str) -> frozenset[int]:
+    raw = env.get(name, "").replace(";", ",").replace(" ", ",")
+    ids = set()
+    for part in filter(None, (p.strip() for p in raw.split(","))):
+        if not part.isdigit():
+            raise SettingsError(name, f"expected comma-separated Discord IDs, got {part!r}")
+        ids.add(int(part))
+    return frozenset(ids)
+
+
+def _size(env: Mapping[str, str], name: str, default: tuple[int, int]) -> tuple[int, int]:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    try:
+        w, h = (int(x) for x in raw.split("x"))
+    except ValueError:
+        raise SettingsError(name, f"expected WIDTHxHEIGHT like 360x420, got {raw!r}") from None
+    if not (16 <= w <= 4096 and 16 <= h <= 4096):
+        raise SettingsError(name, "each side must be between 16 and 4096")
+    return (w, h)
+
+
+def _public_url(env: Mapping[str, str], host: str, port: int) -> str:
+    raw = env.get("PUBLIC_URL", "").strip()
+    if not raw:
+        shown = host if host not in ("0.0.0.0", "::") else "127.0.0.1"
+        if ":" in shown:
+            shown = f"[{shown}]"
+        return f"http://{shown}:{port}"
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise SettingsError(
+            "PUBLIC_URL", f"expected an http(s) URL like https://img.example.org, got {raw!r}")
+    return raw.rstrip("/")
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Build Settings from `env` (default: os.environ); raise SettingsError on a bad value."""
+    env = os.environ if env is None else env
+    host = env.get("HOST", "").strip() or "127.0.0.1"
+    port = _int(env, "PORT", 8080, low=0, high=65535)
+    scopes_raw = env.get("DEFAULT_TOKEN_SCOPES", "").strip()
+    scopes = tuple(s for s in (p.strip() for p in scopes_raw.split(",")) if s)
+    level = (env.get("LOG_LEVEL", "").strip() or "INFO").upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise SettingsError("LOG_LEVEL", f"expected DEBUG, INFO, WARNING or ERROR, got {level!r}")
+    secret = env.get("SIGNING_SECRET", "").strip()
+    if secret and len(secret) < 16:
+        raise SettingsError(
+            "SIGNING_SECRET", "must be at least 16 characters (or unset to generate one)")
+    token = env.get("DISCORD_TOKEN", "").strip() or None
+    return Settings(
+        discord_token=token,
+        owner_ids=_ids(env, "OWNER_IDS"),
+        dev_guild_id=_optional_id(env, "DEV_GUILD_ID"),
+        moderation_channel_id=_optional_id(env, "MODERATION_CHANNEL_ID"),
+        host=host,
+        port=port,
+        data_dir=Path(env.get("DATA_DIR", "").strip() or "data"),
+        public_url=_public_url(env, host, port),
+        signing_secret=secret.encode(),
+        log_level=level,
+        max_request_bytes=_int(env, "MAX_REQUEST_MB", 50, low=1, high=1024) * 1024 * 1024,
+        max_image_pixels=_int(env, "MAX_IMAGE_PIXELS", 100_000_000, low=1_000_000),
+        thumbnail_size=_size(env, "THUMBNAIL_SIZE", (360, 420)),
+        rate_limits=_bool(env, "RATE_LIMITS", True),
+        default_token_scopes=scopes or DEFAULT_TOKEN_SCOPES,
+        url_fetch_max_bytes=_int(env, "URL_FETCH_MAX_MB", 20, low=1, high=1024) * 1024 * 1024,
+        url_fetch_timeout=_float(env, "URL_FETCH_TIMEOUT", 15.0),
+        url_fetch_allow_private=_bool(env, "URL_FETCH_ALLOW_PRIVATE", False),
+        expiry_sweep_seconds=_float(env, "EXPIRY_SWEEP_SECONDS", 60.0),
+        image_workers=_int(env, "IMAGE_WORKERS", 2, low=1, high=64),
+    )
+
+
+def ensure_signing_secret(settings: Settings) -> Settings:
+    """Return settings with a signing secret: the configured one, else one kept
+    (generated on first start) in DATA_DIR/signing_secret."""
+    if settings.signing_secret:
+        return settings
+    path = settings.data_dir / "signing_secret"
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(48))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    secret = path.read_text().strip()
+    if len(secret) < 16:
+        raise SettingsError("SIGNING_SECRET", f"{path} is damaged; delete it to generate a new one")
+    return replace(settings, signing_secret=secret.encode())

@@ -1,0 +1,99 @@
+"""Image bytes, kept apart from metadata behind a small contract (pict-rs style):
+save, path, remove, list. Files now; an S3-compatible store can follow the same
+contract."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Protocol
+
+
+class BlobStore(Protocol):
+    """Bytes by key. Keys look like `images/ab/<id>.jpg`: `/`-separated, no `..`."""
+
+    async def put(self, key: str, data: bytes) -> None:
+        """Store `data` under `key` durably and atomically (all or nothing)."""
+
+    def path(self, key: str) -> Path:
+        """A local path to serve the bytes from."""
+
+    async def exists(self, key: str) -> bool:
+        """Whether `key` holds bytes."""
+
+    async def remove(self, key: str) -> None:
+        """Remove `key`; removing a missing key is not an error."""
+
+    async def list_prefix(self, prefix: str) -> list[str]:
+        """Every key under the folder `prefix` (e.g. `images/ab`)."""
+
+
+class FileBlobStore:
+    """Blobs as files under one root; writes go to a temporary file, are fsynced,
+    then renamed into place, so a crash leaves either the old state or the new."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path(self, key: str) -> Path:
+        """The file that holds `key`."""
+        parts = key.split("/")
+        if any(p in ("", ".", "..") for p in parts):
+            raise ValueError(f"bad blob key {key!r}")
+        return self.root.joinpath(*parts)
+
+    def _put_sync(self, key: str, data: bytes) -> None:
+        final = self.path(key)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, final)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        # The rename itself must survive a power cut: fsync the directory.
+        dir_fd = os.open(final.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    async def put(self, key: str, data: bytes) -> None:
+        """Write `data` atomically under `key`."""
+        await asyncio.to_thread(self._put_sync, key, data)
+
+    async def exists(self, key: str) -> bool:
+        """Whether the file for `key` exists."""
+        return await asyncio.to_thread(self.path(key).is_file)
+
+    async def remove(self, key: str) -> None:
+        """Delete the file for `key`, if any."""
+        await asyncio.to_thread(self.path(key).unlink, missing_ok=True)
+
+    def _list_sync(self, prefix: str) -> list[str]:
+        folder = self.path(prefix)
+        try:
+            entries = list(os.scandir(folder))
+        except FileNotFoundError:
+            return []
+        return [f"{prefix}/{e.name}" for e in entries if e.is_file()]
+
+    async def list_prefix(self, prefix: str) -> list[str]:
+        """Keys of the files directly inside the folder `prefix` (temporaries included)."""
+        return await asyncio.to_thread(self._list_sync, prefix)
+
+
+def image_key(image_id: str, extension: str) -> str:
+    """Where an image's bytes live."""
+    return f"images/{image_id[:2]}/{image_id}.{extension}"
+
+
+def thumbnail_key(image_id: str) -> str:
+    """Where an image's JPEG thumbnail lives."""
+    return f"thumbs/{image_id[:2]}/{image_id}.jpg"

@@ -1,0 +1,178 @@
+"""The SQLite schema as a list of forward migrations; `PRAGMA user_version` says
+how many have run. Append new migrations; never edit one that has shipped."""
+
+from __future__ import annotations
+
+MIGRATIONS: list[str] = [
+    # 1: the whole first schema.
+    """
+    CREATE TABLE tags (
+        rid INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        description TEXT NOT NULL DEFAULT '',
+        nsfw INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE artists (
+        rid INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        url TEXT,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE characters (
+        rid INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        description TEXT NOT NULL DEFAULT '',
+        source TEXT NOT NULL DEFAULT '',
+        gender TEXT NOT NULL DEFAULT '',
+        ages TEXT NOT NULL DEFAULT '[]',
+        birth_date TEXT NOT NULL DEFAULT '',
+        nationality TEXT NOT NULL DEFAULT '',
+        occupations TEXT NOT NULL DEFAULT '[]',
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE albums (
+        rid INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        name TEXT NOT NULL,
+        owner_id TEXT,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE images (
+        seq INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        sha256 TEXT NOT NULL UNIQUE,
+        md5 TEXT NOT NULL,
+        phash INTEGER NOT NULL,
+        ph0 INTEGER NOT NULL, ph1 INTEGER NOT NULL, ph2 INTEGER NOT NULL, ph3 INTEGER NOT NULL,
+        mimetype TEXT NOT NULL,
+        extension TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        width INTEGER NOT NULL,
+        height INTEGER NOT NULL,
+        aspect_ratio TEXT NOT NULL,
+        orientation TEXT NOT NULL,
+        dominant_color TEXT NOT NULL,
+        animated INTEGER NOT NULL DEFAULT 0,
+        thumbnail_size INTEGER NOT NULL DEFAULT 0,
+        rating TEXT NOT NULL CHECK (rating IN ('sfw', 'questionable', 'nsfw')),
+        status TEXT NOT NULL CHECK (status IN ('pending', 'approved', 'rejected')),
+        title TEXT NOT NULL DEFAULT '',
+        description TEXT NOT NULL DEFAULT '',
+        source_name TEXT,
+        source_url TEXT,
+        original_filename TEXT,
+        artist_rid INTEGER REFERENCES artists(rid) ON DELETE SET NULL,
+        album_rid INTEGER REFERENCES albums(rid) ON DELETE SET NULL,
+        uploader_id TEXT,
+        uploader_name TEXT,
+        approver_id TEXT,
+        approver_name TEXT,
+        likes INTEGER NOT NULL DEFAULT 0,
+        favorites INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        expires_at REAL,
+        near_duplicate_of TEXT
+    );
+    CREATE INDEX images_status_seq ON images(status, seq);
+    CREATE INDEX images_status_created ON images(status, created_at);
+    CREATE INDEX images_status_likes ON images(status, likes, seq);
+    CREATE INDEX images_artist ON images(artist_rid, seq);
+    CREATE INDEX images_album ON images(album_rid, seq);
+    CREATE INDEX images_uploader ON images(uploader_id, seq);
+    CREATE INDEX images_uploader_name ON images(uploader_name COLLATE NOCASE, seq);
+    CREATE INDEX images_expires ON images(expires_at) WHERE expires_at IS NOT NULL;
+    CREATE INDEX images_ph0 ON images(ph0);
+    CREATE INDEX images_ph1 ON images(ph1);
+    CREATE INDEX images_ph2 ON images(ph2);
+    CREATE INDEX images_ph3 ON images(ph3);
+
+    CREATE TABLE image_tags (
+        tag_rid INTEGER NOT NULL REFERENCES tags(rid) ON DELETE CASCADE,
+        seq INTEGER NOT NULL REFERENCES images(seq) ON DELETE CASCADE,
+        PRIMARY KEY (tag_rid, seq)
+    ) WITHOUT ROWID;
+    CREATE INDEX image_tags_seq ON image_tags(seq);
+
+    CREATE TABLE image_characters (
+        character_rid INTEGER NOT NULL REFERENCES characters(rid) ON DELETE CASCADE,
+        seq INTEGER NOT NULL REFERENCES images(seq) ON DELETE CASCADE,
+        PRIMARY KEY (character_rid, seq)
+    ) WITHOUT ROWID;
+    CREATE INDEX image_characters_seq ON image_characters(seq);
+
+    -- Pools: for every set random() draws from (all approved images, each rating,
+    -- each tag, artist and character), a dense numbering 0..size-1 of its approved
+    -- images, kept dense by moving the last member into a removed member's slot.
+    -- A uniform draw is then one random slot number and one index lookup, whatever
+    -- the size of the collection.
+    CREATE TABLE pools (
+        pool INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        size INTEGER NOT NULL DEFAULT 0 CHECK (size >= 0)
+    );
+    CREATE TABLE pool_slots (
+        pool INTEGER NOT NULL REFERENCES pools(pool),
+        slot INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        PRIMARY KEY (pool, slot)
+    ) WITHOUT ROWID;
+    CREATE INDEX pool_slots_seq ON pool_slots(seq, pool);
+
+    CREATE TABLE likes (
+        seq INTEGER NOT NULL REFERENCES images(seq) ON DELETE CASCADE,
+        user_id TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('like', 'favorite')),
+        created_at REAL NOT NULL,
+        PRIMARY KEY (seq, user_id, kind)
+    ) WITHOUT ROWID;
+
+    -- What each member has already been shown by /random, per filter set.
+    CREATE TABLE seen (
+        user_id TEXT NOT NULL,
+        filter_key TEXT NOT NULL,
+        seq INTEGER NOT NULL REFERENCES images(seq) ON DELETE CASCADE,
+        PRIMARY KEY (user_id, filter_key, seq)
+    ) WITHOUT ROWID;
+    CREATE INDEX seen_seq ON seen(seq);
+
+    CREATE TABLE tokens (
+        id TEXT PRIMARY KEY,
+        secret_sha256 BLOB NOT NULL UNIQUE,
+        owner_id TEXT NOT NULL,
+        owner_name TEXT NOT NULL,
+        purpose TEXT NOT NULL DEFAULT '',
+        scopes TEXT NOT NULL DEFAULT '',
+        issued_by TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        expires_at REAL,
+        revoked_at REAL,
+        last_used_at REAL
+    );
+    CREATE INDEX tokens_owner ON tokens(owner_id);
+
+    CREATE TABLE token_requests (
+        id TEXT PRIMARY KEY,
+        requester_id TEXT NOT NULL,
+        requester_name TEXT NOT NULL,
+        purpose TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('pending', 'approved', 'denied')),
+        decided_by TEXT,
+        created_at REAL NOT NULL,
+        decided_at REAL,
+        token_id TEXT REFERENCES tokens(id) ON DELETE SET NULL
+    );
+    CREATE UNIQUE INDEX token_requests_one_pending
+        ON token_requests(requester_id) WHERE status = 'pending';
+
+    -- Small key/value state that must survive restarts (e.g. the hash of the
+    -- last synced command tree).
+    CREATE TABLE kv (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    """,
+]

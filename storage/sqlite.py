@@ -1,0 +1,1153 @@
+"""The metadata repo on SQLite (aiosqlite): WAL, foreign keys, forward migrations.
+
+One connection writes (serialised by a lock, each change in one transaction);
+another reads, so reads never queue behind a write under WAL."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random as _random
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from core.errors import Conflict, InvalidInput
+from core.models import (
+    Album,
+    Artist,
+    Character,
+    Filters,
+    Image,
+    Rating,
+    SearchPage,
+    SearchQuery,
+    Sort,
+    Stats,
+    Status,
+    Tag,
+    Token,
+    TokenRequest,
+    User,
+)
+from storage.schema import MIGRATIONS
+
+# Totals past this are reported as "at least" so a count never walks a huge set.
+TOTAL_CAP = 10_000
+# Rows a draw may look at through rejection before falling back to an exact scan.
+DRAW_ROUNDS = 4
+_SECRET_RNG = _random.SystemRandom()
+
+
+def _ts(dt: datetime | None) -> float | None:
+    return None if dt is None else dt.timestamp()
+
+
+def _dt(value: float | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, UTC)
+
+
+def _signed64(value: int) -> int:
+    """SQLite integers are signed: store an unsigned 64-bit hash in that range."""
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def _unsigned64(value: int) -> int:
+    return value + (1 << 64) if value < 0 else value
+
+
+def _quarters(phash: int) -> tuple[int, int, int, int]:
+    return tuple((phash >> s) & 0xFFFF for s in (48, 32, 16, 0))  # type: ignore[return-value]
+
+
+def new_id() -> str:
+    """A fresh UUID4 (NekosAPI clients reject ids that are not UUIDs)."""
+    return str(uuid.uuid4())
+
+
+@dataclass(frozen=True, slots=True)
+class NewImage:
+    """A row to insert: the measured facts from the pipeline plus the uploader's words."""
+
+    id: str
+    sha256: str
+    md5: str
+    phash: int
+    mimetype: str
+    extension: str
+    size: int
+    width: int
+    height: int
+    aspect_ratio: str
+    orientation: str
+    dominant_color: str
+    animated: bool
+    thumbnail_size: int
+    rating: Rating
+    status: Status
+    title: str
+    description: str
+    source_name: str | None
+    source_url: str | None
+    original_filename: str | None
+    artist: str | None
+    characters: tuple[str, ...]
+    tags: tuple[str, ...]
+    album_id: str | None
+    uploader: User | None
+    approver: User | None
+    created_at: datetime
+    expires_at: datetime | None
+    near_duplicate_of: str | None
+
+
+_IMAGE_COLUMNS = """
+    i.seq, i.id, i.sha256, i.md5, i.phash, i.mimetype, i.extension, i.size, i.width,
+    i.height, i.aspect_ratio, i.orientation, i.dominant_color, i.animated,
+    i.thumbnail_size, i.rating, i.status, i.title, i.description, i.source_name,
+    i.source_url, i.original_filename, i.uploader_id, i.uploader_name, i.approver_id,
+    i.approver_name, i.likes, i.favorites, i.created_at, i.expires_at,
+    i.near_duplicate_of,
+    a.id, a.name, a.url, a.created_at, (SELECT size FROM pools WHERE name = 'artist:' || a.rid),
+    al.id, al.name, al.owner_id, al.created_at
+"""
+_IMAGE_FROM = """
+    FROM images i
+    LEFT JOIN artists a ON a.rid = i.artist_rid
+    LEFT JOIN albums al ON al.rid = i.album_rid
+"""
+
+
+def _tag(row: Sequence[Any]) -> Tag:
+    return Tag(id=row[0], name=row[1], description=row[2], nsfw=bool(row[3]),
+               created_at=_dt(row[4]), images=row[5] or 0)
+
+
+def _artist(row: Sequence[Any]) -> Artist:
+    return Artist(id=row[0], name=row[1], url=row[2], created_at=_dt(row[3]), images=row[4] or 0)
+
+
+def _character(row: Sequence[Any]) -> Character:
+    return Character(
+        id=row[0], name=row[1], description=row[2], source=row[3], gender=row[4],
+        ages=tuple(json.loads(row[5])), birth_date=row[6], nationality=row[7],
+        occupations=tuple(json.loads(row[8])), created_at=_dt(row[9]), images=row[10] or 0,
+    )
+
+
+_TAG_COLUMNS = "t.id, t.name, t.description, t.nsfw, t.created_at, " \
+    "(SELECT size FROM pools WHERE name = 'tag:' || t.rid)"
+_ARTIST_COLUMNS = "a.id, a.name, a.url, a.created_at, " \
+    "(SELECT size FROM pools WHERE name = 'artist:' || a.rid)"
+_CHARACTER_COLUMNS = (
+    "c.id, c.name, c.description, c.source, c.gender, c.ages, c.birth_date, c.nationality, "
+    "c.occupations, c.created_at, (SELECT size FROM pools WHERE name = 'character:' || c.rid)"
+)
+_TOKEN_COLUMNS = (
+    "id, owner_id, owner_name, purpose, scopes, issued_by, created_at, expires_at, "
+    "revoked_at, last_used_at"
+)
+_REQUEST_COLUMNS = (
+    "id, requester_id, requester_name, purpose, status, decided_by, created_at, "
+    "decided_at, token_id"
+)
+
+
+def _token(row: Sequence[Any]) -> Token:
+    return Token(
+        id=row[0], owner_id=row[1], owner_name=row[2], purpose=row[3],
+        scopes=tuple(s for s in row[4].split(" ") if s), issued_by=row[5],
+        created_at=_dt(row[6]), expires_at=_dt(row[7]), revoked_at=_dt(row[8]),
+        last_used_at=_dt(row[9]),
+    )
+
+
+def _request(row: Sequence[Any]) -> TokenRequest:
+    return TokenRequest(
+        id=row[0], requester_id=row[1], requester_name=row[2], purpose=row[3], status=row[4],
+        decided_by=row[5], created_at=_dt(row[6]), decided_at=_dt(row[7]), token_id=row[8],
+    )
+
+
+def _like_pattern(text: str) -> str:
+    """A substring LIKE pattern with the user's wildcards escaped."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+class SQLiteRepo:
+    """All metadata: images, tags, artists, characters, albums, tokens, requests."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._write: aiosqlite.Connection | None = None
+        self._read: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
+        self._rng = _random.Random()
+
+    # ---- lifecycle -------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Open both connections and migrate the schema forward."""
+        await asyncio.to_thread(self.path.parent.mkdir, parents=True, exist_ok=True)
+        self._write = await self._connect()
+        await self._migrate()
+        self._read = await self._connect()
+
+    async def _connect(self) -> aiosqlite.Connection:
+        conn = await aiosqlite.connect(self.path, isolation_level=None)
+        await conn.execute("PRAGMA journal_mode = WAL")
+        await conn.execute("PRAGMA synchronous = NORMAL")
+        await conn.execute("PRAGMA foreign_keys = ON")
+        await conn.execute("PRAGMA busy_timeout = 5000")
+        await conn.execute("PRAGMA cache_size = -32000")
+        return conn
+
+    async def close(self) -> None:
+        """Close both connections (idempotent)."""
+        for conn in (self._read, self._write):
+            if conn is not None:
+                await conn.close()
+        self._read = self._write = None
+
+    async def __aenter__(self) -> SQLiteRepo:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def schema_version(self) -> int:
+        """How many migrations have run."""
+        return (await self._one("PRAGMA user_version"))[0]
+
+    async def _migrate(self) -> None:
+        conn = self._write
+        assert conn is not None
+        version = (await (await conn.execute("PRAGMA user_version")).fetchone())[0]
+        if version > len(MIGRATIONS):
+            raise RuntimeError(
+                f"{self.path} has schema version {version}, newer than this gazou "
+                f"({len(MIGRATIONS)}); upgrade gazou"
+            )
+        for number in range(version, len(MIGRATIONS)):
+            # executescript commits; run each migration and its version bump atomically.
+            script = f"BEGIN;\n{MIGRATIONS[number]}\nPRAGMA user_version = {number + 1};\nCOMMIT;"
+            try:
+                await conn.executescript(script)
+            except sqlite3.Error:
+                await conn.execute("ROLLBACK") if conn.in_transaction else None
+                raise
+
+    # ---- small helpers ---------------------------------------------------------
+
+    @property
+    def reader(self) -> aiosqlite.Connection:
+        assert self._read is not None, "repo is not open"
+        return self._read
+
+    async def _all(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        return list(await self.reader.execute_fetchall(sql, tuple(params)))
+
+    async def _one(self, sql: str, params: Iterable[Any] = ()) -> Any:
+        rows = await self._all(sql, params)
+        return rows[0] if rows else None
+
+    def transaction(self) -> _Transaction:
+        """`async with repo.transaction() as tx:` one atomic write."""
+        assert self._write is not None, "repo is not open"
+        return _Transaction(self._write, self._lock)
+
+    # ---- names -> ids ----------------------------------------------------------
+
+    @staticmethod
+    async def _get_or_create(tx: _Transaction, table: str, name: str) -> int:
+        row = await tx.one(f"SELECT rid FROM {table} WHERE name = ?", (name,))
+        if row:
+            return row[0]
+        cur = await tx.execute(
+            f"INSERT INTO {table} (id, name, created_at) VALUES (?, ?, ?)",
+            (new_id(), name, time.time()),
+        )
+        return cur.lastrowid
+
+    async def _rids(self, table: str, keys: Iterable[str]) -> list[int | None]:
+        """Resolve ids or names (case-insensitive) to row ids; None for unknown ones."""
+        out = []
+        for key in keys:
+            row = await self._one(
+                f"SELECT rid FROM {table} WHERE id = ? OR name = ?", (key, key)
+            )
+            out.append(row[0] if row else None)
+        return out
+
+    async def unknown_tags(self, names: Iterable[str]) -> list[str]:
+        """Which of `names` name no tag."""
+        names = list(names)
+        rids = await self._rids("tags", names)
+        return [n for n, r in zip(names, rids, strict=True) if r is None]
+
+    # ---- pools -----------------------------------------------------------------
+
+    @staticmethod
+    async def _pool_names(tx: _Transaction, seq: int) -> list[str]:
+        row = await tx.one("SELECT rating, artist_rid FROM images WHERE seq = ?", (seq,))
+        names = ["all", f"rating:{row[0]}"]
+        if row[1] is not None:
+            names.append(f"artist:{row[1]}")
+        for (rid,) in await tx.all("SELECT tag_rid FROM image_tags WHERE seq = ?", (seq,)):
+            names.append(f"tag:{rid}")
+        for (rid,) in await tx.all(
+            "SELECT character_rid FROM image_characters WHERE seq = ?", (seq,)
+        ):
+            names.append(f"character:{rid}")
+        return names
+
+    async def _pool_add(self, tx: _Transaction, seq: int) -> None:
+        for name in await self._pool_names(tx, seq):
+            row = await tx.one("SELECT pool, size FROM pools WHERE name = ?", (name,))
+            if row is None:
+                cur = await tx.execute("INSERT INTO pools (name, size) VALUES (?, 0)", (name,))
+                pool, size = cur.lastrowid, 0
+            else:
+                pool, size = row
+            await tx.execute(
+                "INSERT INTO pool_slots (pool, slot, seq) VALUES (?, ?, ?)", (pool, size, seq)
+            )
+            await tx.execute("UPDATE pools SET size = ? WHERE pool = ?", (size + 1, pool))
+
+    @staticmethod
+    async def _pool_remove(tx: _Transaction, seq: int) -> None:
+        members = await tx.all(
+            "SELECT s.pool, s.slot, p.size FROM pool_slots s JOIN pools p ON p.pool = s.pool "
+            "WHERE s.seq = ?",
+            (seq,),
+        )
+        for pool, slot, size in members:
+            last = size - 1
+            if slot != last:
+                (last_seq,) = await tx.one(
+                    "SELECT seq FROM pool_slots WHERE pool = ? AND slot = ?", (pool, last)
+                )
+                await tx.execute(
+                    "DELETE FROM pool_slots WHERE pool = ? AND slot = ?", (pool, last)
+                )
+                await tx.execute(
+                    "UPDATE pool_slots SET seq = ? WHERE pool = ? AND slot = ?",
+                    (last_seq, pool, slot),
+                )
+            else:
+                await tx.execute(
+                    "DELETE FROM pool_slots WHERE pool = ? AND slot = ?", (pool, slot)
+                )
+            await tx.execute("UPDATE pools SET size = ? WHERE pool = ?", (last, pool))
+
+    async def _pool_sizes(self, names: Iterable[str]) -> dict[str, tuple[int, int]]:
+        names = list(names)
+        if not names:
+            return {}
+        marks = ",".join("?" * len(names))
+        rows = await self._all(f"SELECT name, pool, size FROM pools WHERE name IN ({marks})", names)
+        return {r[0]: (r[1], r[2]) for r in rows}
+
+    async def pool_size(self, name: str) -> int:
+        """How many approved images a pool (`all`, `rating:sfw`, `tag:<rid>`...) holds."""
+        row = await self._one("SELECT size FROM pools WHERE name = ?", (name,))
+        return row[0] if row else 0
+
+    # ---- images: writes --------------------------------------------------------
+
+    async def insert_image(self, new: NewImage) -> Image:
+        """Insert an image with its tags, artist and characters in one transaction;
+        raises sqlite3.IntegrityError on a duplicate sha256."""
+        async with self.transaction() as tx:
+            artist_rid = None
+            if new.artist:
+                artist_rid = await self._get_or_create(tx, "artists", new.artist)
+            album_rid = None
+            if new.album_id:
+                row = await tx.one("SELECT rid FROM albums WHERE id = ?", (new.album_id,))
+                if row is None:
+                    raise InvalidInput("Unknown album", field="album_id")
+                album_rid = row[0]
+            q = _quarters(new.phash)
+            cur = await tx.execute(
+                """INSERT INTO images (id, sha256, md5, phash, ph0, ph1, ph2, ph3, mimetype,
+                    extension, size, width, height, aspect_ratio, orientation, dominant_color,
+                    animated, thumbnail_size, rating, status, title, description, source_name,
+                    source_url, original_filename, artist_rid, album_rid, uploader_id,
+                    uploader_name, approver_id, approver_name, created_at, expires_at,
+                    near_duplicate_of)
+                VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
+                (
+                    new.id, new.sha256, new.md5, _signed64(new.phash), *q, new.mimetype,
+                    new.extension, new.size, new.width, new.height, new.aspect_ratio,
+                    new.orientation, new.dominant_color, int(new.animated), new.thumbnail_size,
+                    new.rating.value, new.status.value, new.title, new.description,
+                    new.source_name, new.source_url, new.original_filename, artist_rid,
+                    album_rid, new.uploader.id if new.uploader else None,
+                    new.uploader.name if new.uploader else None,
+                    new.approver.id if new.approver else None,
+                    new.approver.name if new.approver else None,
+                    new.created_at.timestamp(), _ts(new.expires_at), new.near_duplicate_of,
+                ),
+            )
+            seq = cur.lastrowid
+            for name in dict.fromkeys(new.tags):
+                rid = await self._get_or_create(tx, "tags", name)
+                await tx.execute(
+                    "INSERT OR IGNORE INTO image_tags (tag_rid, seq) VALUES (?, ?)", (rid, seq)
+                )
+            for name in dict.fromkeys(new.characters):
+                rid = await self._get_or_create(tx, "characters", name)
+                await tx.execute(
+                    "INSERT OR IGNORE INTO image_characters (character_rid, seq) VALUES (?, ?)",
+                    (rid, seq),
+                )
+            if new.status is Status.APPROVED:
+                await self._pool_add(tx, seq)
+        image = await self.get_image(new.id)
+        assert image is not None
+        return image
+
+    async def set_status(self, image_id: str, status: Status, approver: User | None) -> bool:
+        """Move an image to `status`, keeping the pools in step; False if no such image."""
+        async with self.transaction() as tx:
+            row = await tx.one("SELECT seq, status FROM images WHERE id = ?", (image_id,))
+            if row is None:
+                return False
+            seq, old = row
+            await tx.execute(
+                "UPDATE images SET status = ?, approver_id = ?, approver_name = ? WHERE seq = ?",
+                (status.value, approver.id if approver else None,
+                 approver.name if approver else None, seq),
+            )
+            if old == Status.APPROVED and status is not Status.APPROVED:
+                await self._pool_remove(tx, seq)
+            elif old != Status.APPROVED and status is Status.APPROVED:
+                await self._pool_add(tx, seq)
+        return True
+
+    async def delete_image(self, image_id: str) -> Image | None:
+        """Delete an image row (and its memberships); returns what was deleted."""
+        image = await self.get_image(image_id)
+        if image is None:
+            return None
+        async with self.transaction() as tx:
+            row = await tx.one("SELECT seq FROM images WHERE id = ?", (image_id,))
+            if row is None:
+                return None
+            await self._pool_remove(tx, row[0])
+            await tx.execute("DELETE FROM images WHERE seq = ?", row)
+        return image
+
+    async def set_like(self, image_id: str, user_id: str, kind: str, on: bool) -> int | None:
+        """Like/unlike (or favourite); returns the new count, None if no such image."""
+        column = {"like": "likes", "favorite": "favorites"}[kind]
+        async with self.transaction() as tx:
+            row = await tx.one("SELECT seq FROM images WHERE id = ?", (image_id,))
+            if row is None:
+                return None
+            seq = row[0]
+            if on:
+                cur = await tx.execute(
+                    "INSERT OR IGNORE INTO likes (seq, user_id, kind, created_at) "
+                    "VALUES (?, ?, ?, ?)",
+                    (seq, user_id, kind, time.time()),
+                )
+                delta = cur.rowcount
+            else:
+                cur = await tx.execute(
+                    "DELETE FROM likes WHERE seq = ? AND user_id = ? AND kind = ?",
+                    (seq, user_id, kind),
+                )
+                delta = -cur.rowcount
+            if delta:
+                await tx.execute(
+                    f"UPDATE images SET {column} = {column} + ? WHERE seq = ?", (delta, seq)
+                )
+            (count,) = await tx.one(f"SELECT {column} FROM images WHERE seq = ?", (seq,))
+        return count
+
+    async def has_liked(self, image_id: str, user_id: str, kind: str = "like") -> bool:
+        """Whether `user_id` has liked (or favourited) the image."""
+        row = await self._one(
+            "SELECT 1 FROM likes l JOIN images i ON i.seq = l.seq "
+            "WHERE i.id = ? AND l.user_id = ? AND l.kind = ?",
+            (image_id, user_id, kind),
+        )
+        return row is not None
+
+    # ---- images: reads ---------------------------------------------------------
+
+    async def _hydrate(self, rows: Sequence[Sequence[Any]]) -> list[Image]:
+        if not rows:
+            return []
+        seqs = [r[0] for r in rows]
+        marks = ",".join("?" * len(seqs))
+        tags: dict[int, list[Tag]] = {s: [] for s in seqs}
+        for r in await self._all(
+            f"SELECT it.seq, {_TAG_COLUMNS} FROM image_tags it JOIN tags t ON t.rid = it.tag_rid "
+            f"WHERE it.seq IN ({marks}) ORDER BY t.name",
+            seqs,
+        ):
+            tags[r[0]].append(_tag(r[1:]))
+        chars: dict[int, list[Character]] = {s: [] for s in seqs}
+        for r in await self._all(
+            f"SELECT ic.seq, {_CHARACTER_COLUMNS} FROM image_characters ic "
+            f"JOIN characters c ON c.rid = ic.character_rid WHERE ic.seq IN ({marks}) "
+            "ORDER BY c.name",
+            seqs,
+        ):
+            chars[r[0]].append(_character(r[1:]))
+        out = []
+        for r in rows:
+            seq = r[0]
+            out.append(
+                Image(
+                    id=r[1], sha256=r[2], md5=r[3], phash=_unsigned64(r[4]), mimetype=r[5],
+                    extension=r[6], size=r[7], width=r[8], height=r[9], aspect_ratio=r[10],
+                    orientation=r[11], dominant_color=r[12], animated=bool(r[13]),
+                    thumbnail_size=r[14], rating=Rating(r[15]), status=Status(r[16]),
+                    title=r[17], description=r[18], source_name=r[19], source_url=r[20],
+                    original_filename=r[21],
+                    uploader=User(r[22], r[23] or "") if r[22] is not None else None,
+                    approver=User(r[24], r[25] or "") if r[24] is not None else None,
+                    likes=r[26], favorites=r[27], created_at=_dt(r[28]),
+                    expires_at=_dt(r[29]), near_duplicate_of=r[30],
+                    artist=_artist(r[31:36]) if r[31] is not None else None,
+                    album=Album(r[36], r[37], r[38], _dt(r[39])) if r[36] is not None else None,
+                    tags=tuple(tags[seq]), characters=tuple(chars[seq]),
+                )
+            )
+        return out
+
+    async def _images_by_seq(self, seqs: Sequence[int]) -> list[Image]:
+        """Images for `seqs`, in that order."""
+        if not seqs:
+            return []
+        marks = ",".join("?" * len(seqs))
+        rows = await self._all(
+            f"SELECT {_IMAGE_COLUMNS} {_IMAGE_FROM} WHERE i.seq IN ({marks})", seqs
+        )
+        by_seq = {r[0]: r for r in rows}
+        return await self._hydrate([by_seq[s] for s in seqs if s in by_seq])
+
+    async def get_image(self, image_id: str) -> Image | None:
+        """One image by id, whatever its status."""
+        rows = await self._all(f"SELECT {_IMAGE_COLUMNS} {_IMAGE_FROM} WHERE i.id = ?", (image_id,))
+        images = await self._hydrate(rows)
+        return images[0] if images else None
+
+    async def get_image_by_filename(self, filename: str) -> Image | None:
+        """An image by `<id>.<ext>` or `<id>` (file routes)."""
+        return await self.get_image(filename.split(".", 1)[0])
+
+    async def id_by_sha256(self, sha256: str) -> str | None:
+        """The id of the image with these exact bytes, if stored."""
+        row = await self._one("SELECT id FROM images WHERE sha256 = ?", (sha256,))
+        return row[0] if row else None
+
+    async def near_duplicate(self, phash: int, max_distance: int) -> str | None:
+        """The closest non-rejected image within `max_distance` bits (<= 3, the
+        distance the quarter index guarantees to find), or None."""
+        q = _quarters(phash)
+        rows = await self._all(
+            "SELECT id, phash FROM images WHERE status != 'rejected' AND "
+            "(ph0 = ? OR ph1 = ? OR ph2 = ? OR ph3 = ?)",
+            q,
+        )
+        best: tuple[int, str] | None = None
+        for image_id, other in rows:
+            distance = (phash ^ _unsigned64(other)).bit_count()
+            if distance <= max_distance and (best is None or distance < best[0]):
+                best = (distance, image_id)
+        return best[1] if best else None
+
+    async def files_with_prefix(self, prefix: str) -> list[tuple[str, str]]:
+        """(id, extension) of every image whose id starts with `prefix`."""
+        upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        return [
+            (r[0], r[1])
+            for r in await self._all(
+                "SELECT id, extension FROM images WHERE id >= ? AND id < ?", (prefix, upper)
+            )
+        ]
+
+    async def expired_ids(self, now: datetime, limit: int = 500) -> list[str]:
+        """Ids of images whose expires_at has passed."""
+        rows = await self._all(
+            "SELECT id FROM images WHERE expires_at IS NOT NULL AND expires_at <= ? LIMIT ?",
+            (now.timestamp(), limit),
+        )
+        return [r[0] for r in rows]
+
+    # ---- random ----------------------------------------------------------------
+
+    async def _filter_plan(
+        self, filters: Filters
+    ) -> tuple[list[str], list[str], list[Any]] | None:
+        """Pools whose union holds every match, plus the SQL conditions (on alias i)
+        that narrow it to exactly the matches; None if nothing can match."""
+        # Each condition: (sql, params, pools that imply it or None).
+        conditions: list[tuple[str, list[Any], list[str] | None]] = []
+        for rid in await self._rids("tags", filters.tags):
+            if rid is None:
+                return None
+            conditions.append(("EXISTS (SELECT 1 FROM image_tags WHERE tag_rid = ? "
+                               "AND seq = i.seq)", [rid], [f"tag:{rid}"]))
+        for rid in await self._rids("tags", filters.exclude_tags):
+            if rid is not None:
+                conditions.append(("NOT EXISTS (SELECT 1 FROM image_tags WHERE tag_rid = ? "
+                                   "AND seq = i.seq)", [rid], None))
+        if filters.artist:
+            (rid,) = await self._rids("artists", [filters.artist])
+            if rid is None:
+                return None
+            conditions.append(("i.artist_rid = ?", [rid], [f"artist:{rid}"]))
+        if filters.character:
+            (rid,) = await self._rids("characters", [filters.character])
+            if rid is None:
+                return None
+            conditions.append(("EXISTS (SELECT 1 FROM image_characters WHERE "
+                               "character_rid = ? AND seq = i.seq)", [rid],
+                               [f"character:{rid}"]))
+        ratings = sorted(filters.ratings)
+        if ratings and len(ratings) < len(Rating):
+            conditions.append((f"i.rating IN ({','.join('?' * len(ratings))})", list(ratings),
+                               [f"rating:{r}" for r in ratings]))
+        groups = [c[2] for c in conditions if c[2] is not None]
+        sizes = await self._pool_sizes({n for g in groups for n in g} | {"all"})
+        best = min([*groups, ["all"]], key=lambda g: sum(sizes.get(n, (0, 0))[1] for n in g))
+        # The chosen pools imply their own condition; only the others are checked.
+        where: list[str] = []
+        params: list[Any] = []
+        for sql, values, implied_by in conditions:
+            if implied_by is not best:
+                where.append(sql)
+                params.extend(values)
+        return best, where, params
+
+    async def random_images(
+        self, filters: Filters, count: int, seen_by: str | None = None
+    ) -> list[Image]:
+        """Up to `count` distinct approved images drawn uniformly from those matching
+        `filters`. With `seen_by`, images that member has been shown under the same
+        filters are skipped until none is left, then the cycle starts again."""
+        plan = await self._filter_plan(filters)
+        if plan is None or count <= 0:
+            return []
+        pools, where, params = plan
+        seen_key = filters.key()
+        if seen_by is not None:
+            where = [*where, "NOT EXISTS (SELECT 1 FROM seen WHERE user_id = ? AND "
+                     "filter_key = ? AND seq = i.seq)"]
+            params = [*params, seen_by, seen_key]
+        seqs = await self._draw(pools, where, params, count)
+        if seen_by is not None:
+            if not seqs:
+                # Every match has been shown: forget and start a new cycle.
+                async with self.transaction() as tx:
+                    await tx.execute(
+                        "DELETE FROM seen WHERE user_id = ? AND filter_key = ?",
+                        (seen_by, seen_key),
+                    )
+                seqs = await self._draw(pools, where, params, count)
+            if seqs:
+                async with self.transaction() as tx:
+                    await tx.executemany(
+                        "INSERT OR IGNORE INTO seen (user_id, filter_key, seq) VALUES (?, ?, ?)",
+                        [(seen_by, seen_key, s) for s in seqs],
+                    )
+        return await self._images_by_seq(seqs)
+
+    async def _draw(
+        self, pool_names: list[str], where: list[str], params: list[Any], count: int
+    ) -> list[int]:
+        sizes = await self._pool_sizes(pool_names)
+        pools = [(sizes[n][0], sizes[n][1]) for n in pool_names if sizes.get(n, (0, 0))[1] > 0]
+        total = sum(size for _, size in pools)
+        if total == 0:
+            return []
+        chosen: list[int] = []
+        tried: set[tuple[int, int]] = set()
+        for _ in range(DRAW_ROUNDS):
+            need = count - len(chosen)
+            untried = total - len(tried)
+            if need <= 0 or untried <= 0:
+                break
+            # Over-draw when a predicate may reject, so one round usually suffices.
+            want = min(untried, need if not where else max(need * 4, 8))
+            picks = self._pick_slots(pools, total, want, tried)
+            tried.update(picks)
+            seqs = await self._accept(picks, where, params)
+            for s in seqs:
+                if s not in chosen:
+                    chosen.append(s)
+            if not where and len(tried) >= total:
+                break
+        if len(chosen) < count and len(tried) < total:
+            # Few matches among many candidates: rejection is slow, scan exactly.
+            rest = await self._scan(pool_names, where, params, exclude=set(chosen))
+            self._rng.shuffle(rest)
+            # Keep the draw uniform: a rejected-pass survivor and a scanned one are alike.
+            chosen.extend(rest[: count - len(chosen)])
+        return chosen[:count]
+
+    def _pick_slots(
+        self, pools: list[tuple[int, int]], total: int, want: int, tried: set[tuple[int, int]]
+    ) -> list[tuple[int, int]]:
+        """`want` distinct (pool, slot) pairs not in `tried`, uniform over the union."""
+        picks: list[tuple[int, int]] = []
+        seen = set(tried)
+        while len(picks) < want:
+            k = self._rng.randrange(total)
+            for pool, size in pools:
+                if k < size:
+                    pair = (pool, k)
+                    break
+                k -= size
+            if pair not in seen:
+                seen.add(pair)
+                picks.append(pair)
+        return picks
+
+    async def _accept(
+        self, picks: list[tuple[int, int]], where: list[str], params: list[Any]
+    ) -> list[int]:
+        """The seqs at `picks` that satisfy `where`, in pick order."""
+        if not picks:
+            return []
+        values = ",".join("(?, ?, ?)" for _ in picks)
+        flat = [x for n, (pool, slot) in enumerate(picks) for x in (n, pool, slot)]
+        cond = "".join(f" AND {w}" for w in where)
+        rows = await self._all(
+            f"WITH p(n, pool, slot) AS (VALUES {values}) "
+            f"SELECT s.seq FROM p JOIN pool_slots s ON s.pool = p.pool AND s.slot = p.slot "
+            f"JOIN images i ON i.seq = s.seq WHERE 1{cond} ORDER BY p.n",
+            [*flat, *params],
+        )
+        return [r[0] for r in rows]
+
+    async def _scan(
+        self, pool_names: list[str], where: list[str], params: list[Any], exclude: set[int]
+    ) -> list[int]:
+        marks = ",".join("?" * len(pool_names))
+        cond = "".join(f" AND {w}" for w in where)
+        rows = await self._all(
+            f"SELECT s.seq FROM pools p JOIN pool_slots s ON s.pool = p.pool "
+            f"JOIN images i ON i.seq = s.seq WHERE p.name IN ({marks}){cond}",
+            [*pool_names, *params],
+        )
+        return [r[0] for r in rows if r[0] not in exclude]
+
+    # ---- search ----------------------------------------------------------------
+
+    async def search(self, query: SearchQuery, *, count_total: bool = True) -> SearchPage:
+        """Filter, sort and page images with indexed queries; totals past TOTAL_CAP
+        are lower bounds."""
+        if query.image_id is not None:
+            image = await self.get_image(query.image_id)
+            found = [image] if image and image.status in query.statuses else []
+            return SearchPage(found, len(found), True, query.skip, query.limit)
+        where = [f"i.status IN ({','.join('?' * len(query.statuses))})"]
+        params: list[Any] = sorted(s.value for s in query.statuses)
+        # Each constraint names the pool that holds exactly its matches, or None; a
+        # query of approved images with at most one pooled constraint has an O(1) total.
+        constraints: list[str | None] = []
+        drive: tuple[int, int] | None = None  # (tag rid, pool size) to drive the scan from
+        tag_rids = await self._rids("tags", query.tags)
+        if any(r is None for r in tag_rids):
+            return SearchPage([], 0, True, query.skip, query.limit)
+        sizes = await self._pool_sizes([f"tag:{r}" for r in tag_rids])
+        for rid in tag_rids:
+            size = sizes.get(f"tag:{rid}", (0, 0))[1]
+            if drive is None or size < drive[1]:
+                drive = (rid, size)
+            constraints.append(f"tag:{rid}")
+        for rid in tag_rids:
+            if drive and rid != drive[0]:
+                where.append(
+                    "EXISTS (SELECT 1 FROM image_tags x WHERE x.tag_rid = ? AND x.seq = i.seq)")
+                params.append(rid)
+        for rid in await self._rids("tags", query.exclude_tags):
+            if rid is not None:
+                where.append(
+                    "NOT EXISTS (SELECT 1 FROM image_tags x WHERE x.tag_rid = ? AND x.seq = i.seq)"
+                )
+                params.append(rid)
+                constraints.append(None)
+        ratings = sorted(query.ratings)
+        if ratings and len(ratings) < len(Rating):
+            where.append(f"i.rating IN ({','.join('?' * len(ratings))})")
+            params.extend(ratings)
+            constraints.append(f"rating:{ratings[0]}" if len(ratings) == 1 else None)
+        if query.artist_id:
+            (rid,) = await self._rids("artists", [query.artist_id])
+            if rid is None:
+                return SearchPage([], 0, True, query.skip, query.limit)
+            where.append("i.artist_rid = ?")
+            params.append(rid)
+            constraints.append(f"artist:{rid}")
+        if query.artist:
+            where.append(
+                "i.artist_rid IN (SELECT rid FROM artists WHERE name LIKE ? ESCAPE '\\')"
+            )
+            params.append(_like_pattern(query.artist))
+            constraints.append(None)
+        if query.character:
+            (rid,) = await self._rids("characters", [query.character])
+            if rid is None:
+                return SearchPage([], 0, True, query.skip, query.limit)
+            where.append(
+                "EXISTS (SELECT 1 FROM image_characters x WHERE x.character_rid = ? "
+                "AND x.seq = i.seq)"
+            )
+            params.append(rid)
+            constraints.append(f"character:{rid}")
+        for sql, value in (
+            ("(i.uploader_id = ? OR i.uploader_name = ? COLLATE NOCASE)",
+             [query.uploader, query.uploader] if query.uploader else None),
+            ("i.album_rid = (SELECT rid FROM albums WHERE id = ?)",
+             [query.album_id] if query.album_id else None),
+            ("i.created_at < ?",
+             [query.posted_before.timestamp()] if query.posted_before else None),
+            ("i.created_at > ?",
+             [query.posted_after.timestamp()] if query.posted_after else None),
+        ):
+            if value is not None:
+                where.append(sql)
+                params.extend(value)
+                constraints.append(None)
+        pool_exact: str | None = None
+        if query.statuses == {Status.APPROVED} and len(constraints) <= 1:
+            pool_exact = constraints[0] if constraints else "all"
+
+        if drive is not None:
+            source = "image_tags d JOIN images i ON i.seq = d.seq"
+            where.insert(0, "d.tag_rid = ?")
+            params.insert(0, drive[0])
+            seq_col = "d.seq"
+        else:
+            source = "images i"
+            seq_col = "i.seq"
+        order = {
+            Sort.NEWEST: f"{seq_col} DESC",
+            Sort.OLDEST: f"{seq_col} ASC",
+            Sort.LIKES: f"i.likes DESC, {seq_col} DESC",
+            Sort.RELEVANCE: f"(i.likes + i.favorites) DESC, {seq_col} DESC",
+        }[query.sort]
+        cond = " AND ".join(where)
+        rows = await self._all(
+            f"SELECT {seq_col} FROM {source} WHERE {cond} ORDER BY {order} LIMIT ? OFFSET ?",
+            [*params, query.limit, query.skip],
+        )
+        images = await self._images_by_seq([r[0] for r in rows])
+        total, exact = query.skip + len(images), len(images) < query.limit
+        if count_total and (len(images) == query.limit or (query.skip and not images)):
+            if pool_exact is not None:
+                total, exact = await self.pool_size(pool_exact), True
+            else:
+                (total,) = await self._one(
+                    f"SELECT COUNT(*) FROM (SELECT 1 FROM {source} WHERE {cond} LIMIT ?)",
+                    [*params, TOTAL_CAP + 1],
+                )
+                exact = total <= TOTAL_CAP
+                total = min(total, TOTAL_CAP)
+        return SearchPage(images, total, exact, query.skip, query.limit)
+
+    # ---- tags, artists, characters, albums --------------------------------------
+
+    async def _named_list(
+        self, table: str, alias: str, columns: str, pattern: str | None, offset: int, limit: int
+    ) -> tuple[list[Sequence[Any]], int]:
+        where, params = "", []
+        if pattern is not None:
+            where, params = f"WHERE {alias}.name LIKE ?", [pattern]
+        rows = await self._all(
+            f"SELECT {columns} FROM {table} {alias} {where} ORDER BY {alias}.name "
+            "LIMIT ? OFFSET ?",
+            [*params, limit, offset],
+        )
+        (total,) = await self._one(f"SELECT COUNT(*) FROM {table} {alias} {where}", params)
+        return rows, total
+
+    async def list_tags(self, pattern: str | None = None, offset: int = 0,
+                        limit: int = 25) -> tuple[list[Tag], int]:
+        """Tags whose name is LIKE `pattern` (None = all), by name, with the total."""
+        rows, total = await self._named_list("tags", "t", _TAG_COLUMNS, pattern, offset, limit)
+        return [_tag(r) for r in rows], total
+
+    async def list_artists(self, pattern: str | None = None, offset: int = 0,
+                           limit: int = 25) -> tuple[list[Artist], int]:
+        """Artists whose name is LIKE `pattern`, by name, with the total."""
+        rows, total = await self._named_list("artists", "a", _ARTIST_COLUMNS, pattern, offset,
+                                             limit)
+        return [_artist(r) for r in rows], total
+
+    async def list_characters(self, pattern: str | None = None, offset: int = 0,
+                              limit: int = 25) -> tuple[list[Character], int]:
+        """Characters whose name is LIKE `pattern`, by name, with the total."""
+        rows, total = await self._named_list("characters", "c", _CHARACTER_COLUMNS, pattern,
+                                             offset, limit)
+        return [_character(r) for r in rows], total
+
+    async def get_tag(self, key: str) -> Tag | None:
+        """A tag by id or name."""
+        row = await self._one(f"SELECT {_TAG_COLUMNS} FROM tags t WHERE t.id = ? OR t.name = ?",
+                              (key, key))
+        return _tag(row) if row else None
+
+    async def get_artist(self, key: str) -> Artist | None:
+        """An artist by id or name."""
+        row = await self._one(
+            f"SELECT {_ARTIST_COLUMNS} FROM artists a WHERE a.id = ? OR a.name = ?", (key, key))
+        return _artist(row) if row else None
+
+    async def get_character(self, key: str) -> Character | None:
+        """A character by id or name."""
+        row = await self._one(
+            f"SELECT {_CHARACTER_COLUMNS} FROM characters c WHERE c.id = ? OR c.name = ?",
+            (key, key))
+        return _character(row) if row else None
+
+    async def upsert_tag(self, name: str, description: str = "", nsfw: bool = False) -> Tag:
+        """Create a tag, or update its description and nsfw flag."""
+        async with self.transaction() as tx:
+            rid = await self._get_or_create(tx, "tags", name)
+            await tx.execute("UPDATE tags SET description = ?, nsfw = ? WHERE rid = ?",
+                             (description, int(nsfw), rid))
+        tag = await self.get_tag(name)
+        assert tag is not None
+        return tag
+
+    async def upsert_artist(self, name: str, url: str | None = None) -> Artist:
+        """Create an artist, or update their URL."""
+        async with self.transaction() as tx:
+            rid = await self._get_or_create(tx, "artists", name)
+            await tx.execute("UPDATE artists SET url = ? WHERE rid = ?", (url, rid))
+        artist = await self.get_artist(name)
+        assert artist is not None
+        return artist
+
+    async def upsert_character(self, name: str, **fields: Any) -> Character:
+        """Create a character, or update the given descriptive fields."""
+        allowed = {"description", "source", "gender", "ages", "birth_date", "nationality",
+                   "occupations"}
+        unknown = set(fields) - allowed
+        if unknown:
+            raise InvalidInput(f"Unknown character fields: {', '.join(sorted(unknown))}")
+        async with self.transaction() as tx:
+            rid = await self._get_or_create(tx, "characters", name)
+            for key, value in fields.items():
+                if key in ("ages", "occupations"):
+                    value = json.dumps(list(value))
+                await tx.execute(f"UPDATE characters SET {key} = ? WHERE rid = ?", (value, rid))
+        character = await self.get_character(name)
+        assert character is not None
+        return character
+
+    async def create_album(self, name: str, owner_id: str | None) -> Album:
+        """A new album."""
+        album_id, now = new_id(), time.time()
+        async with self.transaction() as tx:
+            await tx.execute(
+                "INSERT INTO albums (id, name, owner_id, created_at) VALUES (?, ?, ?, ?)",
+                (album_id, name, owner_id, now),
+            )
+        return Album(album_id, name, owner_id, _dt(now))
+
+    async def get_album(self, album_id: str) -> Album | None:
+        """An album by id."""
+        row = await self._one(
+            "SELECT id, name, owner_id, created_at FROM albums WHERE id = ?", (album_id,))
+        return Album(row[0], row[1], row[2], _dt(row[3])) if row else None
+
+    # ---- stats -----------------------------------------------------------------
+
+    async def stats(self) -> Stats:
+        """Counts over approved images (ratings from the pools, O(1) each)."""
+        sizes = {r[0]: r[1] for r in await self._all(
+            "SELECT name, size FROM pools WHERE name = 'all' OR name LIKE 'rating:%'")}
+        by_rating = {r.value: sizes.get(f"rating:{r.value}", 0) for r in Rating}
+        by_orientation = {o: 0 for o in ("landscape", "portrait", "square")}
+        for o, n in await self._all(
+            "SELECT orientation, COUNT(*) FROM images WHERE status = 'approved' "
+            "GROUP BY orientation"):
+            by_orientation[o] = n
+        by_resolution: dict[str, int] = {}
+        for label, n in await self._all(
+            """SELECT CASE WHEN width * height >= 3840 * 2160 THEN '4k'
+                      WHEN width * height >= 1920 * 1080 THEN '1080p'
+                      WHEN width * height >= 1280 * 720 THEN '720p'
+                      ELSE 'sd' END AS r, COUNT(*)
+               FROM images WHERE status = 'approved' GROUP BY r"""):
+            by_resolution[label] = n
+        (pending,) = await self._one("SELECT COUNT(*) FROM images WHERE status = 'pending'")
+        (artists,) = await self._one("SELECT COUNT(*) FROM artists")
+        (characters,) = await self._one("SELECT COUNT(*) FROM characters")
+        (categories,) = await self._one("SELECT COUNT(*) FROM tags")
+        return Stats(
+            images=sizes.get("all", 0), by_rating=by_rating, by_orientation=by_orientation,
+            by_resolution=by_resolution, pending=pending, artists=artists,
+            characters=characters, categories=categories,
+        )
+
+    # ---- tokens ----------------------------------------------------------------
+
+    async def insert_token(self, token: Token, secret_sha256: bytes) -> None:
+        """Store a token by the hash of its secret."""
+        async with self.transaction() as tx:
+            await tx.execute(
+                f"INSERT INTO tokens ({_TOKEN_COLUMNS}, secret_sha256) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (token.id, token.owner_id, token.owner_name, token.purpose,
+                 " ".join(token.scopes), token.issued_by, _ts(token.created_at),
+                 _ts(token.expires_at), None, None, secret_sha256),
+            )
+
+    async def token_by_hash(self, secret_sha256: bytes) -> tuple[Token, bytes] | None:
+        """The token whose secret hashes to `secret_sha256`, with the stored hash."""
+        row = await self._one(
+            f"SELECT {_TOKEN_COLUMNS}, secret_sha256 FROM tokens WHERE secret_sha256 = ?",
+            (secret_sha256,))
+        return (_token(row), row[10]) if row else None
+
+    async def get_token(self, token_id: str) -> Token | None:
+        """A token by id."""
+        row = await self._one(f"SELECT {_TOKEN_COLUMNS} FROM tokens WHERE id = ?", (token_id,))
+        return _token(row) if row else None
+
+    async def touch_token(self, token_id: str, when: datetime) -> None:
+        """Record a use."""
+        async with self.transaction() as tx:
+            await tx.execute("UPDATE tokens SET last_used_at = ? WHERE id = ?",
+                             (when.timestamp(), token_id))
+
+    async def revoke_token(self, token_id: str, when: datetime) -> bool:
+        """Revoke; False if unknown or already revoked."""
+        async with self.transaction() as tx:
+            cur = await tx.execute(
+                "UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                (when.timestamp(), token_id))
+        return cur.rowcount == 1
+
+    async def list_tokens(self, owner_id: str | None = None) -> list[Token]:
+        """Every token (or one owner's), newest first."""
+        if owner_id is None:
+            rows = await self._all(f"SELECT {_TOKEN_COLUMNS} FROM tokens ORDER BY created_at DESC")
+        else:
+            rows = await self._all(
+                f"SELECT {_TOKEN_COLUMNS} FROM tokens WHERE owner_id = ? ORDER BY created_at DESC",
+                (owner_id,))
+        return [_token(r) for r in rows]
+
+    # ---- token requests ----------------------------------------------------------
+
+    async def create_token_request(self, requester: User, purpose: str) -> TokenRequest:
+        """File a request; Conflict if the member already has one pending."""
+        request_id, now = new_id(), time.time()
+        try:
+            async with self.transaction() as tx:
+                await tx.execute(
+                    f"INSERT INTO token_requests ({_REQUEST_COLUMNS}) "
+                    "VALUES (?, ?, ?, ?, 'pending', NULL, ?, NULL, NULL)",
+                    (request_id, requester.id, requester.name, purpose, now))
+        except sqlite3.IntegrityError:
+            raise Conflict("You already have a token request waiting for an owner.") from None
+        request = await self.get_token_request(request_id)
+        assert request is not None
+        return request
+
+    async def get_token_request(self, request_id: str) -> TokenRequest | None:
+        """A request by id."""
+        row = await self._one(
+            f"SELECT {_REQUEST_COLUMNS} FROM token_requests WHERE id = ?", (request_id,))
+        return _request(row) if row else None
+
+    async def decide_token_request(self, request_id: str, status: str, decided_by: str,
+                                   token_id: str | None) -> bool:
+        """Approve or deny a pending request; False if it was no longer pending."""
+        async with self.transaction() as tx:
+            cur = await tx.execute(
+                "UPDATE token_requests SET status = ?, decided_by = ?, decided_at = ?, "
+                "token_id = ? WHERE id = ? AND status = 'pending'",
+                (status, decided_by, time.time(), token_id, request_id))
+        return cur.rowcount == 1
+
+    async def list_token_requests(self, status: str | None = "pending") -> list[TokenRequest]:
+        """Requests (pending by default), oldest first."""
+        if status is None:
+            rows = await self._all(
+                f"SELECT {_REQUEST_COLUMNS} FROM token_requests ORDER BY created_at")
+        else:
+            rows = await self._all(
+                f"SELECT {_REQUEST_COLUMNS} FROM token_requests WHERE status = ? "
+                "ORDER BY created_at", (status,))
+        return [_request(r) for r in rows]
+
+    # ---- key/value ---------------------------------------------------------------
+
+    async def kv_get(self, key: str) -> str | None:
+        """A small persisted value."""
+        row = await self._one("SELECT value FROM kv WHERE key = ?", (key,))
+        return row[0] if row else None
+
+    async def kv_set(self, key: str, value: str) -> None:
+        """Persist a small value."""
+        async with self.transaction() as tx:
+            await tx.execute(
+                "INSERT INTO kv (key, value) VALUES (?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value))
+
+    async def integrity_check(self) -> list[str]:
+        """SQLite's own integrity and foreign-key checks; empty when healthy."""
+        problems = [r[0] for r in await self._all("PRAGMA integrity_check") if r[0] != "ok"]
+        problems += [str(tuple(r)) for r in await self._all("PRAGMA foreign_key_check")]
+        return problems
+
+
+class _Transaction:
+    """One BEGIN IMMEDIATE ... COMMIT on the write connection, serialised by a lock."""
+
+    def __init__(self, conn: aiosqlite.Connection, lock: asyncio.Lock) -> None:
+        self.conn = conn
+        self.lock = lock
+
+    async def __aenter__(self) -> _Transaction:
+        await self.lock.acquire()
+        try:
+            await self.conn.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self.lock.release()
+            raise
+        return self
+
+    async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
+        try:
+            if exc_type is None:
+                await self.conn.execute("COMMIT")
+            else:
+                await self.conn.execute("ROLLBACK")
+        finally:
+            self.lock.release()
+
+    async def execute(self, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Cursor:
+        return await self.conn.execute(sql, tuple(params))
+
+    async def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> None:
+        await self.conn.executemany(sql, rows)
+
+    async def all(self, sql: str, params: Iterable[Any] = ()) -> list[Any]:
+        return list(await self.conn.execute_fetchall(sql, tuple(params)))
+
+    async def one(self, sql: str, params: Iterable[Any] = ()) -> Any:
+        rows = await self.all(sql, params)
+        return rows[0] if rows else None
