@@ -593,9 +593,10 @@ class SQLiteRepo:
 
     async def _filter_plan(
         self, filters: Filters
-    ) -> tuple[list[str], list[str], list[Any]] | None:
-        """Pools whose union holds every match, plus the SQL conditions (on alias i)
-        that narrow it to exactly the matches; None if nothing can match."""
+    ) -> tuple[list[str], dict[str, tuple[int, int]], list[str], list[Any]] | None:
+        """Pools whose union holds every match (with their ids and sizes), plus the SQL
+        conditions (on alias i) that narrow it to exactly the matches; None if nothing
+        can match."""
         # Each condition: (sql, params, pools that imply it or None).
         conditions: list[tuple[str, list[Any], list[str] | None]] = []
         for rid in await self._rids("tags", filters.tags):
@@ -633,7 +634,7 @@ class SQLiteRepo:
             if implied_by is not best:
                 where.append(sql)
                 params.extend(values)
-        return best, where, params
+        return best, sizes, where, params
 
     async def random_images(
         self, filters: Filters, count: int, seen_by: str | None = None
@@ -644,13 +645,13 @@ class SQLiteRepo:
         plan = await self._filter_plan(filters)
         if plan is None or count <= 0:
             return []
-        pools, where, params = plan
+        pools, sizes, where, params = plan
         seen_key = filters.key()
         if seen_by is not None:
             where = [*where, "NOT EXISTS (SELECT 1 FROM seen WHERE user_id = ? AND "
                      "filter_key = ? AND seq = i.seq)"]
             params = [*params, seen_by, seen_key]
-        seqs = await self._draw(pools, where, params, count)
+        seqs = await self._draw(pools, sizes, where, params, count)
         if seen_by is not None:
             if not seqs:
                 # Every match has been shown: forget and start a new cycle.
@@ -659,7 +660,7 @@ class SQLiteRepo:
                         "DELETE FROM seen WHERE user_id = ? AND filter_key = ?",
                         (seen_by, seen_key),
                     )
-                seqs = await self._draw(pools, where, params, count)
+                seqs = await self._draw(pools, sizes, where, params, count)
             if seqs:
                 async with self.transaction() as tx:
                     await tx.executemany(
@@ -669,9 +670,9 @@ class SQLiteRepo:
         return await self._images_by_seq(seqs)
 
     async def _draw(
-        self, pool_names: list[str], where: list[str], params: list[Any], count: int
+        self, pool_names: list[str], sizes: dict[str, tuple[int, int]], where: list[str],
+        params: list[Any], count: int,
     ) -> list[int]:
-        sizes = await self._pool_sizes(pool_names)
         pools = [(sizes[n][0], sizes[n][1]) for n in pool_names if sizes.get(n, (0, 0))[1] > 0]
         total = sum(size for _, size in pools)
         if total == 0:
