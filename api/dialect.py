@@ -16,10 +16,15 @@ ErrorRenderer = Callable[[GazouError], web.Response]
 
 @dataclass(frozen=True, slots=True)
 class RateLimit:
-    """`limit` requests per `window` seconds per client, in fixed windows."""
+    """`limit` requests per `window` seconds per client, in fixed windows.
+
+    `reset` is how X-RateLimit-Reset is written: "epoch_ms" (nekos.moe: the unix time
+    in milliseconds the window ends) or "seconds" (whole seconds until it ends).
+    Enforced by api/ratelimit.py for every route named in a Dialect's `rate_limits`."""
 
     limit: int
     window: float
+    reset: str = "epoch_ms"
 
 
 @dataclass(slots=True)

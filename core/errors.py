@@ -73,6 +73,14 @@ class Forbidden(GazouError):
     code = "forbidden"
 
 
+class RateLimited(GazouError):
+    """Too many requests in the current window; details: retry_after (seconds, float),
+    limit (requests per window), reset (unix time the window ends)."""
+
+    status = 429
+    code = "rate_limited"
+
+
 class Conflict(GazouError):
     """The action clashes with the current state (e.g. a request already pending)."""
 
