@@ -10,6 +10,8 @@ from aiohttp import web
 from api.app_errors import plain_error
 from api.dialect import Dialect, json_response
 from api.keys import SERVICES
+from api.openapi import openapi_handler
+from api.ratelimit import add_rate_limit_headers, collect_limits, rate_limit_middleware
 from core.errors import GazouError
 from core.services import Services
 
@@ -90,10 +92,15 @@ def create_app(services: Services) -> web.Application:
     dialects = _dialects()
     app = web.Application(
         client_max_size=services.settings.max_request_bytes,
-        middlewares=[_error_middleware(dialects)],
+        # The limiter sits inside the error middleware, so a 429 is rendered in the
+        # dialect's own shape.
+        middlewares=[_error_middleware(dialects),
+                     rate_limit_middleware(collect_limits(dialects))],
     )
     app[SERVICES] = services
+    app.on_response_prepare.append(add_rate_limit_headers)
     app.router.add_get("/healthz", healthz, name="healthz")
+    app.router.add_get("/openapi.json", openapi_handler(dialects), name="openapi")
     for dialect in dialects:
         app.router.add_routes(dialect.routes)
         app.on_startup.extend(dialect.on_startup)

@@ -6,7 +6,7 @@ from enum import Enum
 
 from aiohttp import web
 
-from api.keys import SERVICES
+from api.keys import SERVICES, TOKEN
 from core.errors import Unauthorized
 from core.models import Token
 
@@ -41,13 +41,13 @@ async def authenticate(request: web.Request, form: HeaderForm, *,
     """The caller's verified token (cached on the request). Raises Unauthorized with
     details reason=`missing` or `invalid`; with required=False a missing token is None
     but a bad one still raises."""
-    if "token" in request:
-        return request["token"]
+    if TOKEN in request:
+        return request[TOKEN]
     secret = secret if secret is not None else presented_secret(request, form)
     if secret is None and not required:
         return None
     if secret is None:
         raise Unauthorized("Authentication required", reason="missing")
     token = await request.app[SERVICES].tokens.verify(secret)
-    request["token"] = token
+    request[TOKEN] = token
     return token

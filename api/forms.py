@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 from multidict import CIMultiDictProxy
 
 from core.errors import ImageTooLarge, InvalidInput
@@ -70,7 +70,7 @@ async def read_form(request: web.Request, max_bytes: int) -> Form:
             reader = await request.multipart()
             total = 0
             while (part := await reader.next()) is not None:
-                if not isinstance(part, web.BodyPartReader) or part.name is None:
+                if not isinstance(part, BodyPartReader) or part.name is None:
                     continue  # nested multipart or nameless part: nothing a client means
                 chunks = []
                 while chunk := await part.read_chunk(64 * 1024):

@@ -1,0 +1,175 @@
+"""Serving image bytes: correct Content-Type, a strong ETag from the content hash,
+caching headers, 304s, ranges and HEAD, for every dialect's file routes.
+
+Approved images are public and their bytes never change, so they are cached as
+immutable. Pending images are shown only to their uploader or an admin token, never
+cached; rejected images are never served."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from aiohttp import hdrs, web
+from multidict import CIMultiDict
+
+from api.auth import HeaderForm, presented_secret
+from api.keys import SERVICES
+from api.links import check_link_signature
+from core.errors import NotFound, Unauthorized
+from core.models import Image, Status
+from core.tokens import SCOPE_ADMIN
+
+IMMUTABLE = "public, max-age=31536000, immutable"
+PRIVATE = "private, no-store"
+_FORMS = (HeaderForm.BEARER, HeaderForm.TOKEN_HEADER, HeaderForm.API_KEY)
+
+
+class _ImageFileResponse(web.FileResponse):
+    """aiohttp's FileResponse (sendfile, ranges, HEAD) with our ETag in place of its
+    mtime-and-size one: the bytes are named by their hash, which survives a restore
+    from backup or a move to another disk."""
+
+    def __init__(self, path: Path, etag: str, headers: dict[str, str]) -> None:
+        super().__init__(path, headers=headers)
+        self._strong_etag = etag
+        self._headers[hdrs.ETAG] = f'"{etag}"'
+
+    @property
+    def etag(self) -> Any:
+        return super().etag
+
+    @etag.setter
+    def etag(self, value: Any) -> None:
+        # FileResponse writes its own validator while preparing; keep ours.
+        self._headers[hdrs.ETAG] = f'"{self._strong_etag}"'
+
+
+def _etag_matches(header: str | None, etag: str, *, weak: bool) -> bool:
+    """Whether an If-None-Match / If-Match / If-Range list names `etag` (or `*`)."""
+    if header is None:
+        return False
+    for item in header.split(","):
+        item = item.strip()
+        if item == "*":
+            return True
+        is_weak = item.startswith("W/")
+        if is_weak and not weak:
+            continue
+        if item.removeprefix("W/") == f'"{etag}"':
+            return True
+    return False
+
+
+async def _may_see_pending(request: web.Request, image: Image) -> bool:
+    """A pending image is visible to a valid token of its uploader or of an admin."""
+    for form in _FORMS:
+        secret = presented_secret(request, form)
+        if secret is None:
+            continue
+        try:
+            token = await request.app[SERVICES].tokens.verify(secret)
+        except Unauthorized:
+            return False
+        return SCOPE_ADMIN in token.scopes or (
+            image.uploader is not None and image.uploader.id == token.owner_id)
+    return False
+
+
+async def servable_image(request: web.Request, image_id: str) -> Image:
+    """The image behind a file route, if the caller may see its bytes; NotFound
+    otherwise (the same answer whether it is missing, rejected or someone else's
+    pending upload, so nothing leaks)."""
+    services = request.app[SERVICES]
+    # NekosAPI/Chevereto engineer: signed links (api/links.py) are checked here: a bad or
+    # expired signature is 403, a valid one also opens a pending image (Chevereto's URL).
+    signed = check_link_signature(request)
+    try:
+        image = await services.images.get(image_id, include_pending=True)
+    except NotFound:
+        raise NotFound("Image not found") from None
+    if (image.status is Status.PENDING and not signed
+            and not await _may_see_pending(request, image)):
+        raise NotFound("Image not found")
+    return image
+
+
+async def image_response(request: web.Request, image: Image, *,
+                         thumbnail: bool = False) -> web.StreamResponse:
+    """The image's bytes (or its JPEG thumbnail) with validators and caching headers;
+    304 on a matching If-None-Match, 206 for a Range, bodiless for HEAD."""
+    services = request.app[SERVICES]
+    etag = f"{image.sha256}-thumb" if thumbnail else image.sha256
+    cache = IMMUTABLE if image.status is Status.APPROVED else PRIVATE
+    headers = {
+        hdrs.CONTENT_TYPE: "image/jpeg" if thumbnail else image.mimetype,
+        hdrs.CACHE_CONTROL: cache,
+        # Bytes are sniffed and vetted at upload; browsers must not second-guess the type.
+        "X-Content-Type-Options": "nosniff",
+    }
+    if image.status is not Status.APPROVED:
+        headers[hdrs.VARY] = "Authorization, token, X-API-Key"
+    if _etag_matches(request.headers.get(hdrs.IF_NONE_MATCH), etag, weak=True):
+        return web.Response(status=304, headers={**headers, hdrs.ETAG: f'"{etag}"'})
+    if_match = request.headers.get(hdrs.IF_MATCH)
+    if if_match is not None and not _etag_matches(if_match, etag, weak=False):
+        return web.Response(status=412, headers={hdrs.ETAG: f'"{etag}"',
+                                                 hdrs.CACHE_CONTROL: cache})
+    # The validators above are ours; FileResponse would compare them with its own
+    # mtime-based tag, so they are taken off the request it sees. An If-Range that
+    # does not name these bytes means "send everything".
+    drop = {hdrs.IF_NONE_MATCH, hdrs.IF_MATCH, hdrs.IF_RANGE}
+    if_range = request.headers.get(hdrs.IF_RANGE)
+    if if_range is not None and not _etag_matches(if_range, etag, weak=False):
+        drop.add(hdrs.RANGE)
+    if any(h in request.headers for h in drop):
+        kept = CIMultiDict((k, v) for k, v in request.headers.items() if k not in drop)
+        request = request.clone(headers=kept)
+    path = (services.images.thumbnail_path(image) if thumbnail
+            else services.images.image_path(image))
+    response = _ImageFileResponse(path, etag, headers)
+    await response.prepare(request)
+    return response
+
+
+async def serve(request: web.Request, image_id: str, *,
+                thumbnail: bool = False) -> web.StreamResponse:
+    """Look up `image_id` and answer with its bytes (the usual file-route handler body)."""
+    image = await servable_image(request, image_id)
+    return await image_response(request, image, thumbnail=thumbnail)
+
+
+# ---- OpenAPI ---------------------------------------------------------------------
+
+_BINARY = {"type": "string", "contentMediaType": "application/octet-stream"}
+
+
+def file_operation(summary: str, operation_id: str, params: list[dict[str, Any]],
+                   media_types: tuple[str, ...], error: dict[str, Any]) -> dict[str, Any]:
+    """An OpenAPI GET operation for a file route; `error` is the dialect's error
+    response object for 404 (and the other error statuses)."""
+    headers = {
+        "ETag": {"schema": {"type": "string"}},
+        "Cache-Control": {"schema": {"type": "string"}},
+    }
+    return {
+        "summary": summary,
+        "operationId": operation_id,
+        "parameters": [
+            *params,
+            {"name": "Range", "in": "header", "required": False,
+             "schema": {"type": "string", "pattern": "^bytes=[0-9]*-[0-9]*$"}},
+            {"name": "If-None-Match", "in": "header", "required": False,
+             "schema": {"type": "string"}},
+        ],
+        "responses": {
+            "200": {"description": "The bytes.", "headers": headers,
+                    "content": {m: {"schema": _BINARY} for m in media_types}},
+            "206": {"description": "The requested byte range.", "headers": headers,
+                    "content": {m: {"schema": _BINARY} for m in media_types}},
+            "304": {"description": "Not modified (If-None-Match named these bytes)."},
+            "404": error,
+            "412": {"description": "If-Match named other bytes."},
+            "416": {"description": "The range lies outside the bytes."},
+        },
+    }
