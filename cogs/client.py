@@ -1,0 +1,193 @@
+"""The Discord client: gazou's bot, its command tree (every command error is rendered
+here, once), owner lookup, DMs that tolerate closed inboxes, and command syncing that
+only talks to Discord when the commands changed."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import traceback
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from core.errors import GazouError
+from core.services import Services
+
+log = logging.getLogger("gazou.bot")
+
+EXTENSIONS = ("cogs.images", "cogs.tokens", "cogs.moderation")
+# Creating the bot's messages needs no more than this; interaction replies need none.
+INVITE_PERMISSIONS = discord.Permissions(
+    view_channel=True, send_messages=True, embed_links=True, attach_files=True)
+INVITE_SCOPES = ("bot", "applications.commands")
+GENERIC_FAILURE = "Something went wrong on our side; it has been logged. Please try again later."
+# Discord's error code for "Cannot send messages to this user" (closed DMs, blocked bot).
+CANNOT_DM = 50007
+
+
+def error_message(error: BaseException) -> str | None:
+    """The short text a member sees for `error`, or None for an unexpected failure."""
+    if isinstance(error, app_commands.CommandInvokeError):
+        error = error.original
+    if isinstance(error, GazouError):
+        return error.message
+    if isinstance(error, app_commands.CommandOnCooldown):
+        return f"Slow down: try again in {error.retry_after:.0f} s."
+    if isinstance(error, app_commands.CheckFailure | app_commands.TransformerError):
+        return str(error) or "You can't use this command here."
+    return None
+
+
+async def report_error(interaction: discord.Interaction[Any], error: BaseException) -> None:
+    """Tell the member what went wrong, ephemerally; log unexpected errors in full."""
+    if isinstance(error, app_commands.CommandInvokeError):
+        error = error.original
+    text = error_message(error)
+    if text is None:
+        command = interaction.command.qualified_name if interaction.command else None
+        custom_id = (interaction.data or {}).get("custom_id")
+        log.error("interaction failed (command %s, component %s, user %s):\n%s",
+                  command, custom_id, interaction.user.id,
+                  "".join(traceback.format_exception(error)))
+        text = GENERIC_FAILURE
+    try:
+        if not interaction.response.is_done():
+            await interaction.response.send_message(text, ephemeral=True)
+            return
+        if interaction.extras.pop("public_loading", False):
+            # A public "thinking..." message would turn the error public: replace it.
+            await interaction.delete_original_response()
+        await interaction.followup.send(text, ephemeral=True)
+    except discord.HTTPException:
+        log.warning("could not tell user %s about an error (interaction expired?)",
+                    interaction.user.id)
+
+
+async def defer_public(interaction: discord.Interaction[Any]) -> None:
+    """Defer with a public "thinking..." message that an error may still replace."""
+    await interaction.response.defer(thinking=True)
+    interaction.extras["public_loading"] = True
+
+
+async def send_public(interaction: discord.Interaction[Any], **kwargs: Any) -> None:
+    """Fill the public deferred message."""
+    interaction.extras.pop("public_loading", None)
+    await interaction.followup.send(**kwargs)
+
+
+class GazouTree(app_commands.CommandTree["GazouBot"]):
+    """The command tree: one place where command errors become ephemeral replies."""
+
+    async def on_error(self, interaction: discord.Interaction[GazouBot],
+                       error: app_commands.AppCommandError, /) -> None:
+        await report_error(interaction, error)
+
+
+class GazouBot(commands.Bot):
+    """gazou's Discord bot: slash commands over the shared services."""
+
+    def __init__(self, services: Services, *, guild_ready_timeout: float | None = None,
+                 **options: Any) -> None:
+        if guild_ready_timeout is not None:
+            options["guild_ready_timeout"] = guild_ready_timeout
+        # No privileged intents: slash commands and DMs need neither members nor content.
+        intents = discord.Intents.default()
+        super().__init__(command_prefix=commands.when_mentioned, intents=intents,
+                         tree_cls=GazouTree, help_command=None, **options)
+        self.services = services
+        self.synced_commands = False
+
+    async def setup_hook(self) -> None:
+        for extension in EXTENSIONS:
+            await self.load_extension(extension)
+        app_id = self.application_id
+        if app_id is not None:
+            url = discord.utils.oauth_url(app_id, permissions=INVITE_PERMISSIONS,
+                                          scopes=INVITE_SCOPES)
+            log.info("invite gazou to a server with %s", url)
+        self.synced_commands = await self.sync_commands()
+
+    # ---- commands ------------------------------------------------------------------
+
+    def _command_scope(self) -> discord.Object | None:
+        guild_id = self.services.settings.dev_guild_id
+        return discord.Object(guild_id) if guild_id else None
+
+    async def sync_commands(self) -> bool:
+        """Register the slash commands (with DEV_GUILD_ID: in that guild only, at once)
+        unless the same commands were registered before; True if it synced."""
+        guild = self._command_scope()
+        if guild is not None:
+            self.tree.copy_global_to(guild=guild)
+        payload = [c.to_dict(self.tree) for c in self.tree.get_commands(guild=guild)]
+        scope = f"guild:{guild.id}" if guild else "global"
+        key = f"discord:commands:{self.application_id}:{scope}"
+        digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+        repo = self.services.storage.repo
+        if await repo.kv_get(key) == digest:
+            log.info("slash commands unchanged since the last sync (%s); not syncing", scope)
+            return False
+        try:
+            synced = await self.tree.sync(guild=guild)
+        except discord.HTTPException as exc:
+            # The bot still answers commands registered earlier; retried on next start.
+            log.error("could not sync slash commands (%s): %s", scope, exc)
+            return False
+        await repo.kv_set(key, digest)
+        log.info("synced %d slash commands (%s)", len(synced), scope)
+        return True
+
+    # ---- owners --------------------------------------------------------------------
+
+    async def owner_user_ids(self) -> set[int]:
+        """The application's owner (or its team's admins and developers) plus OWNER_IDS."""
+        ids = set(self.services.settings.owner_ids)
+        app = self.application or await self.application_info()
+        if app.team:
+            ids |= {m.id for m in app.team.members
+                    if m.role in (discord.TeamMemberRole.admin, discord.TeamMemberRole.developer)}
+        elif app.owner:
+            ids.add(app.owner.id)
+        return ids
+
+    async def is_gazou_owner(self, user: discord.abc.User) -> bool:
+        """Whether `user` may use owner commands."""
+        return user.id in self.services.settings.owner_ids or await self.is_owner(user)
+
+    # ---- DMs -----------------------------------------------------------------------
+
+    async def send_dm(self, user_id: int, **message: Any) -> discord.Message | None:
+        """DM a user; None when they can't be reached (closed DMs, unknown user)."""
+        try:
+            user = self.get_user(user_id) or await self.fetch_user(user_id)
+            return await user.send(**message)
+        except discord.Forbidden as exc:
+            log.info("cannot DM user %s (code %s): %s", user_id, exc.code, exc.text)
+        except discord.NotFound:
+            log.info("cannot DM user %s: unknown user", user_id)
+        return None
+
+    async def dm_each(self, user_ids: set[int],
+                      build: Callable[[], Awaitable[dict[str, Any]]]) -> list[discord.Message]:
+        """DM every user a freshly built message (files can't be sent twice)."""
+        sent = []
+        for user_id in sorted(user_ids):
+            message = await self.send_dm(user_id, **await build())
+            if message is not None:
+                sent.append(message)
+        return sent
+
+    async def edit_messages(self, refs: list[tuple[int, int]], **changes: Any) -> None:
+        """Edit messages the bot sent earlier, by (channel id, message id); missing ones
+        are skipped."""
+        for channel_id, message_id in refs:
+            partial = self.get_partial_messageable(channel_id).get_partial_message(message_id)
+            try:
+                await partial.edit(**changes)
+            except discord.HTTPException as exc:
+                log.info("could not edit message %s in %s: %s", message_id, channel_id, exc)
