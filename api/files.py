@@ -30,10 +30,18 @@ class _ImageFileResponse(web.FileResponse):
     mtime-and-size one: the bytes are named by their hash, which survives a restore
     from backup or a move to another disk."""
 
-    def __init__(self, path: Path, etag: str, headers: dict[str, str]) -> None:
+    def __init__(self, path: Path, etag: str, headers: dict[str, str],
+                 seen_request: web.BaseRequest | None = None) -> None:
         super().__init__(path, headers=headers)
         self._strong_etag = etag
         self._headers[hdrs.ETAG] = f'"{etag}"'
+        # The request as FileResponse should see it (our validators already applied).
+        self._seen_request = seen_request
+
+    async def prepare(self, request: web.BaseRequest) -> Any:
+        if self.prepared:
+            return None
+        return await super().prepare(self._seen_request or request)
 
     @property
     def etag(self) -> Any:
@@ -122,14 +130,13 @@ async def image_response(request: web.Request, image: Image, *,
     if_range = request.headers.get(hdrs.IF_RANGE)
     if if_range is not None and not _etag_matches(if_range, etag, weak=False):
         drop.add(hdrs.RANGE)
+    seen = None
     if any(h in request.headers for h in drop):
         kept = CIMultiDict((k, v) for k, v in request.headers.items() if k not in drop)
-        request = request.clone(headers=kept)
+        seen = request.clone(headers=kept)
     path = (services.images.thumbnail_path(image) if thumbnail
             else services.images.image_path(image))
-    response = _ImageFileResponse(path, etag, headers)
-    await response.prepare(request)
-    return response
+    return _ImageFileResponse(path, etag, headers, seen)
 
 
 async def serve(request: web.Request, image_id: str, *,

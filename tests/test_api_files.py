@@ -1,0 +1,180 @@
+"""Image bytes over real HTTP: types, strong ETags, caching, 304, ranges, HEAD,
+and who may see pending or rejected images."""
+
+from __future__ import annotations
+
+from aiohttp.test_utils import TestClient
+
+from core.models import Image, IngestMetadata, User
+from core.services import Services
+from tests.conftest import MEMBER, OWNER, make_image
+
+
+async def _stored(services: Services, *, fmt: str = "PNG", trusted: bool = True,
+                  uploader: User = OWNER, seed: int = 1) -> Image:
+    return await services.images.ingest(make_image(fmt, size=(200, 150), seed=seed),
+                                        IngestMetadata(), uploader, trusted=trusted)
+
+
+def _bytes(services: Services, image: Image) -> bytes:
+    return services.images.image_path(image).read_bytes()
+
+
+async def test_file_has_type_strong_etag_and_immutable_caching(client: TestClient,
+                                                               services: Services) -> None:
+    image = await _stored(services, fmt="GIF")
+    response = await client.get(f"/img/{image.filename}")
+    assert response.status == 200
+    assert response.headers["Content-Type"] == "image/gif"
+    assert response.headers["ETag"] == f'"{image.sha256}"'
+    assert "immutable" in response.headers["Cache-Control"]
+    assert response.headers["Accept-Ranges"] == "bytes"
+    assert await response.read() == _bytes(services, image)
+
+
+async def test_if_none_match_with_the_etag_is_304(client: TestClient,
+                                                  services: Services) -> None:
+    image = await _stored(services)
+    response = await client.get(f"/image/{image.id}",
+                                headers={"If-None-Match": f'"{image.sha256}"'})
+    assert response.status == 304
+    assert response.headers["ETag"] == f'"{image.sha256}"'
+    assert await response.read() == b""
+
+
+async def test_if_none_match_weak_or_in_a_list_is_304(client: TestClient,
+                                                     services: Services) -> None:
+    image = await _stored(services)
+    response = await client.get(f"/image/{image.id}",
+                                headers={"If-None-Match": f'"other", W/"{image.sha256}"'})
+    assert response.status == 304
+
+
+async def test_if_none_match_with_other_etag_sends_bytes(client: TestClient,
+                                                         services: Services) -> None:
+    image = await _stored(services)
+    response = await client.get(f"/image/{image.id}", headers={"If-None-Match": '"stale"'})
+    assert response.status == 200
+    assert await response.read() == _bytes(services, image)
+
+
+async def test_range_request_returns_206_with_the_slice(client: TestClient,
+                                                        services: Services) -> None:
+    image = await _stored(services)
+    data = _bytes(services, image)
+    response = await client.get(f"/image/{image.id}", headers={"Range": "bytes=10-19"})
+    assert response.status == 206
+    assert response.headers["Content-Range"] == f"bytes 10-19/{len(data)}"
+    assert response.headers["ETag"] == f'"{image.sha256}"'
+    assert await response.read() == data[10:20]
+
+
+async def test_suffix_range_returns_the_tail(client: TestClient, services: Services) -> None:
+    image = await _stored(services)
+    data = _bytes(services, image)
+    response = await client.get(f"/image/{image.id}", headers={"Range": "bytes=-5"})
+    assert response.status == 206
+    assert await response.read() == data[-5:]
+
+
+async def test_range_past_the_end_is_416(client: TestClient, services: Services) -> None:
+    image = await _stored(services)
+    size = len(_bytes(services, image))
+    response = await client.get(f"/image/{image.id}",
+                                headers={"Range": f"bytes={size + 10}-{size + 20}"})
+    assert response.status == 416
+    assert response.headers["Content-Range"] == f"bytes */{size}"
+
+
+async def test_if_range_with_the_etag_honours_the_range(client: TestClient,
+                                                        services: Services) -> None:
+    image = await _stored(services)
+    response = await client.get(f"/image/{image.id}", headers={
+        "Range": "bytes=0-3", "If-Range": f'"{image.sha256}"'})
+    assert response.status == 206
+    assert await response.read() == _bytes(services, image)[:4]
+
+
+async def test_if_range_with_other_etag_sends_everything(client: TestClient,
+                                                         services: Services) -> None:
+    image = await _stored(services)
+    response = await client.get(f"/image/{image.id}", headers={
+        "Range": "bytes=0-3", "If-Range": '"stale"'})
+    assert response.status == 200
+    assert await response.read() == _bytes(services, image)
+
+
+async def test_if_match_with_other_etag_is_412(client: TestClient, services: Services) -> None:
+    image = await _stored(services)
+    response = await client.get(f"/image/{image.id}", headers={"If-Match": '"stale"'})
+    assert response.status == 412
+
+
+async def test_if_match_with_the_etag_sends_bytes(client: TestClient,
+                                                  services: Services) -> None:
+    image = await _stored(services)
+    response = await client.get(f"/image/{image.id}",
+                                headers={"If-Match": f'"{image.sha256}"'})
+    assert response.status == 200
+
+
+async def test_head_gives_headers_without_body(client: TestClient, services: Services) -> None:
+    image = await _stored(services)
+    response = await client.head(f"/image/{image.id}")
+    assert response.status == 200
+    assert response.headers["Content-Length"] == str(len(_bytes(services, image)))
+    assert response.headers["ETag"] == f'"{image.sha256}"'
+    assert await response.read() == b""
+
+
+async def test_thumbnail_has_its_own_etag(client: TestClient, services: Services) -> None:
+    image = await _stored(services)
+    response = await client.get(f"/thumbnail/{image.id}")
+    assert response.headers["ETag"] == f'"{image.sha256}-thumb"'
+    assert response.headers["Content-Type"] == "image/jpeg"
+    again = await client.get(f"/thumbnail/{image.id}",
+                             headers={"If-None-Match": response.headers["ETag"]})
+    assert again.status == 304
+
+
+async def test_pending_image_is_not_served_publicly(client: TestClient,
+                                                    services: Services) -> None:
+    image = await _stored(services, trusted=False, uploader=MEMBER)
+    for path in (f"/img/{image.filename}", f"/image/{image.id}", f"/thumbnail/{image.id}"):
+        assert (await client.get(path)).status == 404, path
+
+
+async def test_pending_image_is_served_privately_to_its_uploader(client: TestClient,
+                                                                 services: Services) -> None:
+    image = await _stored(services, trusted=False, uploader=MEMBER)
+    issued = await services.tokens.issue(MEMBER, issued_by="test")
+    response = await client.get(f"/img/{image.filename}",
+                                headers={"Authorization": f"Bearer {issued.secret}"})
+    assert response.status == 200
+    assert response.headers["Cache-Control"] == "private, no-store"
+    assert await response.read() == _bytes(services, image)
+
+
+async def test_pending_image_is_hidden_from_other_tokens(client: TestClient,
+                                                         services: Services) -> None:
+    image = await _stored(services, trusted=False, uploader=MEMBER)
+    issued = await services.tokens.issue(User("300", "someone"), issued_by="test")
+    response = await client.get(f"/img/{image.filename}", headers={"token": issued.secret})
+    assert response.status == 404
+
+
+async def test_rejected_image_is_never_served(client: TestClient, services: Services) -> None:
+    image = await _stored(services, trusted=False, uploader=MEMBER)
+    await services.images.reject(image.id, OWNER)
+    issued = await services.tokens.issue(OWNER, scopes=("admin",), issued_by="test")
+    response = await client.get(f"/image/{image.id}",
+                                headers={"Authorization": f"Bearer {issued.secret}"})
+    assert response.status == 404
+
+
+async def test_approving_makes_the_file_public(client: TestClient, services: Services) -> None:
+    image = await _stored(services, trusted=False, uploader=MEMBER)
+    await services.images.approve(image.id, OWNER)
+    response = await client.get(f"/image/{image.id}")
+    assert response.status == 200
+    assert "immutable" in response.headers["Cache-Control"]
