@@ -80,6 +80,15 @@ async def send_public(interaction: discord.Interaction[Any], **kwargs: Any) -> N
     await interaction.followup.send(**kwargs)
 
 
+def quiet_discord_payload_logs() -> None:
+    """Keep discord.py's REST and gateway loggers at INFO or above: at DEBUG they log
+    whole request and event bodies, and those carry the token secrets gazou DMs."""
+    for name in ("discord.http", "discord.gateway"):
+        logger = logging.getLogger(name)
+        if logger.level < logging.INFO:
+            logger.setLevel(logging.INFO)
+
+
 class GazouTree(app_commands.CommandTree["GazouBot"]):
     """The command tree: one place where command errors become ephemeral replies."""
 
@@ -99,6 +108,7 @@ class GazouBot(commands.Bot):
         intents = discord.Intents.default()
         super().__init__(command_prefix=commands.when_mentioned, intents=intents,
                          tree_cls=GazouTree, help_command=None, **options)
+        quiet_discord_payload_logs()
         self.services = services
         self.synced_commands = False
 
