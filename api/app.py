@@ -11,7 +11,13 @@ from api.app_errors import plain_error
 from api.dialect import Dialect, json_response
 from api.keys import SERVICES
 from api.openapi import openapi_handler
-from api.ratelimit import add_rate_limit_headers, collect_limits, rate_limit_middleware
+from api.ratelimit import (
+    RATE_LIMITER,
+    FixedWindowLimiter,
+    add_rate_limit_headers,
+    collect_limits,
+    rate_limit_middleware,
+)
 from core.errors import GazouError
 from core.services import Services
 
@@ -98,6 +104,7 @@ def create_app(services: Services) -> web.Application:
                      rate_limit_middleware(collect_limits(dialects))],
     )
     app[SERVICES] = services
+    app[RATE_LIMITER] = FixedWindowLimiter()
     app.on_response_prepare.append(add_rate_limit_headers)
     app.router.add_get("/healthz", healthz, name="healthz")
     app.router.add_get("/openapi.json", openapi_handler(dialects), name="openapi")

@@ -33,6 +33,7 @@ class WindowState:
     rule: RateLimit
     count: int
     reset_at: float  # unix time the window ends
+    now: float  # when the request was counted
 
     @property
     def remaining(self) -> int:
@@ -51,13 +52,13 @@ class FixedWindowLimiter:
     length, so a client that stays within `limit` per `window` is never refused."""
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
-        self._clock = clock
+        self.clock = clock
         # (route, client) -> (end of the current window, requests counted in it)
         self._windows: dict[tuple[str, str], tuple[float, int]] = {}
 
     def hit(self, route: str, client: str, rule: RateLimit) -> WindowState:
         """Count one request and say where the client stands."""
-        now = self._clock()
+        now = self.clock()
         end = (math.floor(now / rule.window) + 1) * rule.window
         key = (route, client)
         seen = self._windows.get(key)
@@ -66,10 +67,14 @@ class FixedWindowLimiter:
             # Forget windows that are over, so memory follows the live clients only.
             self._windows = {k: v for k, v in self._windows.items() if v[0] > now}
         self._windows[key] = (end, count)
-        return WindowState(rule, count, end)
+        return WindowState(rule, count, end, now)
 
     def __len__(self) -> int:
         return len(self._windows)
+
+
+# The app's limiter (tests may set its `clock`).
+RATE_LIMITER = web.AppKey("rate_limiter", FixedWindowLimiter)
 
 
 def collect_limits(dialects: Iterable[Dialect]) -> dict[str, RateLimit]:
@@ -102,11 +107,9 @@ async def _client_key(request: web.Request) -> str | None:
     return f"addr:{request.remote or 'unknown'}"
 
 
-def rate_limit_middleware(limits: dict[str, RateLimit],
-                          limiter: FixedWindowLimiter | None = None) -> web.middleware:
-    """Enforce `limits` (route name -> RateLimit). Place it inside the error middleware
-    so a refusal is rendered in the dialect's shape."""
-    limiter = limiter or FixedWindowLimiter()
+def rate_limit_middleware(limits: dict[str, RateLimit]) -> web.middleware:
+    """Enforce `limits` (route name -> RateLimit) with the app's RATE_LIMITER. Place it
+    inside the error middleware so a refusal is rendered in the dialect's shape."""
 
     @web.middleware
     async def middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
@@ -117,10 +120,10 @@ def rate_limit_middleware(limits: dict[str, RateLimit],
         client = await _client_key(request)
         if client is None:
             return await handler(request)
-        state = limiter.hit(name, client, rule)
+        state = request.app[RATE_LIMITER].hit(name, client, rule)
         request[_STATE] = state
         if state.refused:
-            retry_after = max(0.0, state.reset_at - time.time())
+            retry_after = max(0.0, state.reset_at - state.now)
             raise RateLimited("Too many requests", retry_after=retry_after,
                               limit=rule.limit, reset=state.reset_at)
         return await handler(request)
@@ -134,7 +137,7 @@ async def add_rate_limit_headers(request: web.Request, response: web.StreamRespo
     state: WindowState | None = request.get(_STATE)
     if state is None:
         return
-    now = time.time()
+    now = state.now
     response.headers["X-RateLimit-Limit"] = str(state.rule.limit)
     response.headers["X-RateLimit-Remaining"] = str(state.remaining)
     if state.rule.reset == "seconds":

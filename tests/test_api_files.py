@@ -3,11 +3,19 @@ and who may see pending or rejected images."""
 
 from __future__ import annotations
 
-from aiohttp.test_utils import TestClient
+import asyncio
+import io
+from collections.abc import AsyncIterator
+from pathlib import Path
 
+import pytest
+from aiohttp import FormData
+from aiohttp.test_utils import TestClient, TestServer
+
+from api.app import create_app
 from core.models import Image, IngestMetadata, User
-from core.services import Services
-from tests.conftest import MEMBER, OWNER, make_image
+from core.services import Services, open_services
+from tests.conftest import MEMBER, OWNER, make_image, make_settings
 
 
 async def _stored(services: Services, *, fmt: str = "PNG", trusted: bool = True,
@@ -178,3 +186,71 @@ async def test_approving_makes_the_file_public(client: TestClient, services: Ser
     response = await client.get(f"/image/{image.id}")
     assert response.status == 200
     assert "immutable" in response.headers["Cache-Control"]
+
+
+# ---- request bodies over MAX_REQUEST_MB ------------------------------------------------
+
+@pytest.fixture
+async def small_client(tmp_path: Path) -> AsyncIterator[tuple[TestClient, Services]]:
+    """The app with a 1 MB request limit."""
+    settings = make_settings(tmp_path / "small", RATE_LIMITS="off", MAX_REQUEST_MB="1")
+    async with open_services(settings) as services:
+        async with TestClient(TestServer(create_app(services), host="127.0.0.1")) as client:
+            yield client, services
+
+
+def _big_form(field: str) -> FormData:
+    form = FormData()
+    form.add_field(field, io.BytesIO(b"\x89PNG\r\n\x1a\n" + b"\0" * (2 * 1024 * 1024)),
+                   filename="big.png", content_type="image/png")
+    return form
+
+
+async def _chunks(total: int) -> AsyncIterator[bytes]:
+    for _ in range(total // 65536):
+        yield b"\0" * 65536
+
+
+async def test_oversized_miku_upload_is_413_in_miku_shape(small_client) -> None:
+    client, services = small_client
+    token = (await services.tokens.issue(MEMBER, issued_by="t")).secret
+    response = await client.post("/api/add", data=_big_form("image"),
+                                 headers={"Authorization": f"Bearer {token}"})
+    assert response.status == 413
+    assert set(await response.json()) == {"message"}
+
+
+async def test_oversized_nekosmoe_upload_is_413_in_nekos_shape(small_client) -> None:
+    client, services = small_client
+    token = (await services.tokens.issue(MEMBER, issued_by="t")).secret
+    response = await client.post("/api/v1/images", data=_big_form("image"),
+                                 headers={"Authorization": token})
+    assert response.status == 413
+    assert set(await response.json()) == {"message"}
+
+
+async def test_oversized_discord_upload_is_413_in_its_shape(small_client) -> None:
+    client, services = small_client
+    token = (await services.tokens.issue(MEMBER, issued_by="t")).secret
+    response = await client.post("/api/upload", data=_big_form("files[]"),
+                                 headers={"token": token})
+    assert response.status == 413
+    body = await response.json()
+    assert body["success"] is False and body["message"]
+
+
+async def test_oversized_chunked_search_body_is_413_not_a_hang(small_client) -> None:
+    client, _ = small_client
+    response = await asyncio.wait_for(
+        client.post("/api/v1/images/search", data=_chunks(3 * 1024 * 1024)), timeout=10)
+    assert response.status == 413
+    assert set(await response.json()) == {"message"}
+
+
+async def test_nothing_is_stored_from_an_oversized_upload(small_client) -> None:
+    client, services = small_client
+    token = (await services.tokens.issue(MEMBER, scopes=("admin",), issued_by="t")).secret
+    await client.post("/api/add", data=_big_form("image"),
+                      headers={"Authorization": f"Bearer {token}"})
+    assert await services.images.pending() == []
+    assert (await services.images.list()).images == []
