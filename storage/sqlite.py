@@ -1127,7 +1127,15 @@ class _Transaction:
         try:
             await self.conn.execute("BEGIN IMMEDIATE")
         except BaseException:
-            self.lock.release()
+            # A cancelled await does not stop the worker thread: BEGIN may still run and
+            # leave the shared connection inside a transaction, failing every later one.
+            # The worker runs calls in order, so a ROLLBACK queued now comes after it.
+            try:
+                await asyncio.shield(self.conn.execute("ROLLBACK"))
+            except (sqlite3.Error, asyncio.CancelledError):
+                pass  # no transaction was open (BEGIN failed) or we are cancelled again
+            finally:
+                self.lock.release()
             raise
         return self
 
