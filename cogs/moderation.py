@@ -96,6 +96,7 @@ class Moderation(commands.Cog):
         self.bot = bot
         self._posting: set[str] = set()
         self._backlog: asyncio.Task[None] | None = None
+        self._closing = False
 
     async def cog_load(self) -> None:
         self.bot.add_dynamic_items(ModerationDecision)
@@ -109,8 +110,11 @@ class Moderation(commands.Cog):
         events.unsubscribe(ev.IMAGE_PENDING, self.on_image_pending)
         events.unsubscribe(ev.IMAGE_DECIDED, self.on_image_decided)
         self.bot.remove_dynamic_items(ModerationDecision)
-        if self._backlog is not None:
-            self._backlog.cancel()
+        self._closing = True
+        if self._backlog is not None and not self._backlog.done():
+            if not self.bot.is_ready():
+                self._backlog.cancel()  # still waiting for READY: it has written nothing
+            # Otherwise let it finish the post in hand rather than cut a write short.
             with contextlib.suppress(asyncio.CancelledError):
                 await self._backlog
 
@@ -121,13 +125,15 @@ class Moderation(commands.Cog):
         await self.bot.wait_until_ready()
         try:
             for image in await self.bot.services.images.pending(BACKLOG_LIMIT):
+                if self._closing:
+                    break
                 await self.on_image_pending(image)
         except Exception:
             log.exception("could not post the pending uploads backlog")
 
     async def on_image_pending(self, image: Image) -> None:
         """Post a pending upload for review, once."""
-        if not self.bot.is_ready() or self.bot.is_closed():
+        if not self.bot.is_ready() or self.bot.is_closed() or self._closing:
             return  # the backlog posts it when the bot is (again) ready
         repo = self.bot.services.storage.repo
         if image.id in self._posting or await repo.kv_get(_posts_key(image.id)):

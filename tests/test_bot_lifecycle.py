@@ -1,0 +1,135 @@
+"""Start-up and restarts: command sync only when the commands changed, the invite link,
+and persistent buttons that keep working on a new bot over the same store."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from tests import botkit
+from tests.botkit import bot_settings, embed_image_id, store_image
+from tests.discord_standin import DiscordStandIn, connected_bot
+
+# isort: split
+from cogs.client import GazouBot
+from core.models import User
+from core.services import Services, open_services
+
+settings = botkit.settings
+services = botkit.services
+standin = botkit.standin
+
+COMMANDS = {"random", "search", "upload", "stats", "token"}
+
+
+def new_bot(services: Services) -> GazouBot:
+    return GazouBot(services, guild_ready_timeout=0.05)
+
+
+async def test_commands_sync_globally_once_and_not_again_on_restart(
+        standin: DiscordStandIn, services: Services) -> None:
+    async with connected_bot(standin, new_bot(services)):
+        pass
+    async with connected_bot(standin, new_bot(services)) as second:
+        assert not second.synced_commands
+    [sync] = standin.command_syncs
+    assert sync.guild_id is None
+    assert set(sync.names) == COMMANDS
+
+
+async def test_changed_commands_are_synced_on_the_next_start(
+        standin: DiscordStandIn, services: Services) -> None:
+    async with connected_bot(standin, new_bot(services)):
+        pass
+    key = f"discord:commands:{standin.application_id}:global"
+    await services.storage.repo.kv_set(key, "the hash of an older command set")
+    async with connected_bot(standin, new_bot(services)) as second:
+        assert second.synced_commands
+    assert len(standin.command_syncs) == 2
+
+
+async def test_commands_sync_to_the_dev_guild_when_set(
+        standin: DiscordStandIn, tmp_path: Path) -> None:
+    settings = bot_settings(tmp_path / "data", DEV_GUILD_ID=str(standin.guild.id))
+    async with open_services(settings) as services:
+        async with connected_bot(standin, new_bot(services)):
+            pass
+    [sync] = standin.command_syncs
+    assert sync.guild_id == standin.guild.id
+    assert {c["name"] for c in standin.registered_commands(standin.guild)} == COMMANDS
+
+
+async def test_failed_sync_is_logged_and_the_bot_still_runs(
+        standin: DiscordStandIn, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    settings = bot_settings(tmp_path / "data", DEV_GUILD_ID="1190000000000000999")
+    async with open_services(settings) as services:
+        async with connected_bot(standin, new_bot(services)) as bot:
+            assert not bot.synced_commands
+            key = f"discord:commands:{standin.application_id}:guild:1190000000000000999"
+            assert await services.storage.repo.kv_get(key) is None
+    assert "could not sync slash commands" in caplog.text
+
+
+async def test_invite_link_is_logged_at_start(
+        standin: DiscordStandIn, services: Services, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="gazou.bot")
+    async with connected_bot(standin, new_bot(services)):
+        pass
+    assert (f"https://discord.com/oauth2/authorize?client_id={standin.application_id}"
+            "&scope=bot+applications.commands&permissions=52224") in caplog.text
+
+
+async def test_token_buttons_keep_working_after_a_restart(
+        standin: DiscordStandIn, services: Services) -> None:
+    async with connected_bot(standin, new_bot(services)):
+        inter = await standin.invoke_command("token request", {"purpose": "after restart"})
+        await standin.wait_for_followup(inter)
+        dm = await standin.wait_for_dm(standin.owner)
+    async with connected_bot(standin, new_bot(services)):
+        approve = next(i for i in dm.custom_ids() if i.startswith("token:approve:"))
+        await standin.click(dm, approve)
+        delivered = await standin.wait_for_dm(standin.user)
+    secret = delivered.content.split("```\n")[1].split("\n")[0]
+    token = await services.tokens.verify(secret)
+    assert token.purpose == "after restart"
+
+
+async def test_moderation_buttons_keep_working_after_a_restart(
+        standin: DiscordStandIn, services: Services) -> None:
+    async with connected_bot(standin, new_bot(services)):
+        image = await store_image(services, 1, trusted=False,
+                                  uploader=User(str(standin.user.id), "alice"))
+        dm = await standin.wait_for_dm(standin.owner)
+    async with connected_bot(standin, new_bot(services)):
+        await standin.click(dm, f"mod:approve:{image.id}")
+        await standin.wait_for_dm(standin.user)
+    assert (await services.images.get(image.id)).status == "approved"
+
+
+async def test_random_buttons_keep_working_after_a_restart(
+        standin: DiscordStandIn, services: Services) -> None:
+    images = {(await store_image(services, seed)).id for seed in (1, 2)}
+    async with connected_bot(standin, new_bot(services)):
+        inter = await standin.invoke_command("random")
+        first = await standin.wait_for_followup(inter)
+    async with connected_bot(standin, new_bot(services)):
+        again = next(i for i in first.custom_ids() if i.startswith("img:again:"))
+        click = await standin.click(first, again)
+        second = await standin.wait_for_followup(click)
+        like = await standin.click(first, f"img:like:{embed_image_id(first)}")
+        liked = await standin.wait_for_reply(like)
+    assert {embed_image_id(first), embed_image_id(second)} == images
+    assert liked.content == "You like this image (1 like)."
+
+
+async def test_upload_pending_while_the_bot_was_away_is_posted_at_start(
+        standin: DiscordStandIn, services: Services) -> None:
+    image = await store_image(services, 1, trusted=False)
+    async with connected_bot(standin, new_bot(services)):
+        dm = await standin.wait_for_dm(standin.owner)
+        assert f"mod:approve:{image.id}" in dm.custom_ids()
+    async with connected_bot(standin, new_bot(services)) as second:
+        await second.get_cog("Moderation")._backlog  # type: ignore[union-attr]
+    assert len(standin.dms(standin.owner)) == 1  # not posted twice

@@ -1,0 +1,131 @@
+"""Pending uploads reach the owners with Approve / Reject buttons; the uploader hears
+the outcome. Real discord.py against the Discord stand-in, real ingest."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from tests import botkit
+from tests.botkit import EXTRA_OWNER_ID, bot_settings, store_image
+from tests.discord_standin import DiscordStandIn, SentMessage, connected_bot
+
+# isort: split
+from cogs.client import GazouBot
+from cogs.moderation import PENDING_CONTENT
+from core.errors import NotFound
+from core.models import Image, Rating, User
+from core.services import Services, open_services
+
+settings = botkit.settings
+services = botkit.services
+standin = botkit.standin
+bot = botkit.bot
+
+
+async def http_style_upload(services: Services, standin: DiscordStandIn, seed: int = 1,
+                            rating: Rating = Rating.SFW) -> Image:
+    """A pending upload as the HTTP API makes it: untrusted, by a token owner whose id
+    is the Discord id it was issued to."""
+    uploader = User(id=str(standin.user.id), name="alice")
+    return await store_image(services, seed, trusted=False, uploader=uploader,
+                             title="Sunset", rating=rating)
+
+
+def button(message: SentMessage, action: str) -> str:
+    return next(i for i in message.custom_ids() if i.startswith(f"mod:{action}:"))
+
+
+async def test_pending_upload_is_dmed_to_every_owner_with_the_image(
+        standin: DiscordStandIn, bot: GazouBot, services: Services) -> None:
+    image = await http_style_upload(services, standin)
+    for owner in (standin.owner.id, EXTRA_OWNER_ID):
+        dm = await standin.wait_for_dm(owner)
+        assert dm.content == PENDING_CONTENT
+        assert dm.embeds[0]["title"] == "Pending: Sunset"
+        assert dm.files[0].data == await services.images.read_bytes(image)
+        assert set(dm.custom_ids()) == {f"mod:approve:{image.id}", f"mod:reject:{image.id}"}
+
+
+async def test_approve_makes_the_image_public_and_dms_the_uploader(
+        standin: DiscordStandIn, bot: GazouBot, services: Services) -> None:
+    image = await http_style_upload(services, standin)
+    dm = await standin.wait_for_dm(standin.owner)
+    click = await standin.click(dm, button(dm, "approve"))
+    assert (await standin.wait_for_reply(click)).type == 6
+    told = await standin.wait_for_dm(standin.user)
+    assert told.content == (f"Your upload “Sunset” (id `{image.id}`) was approved and is "
+                            f"now in the collection: http://127.0.0.1:8080/image/{image.id}")
+    approved = await services.images.get(image.id)
+    assert approved.approver == User(str(standin.owner.id), "owner")
+
+
+async def test_decision_is_shown_on_every_owners_copy(
+        standin: DiscordStandIn, bot: GazouBot, services: Services) -> None:
+    await http_style_upload(services, standin)
+    mine = await standin.wait_for_dm(standin.owner)
+    other = await standin.wait_for_dm(EXTRA_OWNER_ID)
+    await standin.click(mine, button(mine, "reject"))
+    await standin.wait_until(lambda: mine.edits and other.edits, what="both copies edited")
+    for message in (mine, other):
+        assert message.content == "Rejected by owner"
+        assert message.components == []
+
+
+async def test_reject_keeps_the_image_private_and_tells_the_uploader(
+        standin: DiscordStandIn, bot: GazouBot, services: Services) -> None:
+    image = await http_style_upload(services, standin)
+    dm = await standin.wait_for_dm(standin.owner)
+    await standin.click(dm, button(dm, "reject"))
+    told = await standin.wait_for_dm(standin.user)
+    assert told.content == f"Your upload “Sunset” (id `{image.id}`) was rejected by the owners."
+    with pytest.raises(NotFound):
+        await services.images.get(image.id, include_pending=True)
+
+
+async def test_uploader_with_closed_dms_is_skipped_quietly(
+        standin: DiscordStandIn, bot: GazouBot, services: Services,
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    image = await http_style_upload(services, standin)
+    standin.close_dms(standin.user)
+    dm = await standin.wait_for_dm(standin.owner)
+    await standin.click(dm, button(dm, "approve"))
+    await standin.wait_until(lambda: dm.edits, what="the review post edited")
+    await services.events.drain()
+    assert (await services.images.get(image.id)).status == "approved"
+    assert standin.requests_to("POST", r"/channels/\d+/messages")[-1].status == 403
+    assert "cannot DM user" in caplog.text and "Traceback" not in caplog.text
+
+
+async def test_deciding_an_already_decided_upload_says_so(
+        standin: DiscordStandIn, bot: GazouBot, services: Services) -> None:
+    image = await http_style_upload(services, standin)
+    dm = await standin.wait_for_dm(standin.owner)
+    await services.images.approve(image.id, User("100", "someone"))
+    reply = await standin.wait_for_reply(await standin.click(dm, button(dm, "reject")))
+    assert reply.ephemeral and reply.content == "This upload was already approved by someone."
+    assert (await services.images.get(image.id)).status == "approved"
+
+
+async def test_nsfw_upload_is_described_but_not_shown_in_dms(
+        standin: DiscordStandIn, bot: GazouBot, services: Services) -> None:
+    await http_style_upload(services, standin, rating=Rating.NSFW)
+    dm = await standin.wait_for_dm(standin.owner)
+    assert dm.files == []
+    assert "image" not in dm.embeds[0]
+    assert any(f["value"].startswith("Not shown: rated nsfw") for f in dm.embeds[0]["fields"])
+
+
+async def test_moderation_channel_gets_the_post_instead_of_dms(
+        standin: DiscordStandIn, tmp_path: Path) -> None:
+    settings = bot_settings(tmp_path / "data",
+                            MODERATION_CHANNEL_ID=str(standin.nsfw_channel.id))
+    async with open_services(settings) as services:
+        async with connected_bot(standin, GazouBot(services)):
+            image = await http_style_upload(services, standin, rating=Rating.NSFW)
+            post = await standin.wait_for_message(standin.nsfw_channel)
+            assert post.files[0].data == await services.images.read_bytes(image)
+            assert standin.dms(standin.owner) == []
