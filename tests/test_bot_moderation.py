@@ -129,3 +129,17 @@ async def test_moderation_channel_gets_the_post_instead_of_dms(
             post = await standin.wait_for_message(standin.nsfw_channel)
             assert post.files[0].data == await services.images.read_bytes(image)
             assert standin.dms(standin.owner) == []
+
+
+async def test_members_cannot_decide_uploads_in_the_moderation_channel(
+        standin: DiscordStandIn, tmp_path: Path) -> None:
+    settings = bot_settings(tmp_path / "data", MODERATION_CHANNEL_ID=str(standin.channel.id))
+    async with open_services(settings) as services:
+        async with connected_bot(standin, GazouBot(services)):
+            image = await http_style_upload(services, standin)
+            post = await standin.wait_for_message(standin.channel)
+            click = await standin.click(post, f"mod:approve:{image.id}", user=standin.user)
+            reply = await standin.wait_for_reply(click)
+            assert reply.ephemeral and reply.content == "Only the bot's owners can do that."
+            assert (await services.images.get(image.id, include_pending=True)).status \
+                == "pending"

@@ -6,17 +6,19 @@ from __future__ import annotations
 import copy
 import logging
 import re
+from pathlib import Path
 
 import pytest
 
 from tests import botkit
-from tests.botkit import EXTRA_OWNER_ID
-from tests.discord_standin import DiscordStandIn, SentMessage
+from tests.botkit import EXTRA_OWNER_ID, bot_settings
+from tests.discord_standin import DiscordStandIn, SentMessage, UserSpec, connected_bot
 
 # isort: split
 from cogs.client import GazouBot
 from core.errors import Unauthorized
-from core.services import Services
+from core.models import User
+from core.services import Services, open_services
 
 settings = botkit.settings
 services = botkit.services
@@ -178,8 +180,6 @@ async def test_owner_commands_are_refused_to_members(
 
 async def test_owner_revokes_a_token(
         standin: DiscordStandIn, bot: GazouBot, services: Services) -> None:
-    from core.models import User
-
     issued = await services.tokens.issue(User("1", "someone"), issued_by="test")
     reply = await standin.wait_for_reply(await standin.invoke_command(
         "token revoke", {"id": issued.token.id[:8]}, user=standin.owner))
@@ -191,8 +191,6 @@ async def test_owner_revokes_a_token(
 
 async def test_owner_lists_tokens_without_secrets(
         standin: DiscordStandIn, bot: GazouBot, services: Services) -> None:
-    from core.models import User
-
     issued = await services.tokens.issue(User("1", "someone"), purpose="gallery",
                                          issued_by="test")
     reply = await standin.wait_for_reply(await standin.invoke_command(
@@ -214,3 +212,27 @@ async def test_secret_never_reaches_a_log_or_a_channel(
               and m.channel_id != standin.dm_channel_id(standin.user)]
     assert all(secret not in str(dict(m)) for m in public)
     assert secret not in caplog.text
+
+
+async def test_issue_to_a_member_with_closed_dms_shows_the_owner_the_secret_ephemerally(
+        standin: DiscordStandIn, bot: GazouBot, services: Services) -> None:
+    standin.close_dms(standin.user)
+    inter = await standin.invoke_command(
+        "token issue", {"user": standin.user, "scopes": "image:list"}, user=standin.owner)
+    answer = await standin.wait_for_followup(inter)
+    assert answer.ephemeral and "doesn't accept DMs" in answer.content
+    token = await services.tokens.verify(secret_in(answer.content))
+    assert token.owner_id == str(standin.user.id)
+
+
+async def test_team_admins_and_developers_receive_requests(tmp_path: Path) -> None:
+    lead, dev, viewer = (UserSpec(1_190_000_000_000_000_100 + n, name)
+                         for n, name in enumerate(("lead", "dev", "viewer")))
+    standin = DiscordStandIn(team_members=[lead, (dev, "developer"), (viewer, "read_only")])
+    async with standin, open_services(bot_settings(tmp_path / "data", OWNER_IDS="")) as services:
+        async with connected_bot(standin, GazouBot(services)):
+            await request_token(standin)
+            await standin.wait_for_dm(lead)
+            await standin.wait_for_dm(dev)
+            assert standin.dms(viewer) == []
+            assert standin.dms(standin.owner) == []
