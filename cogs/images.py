@@ -186,7 +186,9 @@ class SearchPages(discord.ui.View):
         self.limit = 0
 
     def page_label(self) -> str:
-        return f"Page {self.index + 1} of {self.total}{'' if self.exact else '+'}"
+        if self.exact:
+            return f"Page {self.index + 1} of {self.total}"
+        return f"Page {self.index + 1} of {max(self.total, self.index + 1)}+"
 
     def _refresh_buttons(self) -> None:
         self.previous.disabled = self.index == 0

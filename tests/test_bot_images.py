@@ -12,7 +12,7 @@ from tests.discord_standin import DiscordStandIn, connected_bot
 
 # isort: split
 from cogs.client import GENERIC_FAILURE, GazouBot
-from cogs.shared import NSFW_REFUSAL
+from cogs.shared import NSFW_REFUSAL, image_embed, show_image
 from core.models import Rating
 from core.services import Services, open_services
 
@@ -314,3 +314,27 @@ async def test_stats_shows_the_counts(
     assert fields["Images"] == "2"
     assert fields["Pending review"] == "1"
     assert fields["By rating"] == "sfw: 1\nquestionable: 0\nnsfw: 1"
+
+
+async def test_search_shows_a_lower_bound_when_the_total_is_not_exact(
+        standin: DiscordStandIn, bot: GazouBot, services: Services,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("storage.sqlite.TOTAL_CAP", 2)  # counting stops here, as at 10 000
+    for seed in range(3):
+        await store_image(services, seed)
+    message = await run_search(standin, {"tags": "cat"})  # tag and rating: a counted total
+    assert message.content == "Page 1 of 2+"
+    await standin.wait_for_reply(await standin.click(message, "search:next"))
+    await standin.wait_for_reply(await standin.click(message, "search:next"))
+    assert message.content == "Page 3 of 3+"
+    assert message.component("search:next")["disabled"] is False
+
+
+async def test_image_over_the_upload_limit_is_shown_by_its_thumbnail(
+        bot: GazouBot, services: Services) -> None:
+    image = await store_image(services, 1)
+    embed = image_embed(image)
+    [attached] = await show_image(bot, image, embed, limit=image.size - 1)
+    assert attached.filename == f"{image.id}-thumbnail.jpg"
+    assert embed.image.url == f"attachment://{image.id}-thumbnail.jpg"
+    assert attached.fp.read() == await services.images.read_bytes(image, thumbnail=True)
