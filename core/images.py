@@ -17,6 +17,7 @@ from core import events as ev
 from core.errors import DuplicateImage, ImageTooLarge, InvalidInput, NotFound
 from core.imaging import ProcessedImage, aspect_ratio, orientation, process_image
 from core.models import (
+    Album,
     Artist,
     Character,
     Filters,
@@ -259,6 +260,13 @@ class ImageService:
         found = await self.repo.get_character(key)
         if found is None:
             raise NotFound("Character not found")
+        return found
+
+    async def album(self, album_id: str) -> Album:
+        """An album by id; NotFound otherwise."""
+        found = await self.repo.get_album(album_id)
+        if found is None:
+            raise NotFound("Album not found")
         return found
 
     async def unknown_tags(self, names: Sequence[str]) -> list[str]:
