@@ -26,8 +26,6 @@ INVITE_PERMISSIONS = discord.Permissions(
     view_channel=True, send_messages=True, embed_links=True, attach_files=True)
 INVITE_SCOPES = ("bot", "applications.commands")
 GENERIC_FAILURE = "Something went wrong on our side; it has been logged. Please try again later."
-# Discord's error code for "Cannot send messages to this user" (closed DMs, blocked bot).
-CANNOT_DM = 50007
 
 
 def error_message(error: BaseException) -> str | None:
@@ -36,6 +34,8 @@ def error_message(error: BaseException) -> str | None:
         error = error.original
     if isinstance(error, GazouError):
         return error.message
+    if isinstance(error, app_commands.CommandSignatureMismatch | app_commands.CommandNotFound):
+        return "This command has changed since Discord last heard of it; try again shortly."
     if isinstance(error, app_commands.CommandOnCooldown):
         return f"Slow down: try again in {error.retry_after:.0f} s."
     if isinstance(error, app_commands.CheckFailure | app_commands.TransformerError):
@@ -48,6 +48,11 @@ async def report_error(interaction: discord.Interaction[Any], error: BaseExcepti
     if isinstance(error, app_commands.CommandInvokeError):
         error = error.original
     text = error_message(error)
+    if interaction.type is discord.InteractionType.autocomplete:
+        # Suggestions can't carry a message; an empty list is what the member sees.
+        log.error("autocomplete failed for user %s:\n%s", interaction.user.id,
+                  "".join(traceback.format_exception(error)))
+        return
     if text is None:
         command = interaction.command.qualified_name if interaction.command else None
         custom_id = (interaction.data or {}).get("custom_id")
@@ -174,12 +179,14 @@ class GazouBot(commands.Bot):
     async def send_dm(self, user_id: int, **message: Any) -> discord.Message | None:
         """DM a user; None when they can't be reached (closed DMs, unknown user)."""
         try:
-            user = self.get_user(user_id) or await self.fetch_user(user_id)
-            return await user.send(**message)
+            channel = await self.create_dm(discord.Object(user_id))
+            return await channel.send(**message)
         except discord.Forbidden as exc:
+            # 50007: closed DMs, or the user blocked the bot; an everyday case.
             log.info("cannot DM user %s (code %s): %s", user_id, exc.code, exc.text)
-        except discord.NotFound:
-            log.info("cannot DM user %s: unknown user", user_id)
+        except discord.HTTPException as exc:
+            log.warning("cannot DM user %s (HTTP %s, code %s): %s", user_id, exc.status,
+                        exc.code, exc.text)
         return None
 
     async def dm_each(self, user_ids: set[int],

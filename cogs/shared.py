@@ -89,7 +89,7 @@ def image_embed(image: Image, *, title: str | None = None) -> discord.Embed:
     embed = discord.Embed(title=title or image.title or "Image",
                           colour=discord.Colour.from_str(image.dominant_color))
     if image.description:
-        embed.description = image.description[:4000]
+        embed.description = image.description[:2000]  # embeds total 6000
     embed.add_field(name="Artist", value=image.artist.name if image.artist else "unknown")
     if image.characters:
         embed.add_field(name="Characters",

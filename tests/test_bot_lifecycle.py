@@ -13,6 +13,8 @@ from tests.botkit import bot_settings, embed_image_id, store_image
 from tests.discord_standin import DiscordStandIn, connected_bot
 
 # isort: split
+import discord
+
 from cogs.client import GazouBot
 from core.models import User
 from core.services import Services, open_services
@@ -133,3 +135,11 @@ async def test_upload_pending_while_the_bot_was_away_is_posted_at_start(
     async with connected_bot(standin, new_bot(services)) as second:
         await second.get_cog("Moderation")._backlog  # type: ignore[union-attr]
     assert len(standin.dms(standin.owner)) == 1  # not posted twice
+
+
+async def test_bot_asks_for_no_privileged_intents(
+        standin: DiscordStandIn, services: Services) -> None:
+    async with connected_bot(standin, new_bot(services)):
+        pass
+    intents = discord.Intents._from_value(standin.identifies[-1]["intents"])
+    assert not intents.members and not intents.presences and not intents.message_content
