@@ -3,6 +3,7 @@ and persistent buttons that keep working on a new bot over the same store."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 
@@ -143,3 +144,22 @@ async def test_bot_asks_for_no_privileged_intents(
         pass
     intents = discord.Intents._from_value(standin.identifies[-1]["intents"])
     assert not intents.members and not intents.presences and not intents.message_content
+
+
+async def test_bot_py_runs_the_bot_with_the_configured_token(
+        standin: DiscordStandIn, tmp_path: Path) -> None:
+    import bot as composition_root
+
+    settings = bot_settings(tmp_path / "data", DISCORD_TOKEN=standin.token)
+    async with open_services(settings) as services:
+        with standin.patch_discord():
+            task = asyncio.create_task(composition_root.run_bot(services))
+            try:
+                await standin.wait_until(lambda: standin.command_syncs, what="a sync")
+                await standin.wait_until(lambda: standin.connected, what="the gateway")
+                reply = await standin.wait_for_reply(await standin.invoke_command("stats"))
+                assert reply.data["embeds"][0]["title"] == "Collection"
+            finally:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+    assert standin.identifies[-1]["token"] == standin.token
