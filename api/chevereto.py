@@ -433,6 +433,7 @@ _STR = {"type": "string"}
 _INT = {"type": "integer", "minimum": 0}
 _URL = {"type": "string", "format": "uri"}
 _DATE = {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"}
+_BASE64 = {"type": "string", "pattern": "^[A-Za-z0-9+/]*={0,2}$"}
 _FILE = _object({"filename": _STR, "name": _STR, "mime": _STR, "extension": _STR,
                  "url": _URL, "size": _INT})
 IMAGE_SCHEMA = _object({
@@ -457,8 +458,10 @@ ERROR_SCHEMA = _object({"status_code": {"type": "integer"},
                         "status_txt": _STR})
 _FIELDS: dict[str, tuple[dict[str, Any], str]] = {
     "key": (_STR, "The API key (or the X-API-Key header)"),
-    "source": (_STR, "Base64 image data (a data: URL too) or an http(s) URL"),
-    "image": (_STR, "imgBB style source; the answer then says `data` and `status`"),
+    # Documented as base64 text so that generated requests never make gazou download
+    # from the internet; an http(s) URL is accepted as well.
+    "source": (_BASE64, "Base64 image data (a data: URL too) or an http(s) URL"),
+    "image": (_BASE64, "imgBB style source; the answer then says `data` and `status`"),
     "title": (_STR, "Image title"),
     "name": (_STR, "Alias of title"),
     "description": (_STR, "Image description"),
@@ -503,7 +506,7 @@ def _upload_operation(method: str, suffix: str) -> dict[str, Any]:
     }
     if method == "post":
         fields = {n: s for n, (s, _) in _FIELDS.items()}
-        multipart = {**fields, "source": {"oneOf": [_STR, {"type": "string",
+        multipart = {**fields, "source": {"oneOf": [_BASE64, {"type": "string",
                                                            "contentMediaType":
                                                            "application/octet-stream"}]}}
         operation["requestBody"] = {"required": False, "content": {
