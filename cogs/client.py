@@ -155,7 +155,23 @@ class GazouBot(commands.Bot):
             return False
         await repo.kv_set(key, digest)
         log.info("synced %d slash commands (%s)", len(synced), scope)
+        await self._retire_former_dev_guild(guild)
         return True
+
+    async def _retire_former_dev_guild(self, current: discord.Object | None) -> None:
+        """Remove the commands from a guild that was DEV_GUILD_ID before, so members
+        there don't see every command twice (its copy and the global one)."""
+        repo = self.services.storage.repo
+        key = f"discord:dev-guild:{self.application_id}"
+        former = await repo.kv_get(key)
+        if former and (current is None or int(former) != current.id):
+            try:
+                await self.tree.sync(guild=discord.Object(int(former)))  # no commands there
+                await repo.kv_set(f"discord:commands:{self.application_id}:guild:{former}", "")
+                log.info("removed the slash commands from the former DEV_GUILD_ID %s", former)
+            except discord.HTTPException as exc:
+                log.warning("could not remove the commands from guild %s: %s", former, exc)
+        await repo.kv_set(key, str(current.id) if current else "")
 
     # ---- owners --------------------------------------------------------------------
 

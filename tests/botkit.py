@@ -42,7 +42,8 @@ async def services(settings: Settings) -> AsyncIterator[Services]:
 
 @pytest.fixture
 async def standin() -> AsyncIterator[DiscordStandIn]:
-    async with DiscordStandIn() as s:
+    # Discord's rule: an interaction unanswered after 3 s is gone.
+    async with DiscordStandIn(interaction_deadline=3.0) as s:
         s.add_user("second-owner", user_id=EXTRA_OWNER_ID)
         yield s
 

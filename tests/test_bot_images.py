@@ -3,6 +3,8 @@ against the Discord stand-in."""
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from tests import botkit
@@ -338,3 +340,21 @@ async def test_image_over_the_upload_limit_is_shown_by_its_thumbnail(
     assert attached.filename == f"{image.id}-thumbnail.jpg"
     assert embed.image.url == f"attachment://{image.id}-thumbnail.jpg"
     assert attached.fp.read() == await services.images.read_bytes(image, thumbnail=True)
+
+
+async def test_search_buttons_are_disabled_when_the_results_expire(
+        standin: DiscordStandIn, bot: GazouBot, services: Services,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # 10 minutes in production; the module the bot loaded as its extension is patched.
+    monkeypatch.setattr(sys.modules["cogs.images"], "SEARCH_TIMEOUT", 0.2)
+    for seed in range(2):
+        await store_image(services, seed)
+    message = await run_search(standin)
+
+    def buttons() -> list[dict]:
+        return [c for c in message.iter_components() if c.get("type") == 2]
+
+    assert not all(b["disabled"] for b in buttons())
+    await standin.wait_until(lambda: all(b["disabled"] for b in buttons()),
+                             what="the buttons disabled")
+    assert len(buttons()) == 3 and message.content == "Page 1 of 2"

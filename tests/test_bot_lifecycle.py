@@ -163,3 +163,17 @@ async def test_bot_py_runs_the_bot_with_the_configured_token(
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
     assert standin.identifies[-1]["token"] == standin.token
+
+
+async def test_leaving_dev_guild_mode_removes_the_guild_copies(
+        standin: DiscordStandIn, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    dev = bot_settings(data, DEV_GUILD_ID=str(standin.guild.id))
+    async with open_services(dev) as services:
+        async with connected_bot(standin, new_bot(services)):
+            pass
+    async with open_services(bot_settings(data)) as services:
+        async with connected_bot(standin, new_bot(services)):
+            pass
+    assert standin.registered_commands(standin.guild) == []
+    assert {c["name"] for c in standin.registered_commands()} == COMMANDS
