@@ -81,8 +81,8 @@ async def defer_public(interaction: discord.Interaction[Any]) -> None:
 
 async def send_public(interaction: discord.Interaction[Any], **kwargs: Any) -> None:
     """Fill the public deferred message."""
-    interaction.extras.pop("public_loading", None)
     await interaction.followup.send(**kwargs)
+    interaction.extras.pop("public_loading", None)
 
 
 def quiet_discord_payload_logs() -> None:

@@ -358,3 +358,20 @@ async def test_search_buttons_are_disabled_when_the_results_expire(
     await standin.wait_until(lambda: all(b["disabled"] for b in buttons()),
                              what="the buttons disabled")
     assert len(buttons()) == 3 and message.content == "Page 1 of 2"
+
+
+async def test_failure_after_a_public_defer_replaces_the_loading_message_privately(
+        standin: DiscordStandIn, bot: GazouBot, services: Services,
+        caplog: pytest.LogCaptureFixture) -> None:
+    await store_image(services, 1)
+    # Discord refuses the message that would fill the "thinking..." reply.
+    standin.override("POST", r"/webhooks/\d+/[^/]+", 400,
+                     {"message": "Invalid Form Body", "code": 50035}, times=1)
+    inter = await standin.invoke_command("random")
+    assert (await standin.wait_for_reply(inter)).type == 5
+    notice = await standin.wait_until(
+        lambda: next((m for m in standin.sent_messages() if m.source == "followup"), None),
+        what="the error follow-up")
+    assert notice.ephemeral and notice.content == GENERIC_FAILURE
+    assert inter.original is not None and inter.original.deleted
+    assert "Invalid Form Body" in caplog.text

@@ -2225,7 +2225,12 @@ class DiscordStandIn:
             return problem
         original = inter.original
         assert inter.callback is not None
-        if inter.callback.type == 5 and original is not None and original.flags & LOADING:
+        if (
+            inter.callback.type == 5
+            and original is not None
+            and original.flags & LOADING
+            and not original.deleted  # a deleted loading message is not filled in
+        ):
             # The first follow-up after a "thinking" defer replaces the loading message.
             edit = {k: v for k, v in payload.items() if k != "flags"}
             self._apply_edit(original, edit, rec.files)
