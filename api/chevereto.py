@@ -305,11 +305,16 @@ def image_json(image: Image, links: _Links) -> dict[str, Any]:
 
 # ---- handlers -------------------------------------------------------------------
 
-async def _token(request: web.Request, params: _Params) -> Token:
-    secret = presented_secret(request, HeaderForm.API_KEY) or (params.get("key") or "").strip()
-    token = await authenticate(request, HeaderForm.API_KEY, secret=secret or None)
-    assert token is not None
-    return token
+async def _token(request: web.Request, params: _Params | None) -> Token | None:
+    """The key's token: from X-API-Key, else `key` (query, or body once `params` are
+    read). None when no key is in sight yet (before the body is read)."""
+    secret = (presented_secret(request, HeaderForm.API_KEY)
+              or (request.rel_url.query.get("key") or "").strip())
+    if not secret and params is not None:
+        secret = (params.get("key") or "").strip()
+    if not secret and params is None:
+        return None
+    return await authenticate(request, HeaderForm.API_KEY, secret=secret or None)
 
 
 async def upload(request: web.Request) -> web.StreamResponse:
@@ -317,12 +322,18 @@ async def upload(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
     fmt = _format(request.rel_url.query.get("format"))
     try:
+        # A key in the header or query is checked before a body is read.
+        token = await _token(request, None)
+        if token is not None:
+            services.tokens.require(token, SCOPE_UPLOAD)
         form = (await read_form(request, services.settings.max_request_bytes)
                 if request.method == "POST" else Form())
         params = _Params(request, form)
         fmt = _format(params.get("format"))
-        token = await _token(request, params)
-        services.tokens.require(token, SCOPE_UPLOAD)
+        if token is None:
+            token = await _token(request, params)
+            assert token is not None
+            services.tokens.require(token, SCOPE_UPLOAD)
         raw, filename, source_url, imgbb = await _source(services, params)
         meta = await _metadata(services, params, token, filename, source_url)
         image = await services.images.ingest(

@@ -528,3 +528,12 @@ def test_decode_base64_accepts_the_forms_clients_send() -> None:
                                             (53350, "52.1 KB"), (3 * 1024 * 1024, "3 MB")])
 def test_size_formatted_like_chevereto(size: int, text: str) -> None:
     assert size_formatted(size) == text
+
+
+async def test_a_bad_header_key_is_refused_before_the_body_is_read(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path / "data", RATE_LIMITS="off", MAX_REQUEST_MB="1")
+    async with open_services(settings) as services, \
+            TestClient(TestServer(create_app(services), host="127.0.0.1")) as client:
+        response = await client.post(UPLOAD, data=multipart(b"\0" * (1024 * 1024 + 10)),
+                                     headers={"X-API-Key": "wrong"})
+        await chevereto_error(response, 400, "Invalid API v1 key.", 100)
