@@ -219,7 +219,9 @@ class SearchPages(discord.ui.View):
                 f"There is no page {index + 1}; the results have {last} pages.",
                 ephemeral=True)
             return
-        await interaction.response.edit_message(**message)
+        # Acknowledge first: uploading the page's file may outlast Discord's 3 s.
+        await interaction.response.defer()
+        await interaction.edit_original_response(**message)
 
     async def interaction_check(self, interaction: discord.Interaction[Any]) -> bool:
         if interaction.user.id == self.owner_id:

@@ -175,6 +175,14 @@ async def run_search(standin: DiscordStandIn, options: dict | None = None, **whe
     return await standin.wait_for_followup(inter)
 
 
+async def turn_page(standin: DiscordStandIn, message: dict, custom_id: str) -> None:
+    """Press a page button and wait for the bot to edit the results."""
+    edits = len(message.edits)
+    reply = await standin.wait_for_reply(await standin.click(message, custom_id))
+    assert reply.type == 6  # acknowledged at once, edited after
+    await standin.wait_until(lambda: len(message.edits) > edits, what="the page edited")
+
+
 async def test_search_pages_through_results_with_buttons(
         standin: DiscordStandIn, bot: GazouBot, services: Services) -> None:
     stored = [await store_image(services, seed) for seed in range(3)]
@@ -182,15 +190,14 @@ async def test_search_pages_through_results_with_buttons(
     assert message.content == "Page 1 of 3"
     assert embed_image_id(message) == stored[0].id
     assert message.component("search:previous")["disabled"] is True
-    reply = await standin.wait_for_reply(await standin.click(message, "search:next"))
-    assert reply.type == 7
+    await turn_page(standin, message, "search:next")
     assert message.content == "Page 2 of 3"
     assert embed_image_id(message) == stored[1].id
     assert message.files[-1].data == await services.images.read_bytes(stored[1])
-    await standin.wait_for_reply(await standin.click(message, "search:next"))
+    await turn_page(standin, message, "search:next")
     assert message.content == "Page 3 of 3"
     assert message.component("search:next")["disabled"] is True
-    await standin.wait_for_reply(await standin.click(message, "search:previous"))
+    await turn_page(standin, message, "search:previous")
     assert embed_image_id(message) == stored[1].id
 
 
@@ -202,8 +209,8 @@ async def test_search_jumps_to_a_page_through_a_modal(
     assert (await standin.wait_for_reply(jump)).type == 9
     [field] = [c for c in standin.callbacks[-1].data["components"][0]["components"]]
     submit = await standin.submit_modal(jump, {field["custom_id"]: "4"})
-    assert (await standin.wait_for_reply(submit)).type == 7
-    assert message.content == "Page 4 of 4"
+    assert (await standin.wait_for_reply(submit)).type == 6
+    await standin.wait_until(lambda: message.content == "Page 4 of 4", what="page 4")
     assert embed_image_id(message) == stored[3].id
 
 
@@ -326,8 +333,8 @@ async def test_search_shows_a_lower_bound_when_the_total_is_not_exact(
         await store_image(services, seed)
     message = await run_search(standin, {"tags": "cat"})  # tag and rating: a counted total
     assert message.content == "Page 1 of 2+"
-    await standin.wait_for_reply(await standin.click(message, "search:next"))
-    await standin.wait_for_reply(await standin.click(message, "search:next"))
+    await turn_page(standin, message, "search:next")
+    await turn_page(standin, message, "search:next")
     assert message.content == "Page 3 of 3+"
     assert message.component("search:next")["disabled"] is False
 
