@@ -51,7 +51,7 @@ def secret_message(issued: IssuedToken, intro: str) -> str:
     expiry = f", expires {token.expires_at:%Y-%m-%d}" if token.expires_at else ""
     return (f"{intro}\n```\n{issued.secret}\n```\nThis is the only time it is shown; keep "
             f"it safe. Token id `{token.id}`, scopes: {', '.join(token.scopes) or 'none'}"
-            f"{expiry}. Send it as `Authorization: Bearer <token>`.")
+            f"{expiry}. Most clients send it as `Authorization: Bearer <token>`.")
 
 
 class TokenDecision(discord.ui.DynamicItem[discord.ui.Button[Any]],
