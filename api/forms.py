@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass, field
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 from multidict import CIMultiDictProxy
 
 from core.errors import ImageTooLarge, InvalidInput
@@ -86,7 +87,8 @@ async def read_form(request: web.Request, max_bytes: int) -> Form:
                     charset = part.get_charset(default="utf-8")
                     form.fields.setdefault(part.name, []).append(
                         data.decode(charset, errors="replace"))
-        except (ValueError, AssertionError, LookupError) as exc:
+        except (ValueError, AssertionError, LookupError, HttpProcessingError) as exc:
+            # HttpProcessingError: a part's headers are malformed (e.g. control bytes).
             raise InvalidInput(f"Malformed multipart body: {exc}") from None
         return form
     body = await _read_capped(request, max_bytes)

@@ -192,7 +192,8 @@ def search_query(body: dict[str, Any]) -> SearchQuery:
         else:
             include.append(tag)
     sort_name = body.get("sort")
-    sort = Sort(sort_name) if sort_name in {s.value for s in Sort} else Sort.NEWEST
+    sort = (Sort(sort_name) if isinstance(sort_name, str) and sort_name in Sort.__members__.values()
+            else Sort.NEWEST)
     skip = _int_field(body, "skip")
     if skip is None:
         skip = _int_field(body, "offset")

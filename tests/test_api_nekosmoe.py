@@ -437,3 +437,23 @@ async def test_created_at_is_javascript_iso_format(client: TestClient,
     assert body["createdAt"].endswith("Z") and len(body["createdAt"]) == 24
     parsed = datetime.fromisoformat(body["createdAt"].replace("Z", "+00:00"))
     assert abs((parsed - expected).total_seconds()) < 0.001
+
+
+async def test_search_with_non_string_sort_falls_back_to_newest(client: TestClient,
+                                                                services: Services) -> None:
+    first = await _stored(services, 1)
+    second = await _stored(services, 2)
+    for sort in ({}, [], 3, "sideways"):
+        status, body = await _search(client, {"sort": sort})
+        assert status == 200
+        assert [i["id"] for i in body["images"]] == [second.id, first.id]
+
+
+async def test_upload_with_malformed_part_headers_is_400(client: TestClient,
+                                                        services: Services) -> None:
+    token = await _token(services)
+    body = (b'--b\r\nContent-Disposition: form-data; name="\x03bad"\r\n\r\nx\r\n--b--\r\n')
+    response = await client.post("/api/v1/images", data=body, headers={
+        "Authorization": token, "Content-Type": "multipart/form-data; boundary=b"})
+    assert response.status == 400
+    assert (await response.json())["message"].startswith("Malformed multipart body")
