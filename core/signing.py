@@ -31,7 +31,10 @@ class LinkSigner:
     def check(self, path: str, expires: str | None, signature: str | None,
               now: float | None = None) -> None:
         """Forbidden unless the signature matches and has not expired."""
-        if not expires or not signature or not expires.isdigit():
+        # Only ASCII digits and hex can be ours; anything else (non-ASCII text, which
+        # compare_digest refuses, or a number too long to parse) is simply wrong.
+        if (not expires or not signature or not expires.isascii() or not expires.isdigit()
+                or len(expires) > 12 or not signature.isascii()):
             raise Forbidden("Invalid signature")
         if not hmac.compare_digest(self._mac(path, int(expires)), signature):
             raise Forbidden("Invalid signature")

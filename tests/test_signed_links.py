@@ -86,3 +86,13 @@ async def test_a_valid_signature_opens_a_pending_image(client: TestClient,
     url, _ = signed_image_url(services, pending, 600)
     assert (await client.get(local(url))).status == 200
     assert (await client.get(image_file_path(pending))).status == 404
+
+
+@pytest.mark.parametrize(("expires", "signature"), [
+    ("1" * 5000, "ab"), ("²", "ab"), ("4102444800", "é" * 64), ("", ""), ("x", "y"),
+])
+async def test_a_malformed_signature_is_403_never_a_500(client: TestClient, image: Image,
+                                                        expires: str, signature: str) -> None:
+    params = urlencode({"expires": expires, "signature": signature})
+    assert (await client.get(f"{image_file_path(image)}?{params}")).status == 403
+    assert (await client.get(f"/i/{image.id}?{params}")).status == 403
