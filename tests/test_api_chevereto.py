@@ -3,10 +3,14 @@ source form, key form, parameter, format, error code; the viewer page."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
+import json
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from http import HTTPStatus
 from pathlib import Path
 
 import pytest
@@ -15,8 +19,19 @@ from aiohttp.test_utils import TestClient, TestServer
 from PIL import Image as PILImage
 
 from api.app import create_app
-from api.chevereto import decode_base64, parse_expiration, size_formatted
-from core.errors import InvalidInput
+from api.chevereto import decode_base64, parse_expiration, render_error, size_formatted
+from core.errors import (
+    CorruptImage,
+    DuplicateImage,
+    Forbidden,
+    GazouError,
+    ImageTooLarge,
+    InvalidInput,
+    NotFound,
+    RateLimited,
+    Unauthorized,
+    UnsupportedImage,
+)
 from core.models import Status
 from core.services import Services, open_services
 from tests.conftest import MEMBER, OWNER, make_image, make_settings
@@ -537,3 +552,45 @@ async def test_a_bad_header_key_is_refused_before_the_body_is_read(tmp_path: Pat
         response = await client.post(UPLOAD, data=multipart(b"\0" * (1024 * 1024 + 10)),
                                      headers={"X-API-Key": "wrong"})
         await chevereto_error(response, 400, "Invalid API v1 key.", 100)
+
+
+async def test_rate_limit_answers_429_in_chevereto_shape(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path / "data", RATE_LIMITS="on")
+    # Windows are aligned to whole minutes: start well inside one so all 31 land in it.
+    into_window = time.time() % 60
+    if into_window > 50:
+        await asyncio.sleep(60 - into_window + 0.1)
+    async with open_services(settings) as services, \
+            TestClient(TestServer(create_app(services), host="127.0.0.1")) as client:
+        statuses = [(await client.get(UPLOAD)).status for _ in range(30)]
+        response = await client.get(UPLOAD)
+        assert statuses == [400] * 30  # no key: counted against the address
+        assert response.status == 429
+        assert int(response.headers["Retry-After"]) >= 1
+        assert 0 <= int(response.headers["X-RateLimit-Reset"]) <= 60
+        assert await response.json() == {
+            "status_code": 429, "error": {"message": "Too many requests", "code": 429},
+            "status_txt": "Too Many Requests"}
+
+
+@pytest.mark.parametrize(("error", "status", "message", "code"), [
+    (ImageTooLarge("Image is larger than 50 MB"), 413, "Image is larger than 50 MB", 413),
+    (UnsupportedImage("Unsupported image type"), 400, "Unsupported image type", 400),
+    (CorruptImage("Image data is truncated or corrupt"), 400,
+     "Image data is truncated or corrupt", 400),
+    (DuplicateImage("abc"), 400, "Duplicated upload", 400),
+    (NotFound("Not Found"), 404, "Not Found", 404),
+    (Unauthorized("x", reason="missing"), 400, "Empty API key.", 100),
+    (Unauthorized("x", reason="invalid"), 400, "Invalid API v1 key.", 100),
+    (Forbidden("Missing permission"), 401, "Request denied", 401),
+    (RateLimited("Too many requests", retry_after=0.2), 429, "Too many requests", 429),
+])
+def test_render_error_keeps_the_shape_for_every_domain_error(
+        error: GazouError, status: int, message: str, code: int) -> None:
+    response = render_error(error)
+    assert response.status == status
+    assert json.loads(response.body) == {
+        "status_code": status, "error": {"message": message, "code": code},
+        "status_txt": HTTPStatus(status).phrase}
+    if status == 429:
+        assert response.headers["Retry-After"] == "1"
