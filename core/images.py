@@ -14,6 +14,7 @@ from functools import partial
 from pathlib import Path
 
 from core import events as ev
+from core.drawbuffer import DrawBuffer
 from core.errors import DuplicateImage, ImageTooLarge, InvalidInput, NotFound
 from core.imaging import ProcessedImage, aspect_ratio, orientation, process_image
 from core.models import (
@@ -66,8 +67,12 @@ class ImageService:
 
     def __init__(self, repo: SQLiteRepo, blobs: BlobStore, events: ev.Events, *,
                  executor: Executor | None, max_pixels: int, max_bytes: int,
-                 thumb_size: tuple[int, int] = (360, 420)) -> None:
+                 thumb_size: tuple[int, int] = (360, 420), buffer_draws: bool = False) -> None:
         self.repo = repo
+        # Anonymous random draws from a short-lived buffer (see core/drawbuffer.py);
+        # off by default so store benchmarks measure the store.
+        self.draw_buffer = (DrawBuffer(lambda f, n: repo.random_images(f, n))
+                            if buffer_draws else None)
         self.blobs = blobs
         self.events = events
         self.executor = executor
@@ -158,7 +163,14 @@ class ImageService:
             raise
         if status is Status.PENDING:
             self.events.emit(ev.IMAGE_PENDING, image)
+        else:
+            self._changed()
         return image
+
+    def _changed(self) -> None:
+        """What public reads may return has changed: drop pre-drawn random images."""
+        if self.draw_buffer is not None:
+            self.draw_buffer.invalidate()
 
     # ---- moderation --------------------------------------------------------------
 
@@ -167,6 +179,7 @@ class ImageService:
         if image is None:
             raise NotFound("Image not found")
         await self.repo.set_status(image_id, status, by)
+        self._changed()
         decided = await self.repo.get_image(image_id)
         assert decided is not None
         if image.status != status:
@@ -191,6 +204,7 @@ class ImageService:
     async def delete(self, image_id: str) -> Image:
         """Remove an image: row first, then its files."""
         image = await self.repo.delete_image(image_id)
+        self._changed()
         if image is None:
             raise NotFound("Image not found")
         await self.blobs.remove(image_key(image.id, image.extension))
@@ -212,6 +226,8 @@ class ImageService:
         """Up to `count` distinct approved images, uniformly drawn from the matches."""
         if not 1 <= count <= MAX_PAGE:
             raise InvalidInput(f"count must be between 1 and {MAX_PAGE}")
+        if seen_by is None and self.draw_buffer is not None:
+            return await self.draw_buffer.take(filters, count)
         return await self.repo.random_images(filters, count, seen_by)
 
     async def search(self, query: SearchQuery, *, count_total: bool = True) -> SearchPage:
@@ -282,6 +298,7 @@ class ImageService:
         """Like (or unlike) an approved image; returns its like count."""
         await self.get(image_id)
         count = await self.repo.set_like(image_id, user.id, kind, on)
+        self._changed()
         if count is None:
             raise NotFound("Image not found")
         return count

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import threading
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -13,6 +16,9 @@ from core.settings import Settings
 from core.signing import LinkSigner
 from core.tokens import TokenService
 from storage import Storage, open_storage
+
+# Nice value of the image threads (0 = the loop's own priority, 19 = the lowest).
+IMAGE_WORKER_NICE = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,20 +33,33 @@ class Services:
     events: Events
 
 
+def _background_priority() -> None:
+    # With as many busy image threads as cores, a woken event loop waits for a core
+    # (tens of ms); at a lower priority the workers yield to it at once. Linux sets
+    # the nice value per thread; elsewhere this may fail, which only costs latency.
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), IMAGE_WORKER_NICE)
+
+
+def image_executor(workers: int) -> ThreadPoolExecutor:
+    """The threads CPU-heavy image work runs in, below the event loop's priority."""
+    # Pillow releases the GIL while decoding and resampling, so threads keep the
+    # event loop free without copying image bytes to another process.
+    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gazou-image",
+                              initializer=_background_priority)
+
+
 @asynccontextmanager
 async def open_services(settings: Settings) -> AsyncIterator[Services]:
     """Open the store and build the services over it; close everything on exit."""
-    # Pillow releases the GIL while decoding and resampling, so threads keep the
-    # event loop free without copying image bytes to another process.
-    executor = ThreadPoolExecutor(max_workers=settings.image_workers,
-                                  thread_name_prefix="gazou-image")
+    executor = image_executor(settings.image_workers)
     try:
         async with open_storage(settings.data_dir) as storage:
             events = Events()
             images = ImageService(
                 storage.repo, storage.blobs, events, executor=executor,
                 max_pixels=settings.max_image_pixels, max_bytes=settings.max_request_bytes,
-                thumb_size=settings.thumbnail_size,
+                thumb_size=settings.thumbnail_size, buffer_draws=True,
             )
             tokens = TokenService(storage.repo, settings.default_token_scopes)
             services = Services(settings=settings, storage=storage, images=images,

@@ -1,0 +1,370 @@
+"""HTTP benchmark, run by hand: `.venv/bin/python bench/http.py [--seconds 10]`.
+
+Fills a store with 100,000 image rows (SQLiteRepo.bulk_load) plus a few real image
+files, then serves it with gazou (the production create_app, RATE_LIMITS=off) and,
+in the same run, a bare aiohttp app answering a constant small JSON. Both run in a
+child process of their own and are driven over loopback by the same load generator
+(wrk if installed, else a Python generator in a separate process) for the same time
+at the same concurrency. For each gazou endpoint it prints requests/s, p50 and p99,
+and the ratio of its requests/s to the bare app's.
+
+Targets: the random endpoints serve at least half the bare app's requests/s, and
+every endpoint's p99 stays under 20 ms."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+# Run as a script, this file's folder comes first on the path, and its name would hide
+# the standard library's `http` from aiohttp: put the project root there instead.
+HERE = Path(__file__).resolve().parent
+sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != HERE]
+
+TAGS = [f"tag{i:02d}" for i in range(40)] + ["x"]
+RANDOM_TARGET = 0.5
+P99_TARGET_MS = 20.0
+
+
+# ---- the store -----------------------------------------------------------------------
+
+def _rows(n: int, seed: int = 7):  # type: ignore[no-untyped-def]
+    """`n` image rows without files: 90% sfw, 97% approved, 2-4 tags (one in ten has
+    the tag `x`), one second apart."""
+    from core.models import Rating, Status, User
+    from storage.sqlite import NewImage
+
+    rng = random.Random(seed)
+    uploader = User("1", "bench")
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    ratings = [Rating.SFW] * 90 + [Rating.QUESTIONABLE] * 7 + [Rating.NSFW] * 3
+    statuses = [Status.APPROVED] * 97 + [Status.PENDING] * 2 + [Status.REJECTED]
+    for k in range(n):
+        tags = set(rng.sample(TAGS[:-1], rng.randint(2, 4)))
+        if rng.random() < 0.1:
+            tags.add("x")
+        yield NewImage(
+            id=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+            sha256=f"{rng.getrandbits(256):064x}", md5=f"{rng.getrandbits(128):032x}",
+            phash=rng.getrandbits(64), mimetype="image/jpeg", extension="jpg",
+            size=rng.randrange(100_000, 5_000_000), width=1920, height=1080,
+            aspect_ratio="16:9", orientation="landscape", dominant_color="#808080",
+            animated=False, thumbnail_size=20_000, rating=rng.choice(ratings),
+            status=rng.choice(statuses), title="", description="", source_name=None,
+            source_url=None, original_filename=None,
+            artist=f"artist {rng.randrange(500)}" if rng.random() < 0.8 else None,
+            characters=(f"character {rng.randrange(200)}",) if rng.random() < 0.5 else (),
+            tags=tuple(sorted(tags)), album_id=None, uploader=uploader, approver=uploader,
+            created_at=start + timedelta(seconds=k), expires_at=None, near_duplicate_of=None,
+        )
+
+
+def _settings(data_dir: Path, port: int):  # type: ignore[no-untyped-def]
+    from core.settings import ensure_signing_secret, load_settings
+
+    return ensure_signing_secret(load_settings({
+        "DATA_DIR": str(data_dir), "RATE_LIMITS": "off", "PORT": str(port),
+        "PUBLIC_URL": f"http://127.0.0.1:{port}", "LOG_LEVEL": "WARNING"}))
+
+
+async def fill_store(data_dir: Path, rows: int) -> str:
+    """Bulk-load `rows` rows and ingest a few real files; returns a real file's image id."""
+    from PIL import Image as PILImage  # only to make the few real files
+
+    from core.models import IngestMetadata, Rating, User
+    from core.services import open_services
+
+    async with open_services(_settings(data_dir, 0)) as services:
+        await services.storage.repo.bulk_load(_rows(rows))
+        owner = User("1", "bench")
+        image_id = ""
+        for seed in range(8):
+            import io
+
+            rng = random.Random(seed)
+            img = PILImage.new("RGB", (640, 480))
+            for y in range(0, 480, 40):
+                for x in range(0, 640, 40):
+                    img.paste(tuple(rng.randrange(256) for _ in range(3)),
+                              (x, y, x + 40, y + 40))
+            buf = io.BytesIO()
+            img.save(buf, "JPEG", quality=85)
+            image = await services.images.ingest(
+                buf.getvalue(), IngestMetadata(tags=("x",), rating=Rating.SFW), owner,
+                trusted=True)
+            image_id = image.id
+    return image_id
+
+
+# ---- the two servers (child processes) ---------------------------------------------
+
+def serve_gazou(data_dir: Path, port: int) -> None:
+    """Child: gazou over the filled store."""
+    from aiohttp import web
+
+    from api.app import create_app
+    from core.services import open_services
+
+    if os.environ.get("GAZOU_SWITCH"):
+        sys.setswitchinterval(float(os.environ["GAZOU_SWITCH"]))
+
+    async def main() -> None:
+        async with open_services(_settings(data_dir, port)) as services:
+            runner = web.AppRunner(create_app(services), access_log=None)
+            await runner.setup()
+            await web.TCPSite(runner, "127.0.0.1", port).start()
+            print("ready", flush=True)
+            await asyncio.Event().wait()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(main())
+
+
+def serve_bare(port: int) -> None:
+    """Child: the bare aiohttp baseline, one constant small JSON."""
+    from aiohttp import web
+
+    body = json.dumps({"url": "http://127.0.0.1/img/baseline.jpg"}).encode()
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(body=body, content_type="application/json")
+
+    async def main() -> None:
+        app = web.Application()
+        app.router.add_get("/", handler)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        print("ready", flush=True)
+        await asyncio.Event().wait()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(main())
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_child(args: list[str]) -> subprocess.Popen[str]:
+    proc = subprocess.Popen([sys.executable, __file__, *args], stdout=subprocess.PIPE,
+                            text=True, cwd=ROOT)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if line.strip() != "ready":
+        proc.kill()
+        raise SystemExit(f"server did not start: {line!r}")
+    return proc
+
+
+def stop_child(proc: subprocess.Popen[str]) -> None:
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+# ---- load generators ---------------------------------------------------------------
+
+@dataclass
+class Result:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+def _ms(text: str) -> float:
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}[unit]
+
+
+def run_wrk(url: str, seconds: float, connections: int, body: str | None,
+            threads: int) -> Result:
+    """wrk with latency percentiles; a Lua script when the request is a POST."""
+    cmd = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds:g}s",
+           "--latency", url]
+    script = None
+    if body is not None:
+        script = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
+        script.write(f'wrk.method = "POST"\nwrk.body = {json.dumps(body)}\n'
+                     'wrk.headers["Content-Type"] = "application/json"\n')
+        script.close()
+        cmd[1:1] = ["-s", script.name]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    finally:
+        if script is not None:
+            os.unlink(script.name)
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    socket_errors = re.search(r"Socket errors:.*", out)
+    count = int(errors.group(1)) if errors else 0
+    if socket_errors:
+        count += sum(int(n) for n in re.findall(r"\d+", socket_errors.group(0)))
+    return Result(rps, p50, p99, count)
+
+
+def python_generator(url: str, seconds: float, connections: int, body: str | None) -> None:
+    """Child: keep `connections` requests in flight for `seconds`; print JSON figures."""
+    import aiohttp
+
+    async def main() -> None:
+        latencies: list[float] = []
+        errors = 0
+        deadline = time.perf_counter() + seconds
+        data = body.encode() if body is not None else None
+
+        async def worker(session: aiohttp.ClientSession) -> None:
+            nonlocal errors
+            while time.perf_counter() < deadline:
+                t0 = time.perf_counter()
+                method = "POST" if data is not None else "GET"
+                async with session.request(method, url, data=data, headers={
+                        "Content-Type": "application/json"} if data else None) as response:
+                    await response.read()
+                    if response.status >= 400:
+                        errors += 1
+                latencies.append(time.perf_counter() - t0)
+
+        connector = aiohttp.TCPConnector(limit=connections)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            started = time.perf_counter()
+            await asyncio.gather(*(worker(session) for _ in range(connections)))
+            elapsed = time.perf_counter() - started
+        latencies.sort()
+        print(json.dumps({
+            "rps": len(latencies) / elapsed,
+            "p50_ms": statistics.median(latencies) * 1000,
+            "p99_ms": latencies[int(len(latencies) * 0.99) - 1] * 1000,
+            "errors": errors}))
+
+    asyncio.run(main())
+
+
+def run_python(url: str, seconds: float, connections: int, body: str | None) -> Result:
+    args = ["--generate", url, "--seconds", str(seconds), "--connections", str(connections)]
+    if body is not None:
+        args += ["--body", body]
+    out = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True,
+                         check=True, cwd=ROOT).stdout
+    return Result(**json.loads(out))
+
+
+# ---- the run -----------------------------------------------------------------------
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads")
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--generator", choices=("auto", "wrk", "python"), default="auto")
+    parser.add_argument("--only", help="run only the endpoints whose label contains this")
+    parser.add_argument("--serve-gazou", nargs=2, metavar=("DATA_DIR", "PORT"),
+                        help=argparse.SUPPRESS)
+    parser.add_argument("--serve-bare", metavar="PORT", help=argparse.SUPPRESS)
+    parser.add_argument("--generate", metavar="URL", help=argparse.SUPPRESS)
+    parser.add_argument("--body", help=argparse.SUPPRESS)
+    parser.add_argument("--fill", metavar="DATA_DIR",
+                        help="only fill a store there and print a real file's id (for "
+                             "profiling a server started with --serve-gazou DATA_DIR PORT)")
+    args = parser.parse_args()
+
+    if args.fill:
+        print(asyncio.run(fill_store(Path(args.fill), args.rows)))
+        return None
+
+    if args.serve_gazou:
+        return serve_gazou(Path(args.serve_gazou[0]), int(args.serve_gazou[1]))
+    if args.serve_bare:
+        return serve_bare(int(args.serve_bare))
+    if args.generate:
+        return python_generator(args.generate, args.seconds, args.connections, args.body)
+
+    generator = args.generator
+    if generator == "auto":
+        generator = "wrk" if shutil.which("wrk") else "python"
+
+    def load(url: str, body: str | None = None) -> Result:
+        if generator == "wrk":
+            return run_wrk(url, args.seconds, args.connections, body, args.threads)
+        return run_python(url, args.seconds, args.connections, body)
+
+    with tempfile.TemporaryDirectory(prefix="gazou-bench-") as tmp:
+        data_dir = Path(tmp) / "data"
+        t0 = time.perf_counter()
+        file_id = asyncio.run(fill_store(data_dir, args.rows))
+        print(f"store: {args.rows:,} rows + 8 files in {time.perf_counter() - t0:.1f} s; "
+              f"generator: {generator}, {args.connections} connections, "
+              f"{args.seconds:g} s per endpoint, RATE_LIMITS=off, {os.cpu_count()} CPUs")
+
+        bare_port, gazou_port = _free_port(), _free_port()
+        bare = start_child(["--serve-bare", str(bare_port)])
+        try:
+            load(f"http://127.0.0.1:{bare_port}/", None)  # warm-up
+            baseline = load(f"http://127.0.0.1:{bare_port}/", None)
+        finally:
+            stop_child(bare)
+
+        endpoints = [
+            ("GET /api/v2/random", "/api/v2/random", None, True),
+            ("GET /api/v1/random/image", "/api/v1/random/image", None, True),
+            ("GET /api/image/random?categories=x", "/api/image/random?categories=x", None,
+             True),
+            ("POST /api/v1/images/search", "/api/v1/images/search",
+             json.dumps({"tags": ["tag01"], "limit": 20}), False),
+            ("GET /image/{id}", f"/image/{file_id}", None, False),
+        ]
+        if args.only:
+            endpoints = [e for e in endpoints if args.only in e[0]]
+        gazou = start_child(["--serve-gazou", str(data_dir), str(gazou_port)])
+        results = []
+        try:
+            for label, path, body, is_random in endpoints:
+                url = f"http://127.0.0.1:{gazou_port}{path}"
+                load(url, body) if args.seconds >= 5 else None  # warm the caches
+                results.append((label, load(url, body), is_random))
+        finally:
+            stop_child(gazou)
+
+    print()
+    print(f"{'endpoint':40} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'ratio':>6} "
+          f"{'errors':>6}  target")
+    print(f"{'bare aiohttp (constant JSON)':40} {baseline.rps:9.0f} {baseline.p50_ms:8.2f} "
+          f"{baseline.p99_ms:8.2f} {1:6.2f} {baseline.errors:6d}")
+    for label, result, is_random in results:
+        ratio = result.rps / baseline.rps
+        met = result.p99_ms < P99_TARGET_MS and (ratio >= RANDOM_TARGET or not is_random)
+        target = ("ratio >= 0.5, " if is_random else "") + "p99 < 20 ms"
+        print(f"{label:40} {result.rps:9.0f} {result.p50_ms:8.2f} {result.p99_ms:8.2f} "
+              f"{ratio:6.2f} {result.errors:6d}  {target}: {'met' if met else 'MISSED'}")
+
+
+if __name__ == "__main__":
+    main()
