@@ -198,7 +198,12 @@ class SQLiteRepo:
         """Open both connections and migrate the schema forward."""
         await asyncio.to_thread(self.path.parent.mkdir, parents=True, exist_ok=True)
         self._write = await self._connect()
-        await self._migrate()
+        try:
+            await self._migrate()
+        except BaseException:
+            # A refused or failed migration must not leave the connection's thread behind.
+            await self.close()
+            raise
         self._read = await self._connect()
 
     async def _connect(self) -> aiosqlite.Connection:
@@ -447,6 +452,109 @@ class SQLiteRepo:
             await self._pool_remove(tx, row[0])
             await tx.execute("DELETE FROM images WHERE seq = ?", row)
         return image
+
+    async def bulk_load(self, rows: Iterable[NewImage], *, chunk: int = 20_000) -> int:
+        """Insert many image rows (no files) in one transaction, fast: for benchmarks and
+        large imports. Keeps every invariant `insert_image` keeps (tags, artists and
+        characters created by name, approved rows appended to their pools' dense slots);
+        `album_id` must name an existing album; `near_duplicate_of` is taken as given.
+        Raises sqlite3.IntegrityError (and stores nothing) on a duplicate id or sha256.
+        Returns how many rows were inserted."""
+        async with self.transaction() as tx:
+            return await self._bulk_load(tx, rows, chunk)
+
+    async def _bulk_load(self, tx: _Transaction, rows: Iterable[NewImage], chunk: int) -> int:
+        rids: dict[str, dict[str, int]] = {"tags": {}, "artists": {}, "characters": {}}
+        albums: dict[str, int] = {}
+        pools: dict[str, list[int]] = {}  # name -> [pool id, size]
+        for name, pool, size in await tx.all("SELECT name, pool, size FROM pools"):
+            pools[name] = [pool, size]
+        (next_seq,) = await tx.one("SELECT COALESCE(MAX(seq), 0) + 1 FROM images")
+        loaded = 0
+
+        async def rid_of(table: str, name: str) -> int:
+            # Keyed by the exact name: names differing only in case resolve to one row
+            # through the column's NOCASE collation, and memberships are deduplicated.
+            known = rids[table]
+            if name not in known:
+                known[name] = await self._get_or_create(tx, table, name)
+            return known[name]
+
+        async def album_of(album_id: str) -> int:
+            if album_id not in albums:
+                row = await tx.one("SELECT rid FROM albums WHERE id = ?", (album_id,))
+                if row is None:
+                    raise InvalidInput("Unknown album", field="album_id")
+                albums[album_id] = row[0]
+            return albums[album_id]
+
+        batch: list[NewImage] = []
+        iterator = iter(rows)
+        while True:
+            batch.clear()
+            for new in iterator:
+                batch.append(new)
+                if len(batch) >= chunk:
+                    break
+            if not batch:
+                break
+            image_rows, tag_rows, character_rows, slot_rows = [], [], [], []
+            for new in batch:
+                seq, next_seq = next_seq, next_seq + 1
+                artist_rid = await rid_of("artists", new.artist) if new.artist else None
+                album_rid = await album_of(new.album_id) if new.album_id else None
+                image_rows.append((
+                    seq, new.id, new.sha256, new.md5, _signed64(new.phash),
+                    *_quarters(new.phash), new.mimetype, new.extension, new.size, new.width,
+                    new.height, new.aspect_ratio, new.orientation, new.dominant_color,
+                    int(new.animated), new.thumbnail_size, new.rating.value, new.status.value,
+                    new.title, new.description, new.source_name, new.source_url,
+                    new.original_filename, artist_rid, album_rid,
+                    new.uploader.id if new.uploader else None,
+                    new.uploader.name if new.uploader else None,
+                    new.approver.id if new.approver else None,
+                    new.approver.name if new.approver else None,
+                    new.created_at.timestamp(), _ts(new.expires_at), new.near_duplicate_of,
+                ))
+                members = ["all", f"rating:{new.rating.value}"]
+                if artist_rid is not None:
+                    members.append(f"artist:{artist_rid}")
+                for tag_rid in dict.fromkeys([await rid_of("tags", t) for t in new.tags]):
+                    tag_rows.append((tag_rid, seq))
+                    members.append(f"tag:{tag_rid}")
+                for char_rid in dict.fromkeys(
+                        [await rid_of("characters", c) for c in new.characters]):
+                    character_rows.append((char_rid, seq))
+                    members.append(f"character:{char_rid}")
+                if new.status is Status.APPROVED:
+                    for name in members:
+                        entry = pools.get(name)
+                        if entry is None:
+                            cur = await tx.execute(
+                                "INSERT INTO pools (name, size) VALUES (?, 0)", (name,))
+                            entry = pools[name] = [cur.lastrowid, 0]
+                        slot_rows.append((entry[0], entry[1], seq))
+                        entry[1] += 1
+            await tx.executemany(
+                """INSERT INTO images (seq, id, sha256, md5, phash, ph0, ph1, ph2, ph3,
+                    mimetype, extension, size, width, height, aspect_ratio, orientation,
+                    dominant_color, animated, thumbnail_size, rating, status, title,
+                    description, source_name, source_url, original_filename, artist_rid,
+                    album_rid, uploader_id, uploader_name, approver_id, approver_name,
+                    created_at, expires_at, near_duplicate_of)
+                VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
+                image_rows)
+            await tx.executemany(
+                "INSERT INTO image_tags (tag_rid, seq) VALUES (?, ?)", tag_rows)
+            await tx.executemany(
+                "INSERT INTO image_characters (character_rid, seq) VALUES (?, ?)",
+                character_rows)
+            await tx.executemany(
+                "INSERT INTO pool_slots (pool, slot, seq) VALUES (?, ?, ?)", slot_rows)
+            loaded += len(batch)
+        await tx.executemany("UPDATE pools SET size = ? WHERE pool = ?",
+                             [(size, pool) for pool, size in pools.values()])
+        return loaded
 
     async def set_like(self, image_id: str, user_id: str, kind: str, on: bool) -> int | None:
         """Like/unlike (or favourite); returns the new count, None if no such image."""

@@ -1,0 +1,166 @@
+"""The SQLite store: migrations from empty, reopening, refusing a newer schema, and the
+bulk loader keeping the same invariants as one-by-one inserts."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from core.models import Filters, Rating, SearchQuery, Status, User
+from storage.schema import MIGRATIONS
+from storage.sqlite import NewImage, SQLiteRepo, new_id
+from tests.test_random import pool_problems
+
+TABLES = {"tags", "artists", "characters", "albums", "images", "image_tags",
+          "image_characters", "pools", "pool_slots", "likes", "seen", "tokens",
+          "token_requests", "kv"}
+
+
+def connection_threads() -> set[threading.Thread]:
+    """Live threads other than asyncio's default executor (which comes and goes)."""
+    return {t for t in threading.enumerate() if not t.name.startswith("asyncio_")}
+
+
+@pytest.fixture
+async def repo(tmp_path: Path) -> AsyncIterator[SQLiteRepo]:
+    store = SQLiteRepo(tmp_path / "store.sqlite3")
+    await store.open()
+    yield store
+    await store.close()
+
+
+def row(n: int, *, tags: tuple[str, ...] = (), status: Status = Status.APPROVED,
+        rating: Rating = Rating.SFW, artist: str | None = None,
+        characters: tuple[str, ...] = ()) -> NewImage:
+    """A plausible image row (metadata only) numbered `n`."""
+    return NewImage(
+        id=new_id(), sha256=f"{n:064x}", md5=f"{n:032x}", phash=(n * 0x9E3779B97F4A7C15)
+        % (1 << 64), mimetype="image/png", extension="png", size=1000 + n, width=64,
+        height=48, aspect_ratio="4:3", orientation="landscape", dominant_color="#000000",
+        animated=False, thumbnail_size=100, rating=rating, status=status, title=f"n{n}",
+        description="", source_name=None, source_url=None, original_filename=None,
+        artist=artist, characters=characters, tags=tags, album_id=None,
+        uploader=User("1", "u"), approver=None,
+        created_at=datetime(2025, 1, 1, tzinfo=UTC) + timedelta(seconds=n), expires_at=None,
+        near_duplicate_of=None,
+    )
+
+
+async def test_a_new_store_runs_every_migration(repo: SQLiteRepo) -> None:
+    assert await repo.schema_version() == len(MIGRATIONS)
+
+
+async def test_a_new_store_has_every_table(repo: SQLiteRepo) -> None:
+    rows = await repo._all("SELECT name FROM sqlite_master WHERE type = 'table'")
+    assert TABLES <= {r[0] for r in rows}
+
+
+async def test_the_store_runs_in_wal_mode(repo: SQLiteRepo, tmp_path: Path) -> None:
+    assert (await repo._one("PRAGMA journal_mode"))[0] == "wal"
+    # WAL is a property of the file: a fresh connection sees it too.
+    with sqlite3.connect(tmp_path / "store.sqlite3") as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+async def test_foreign_keys_are_enforced_on_both_connections(repo: SQLiteRepo) -> None:
+    assert (await repo._one("PRAGMA foreign_keys"))[0] == 1
+    async with repo.transaction() as tx:
+        assert (await tx.one("PRAGMA foreign_keys"))[0] == 1
+    with pytest.raises(sqlite3.IntegrityError):
+        async with repo.transaction() as tx:
+            await tx.execute("INSERT INTO image_tags (tag_rid, seq) VALUES (999, 999)")
+
+
+async def test_reopening_keeps_data_and_does_not_rerun_migrations(tmp_path: Path) -> None:
+    path = tmp_path / "store.sqlite3"
+    async with SQLiteRepo(path) as first:
+        await first.kv_set("kept", "yes")
+        await first.upsert_tag("cat")
+    async with SQLiteRepo(path) as second:
+        # Re-running migration 1 would fail on CREATE TABLE of an existing table.
+        assert await second.schema_version() == len(MIGRATIONS)
+        assert await second.kv_get("kept") == "yes"
+        assert (await second.get_tag("cat")) is not None
+
+
+async def test_a_store_from_a_newer_gazou_refuses_to_open(tmp_path: Path) -> None:
+    path = tmp_path / "store.sqlite3"
+    async with SQLiteRepo(path):
+        pass
+    with sqlite3.connect(path) as conn:
+        conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    threads = connection_threads()
+    repo = SQLiteRepo(path)
+    with pytest.raises(RuntimeError, match=r"schema version \d+, newer than this gazou"):
+        await repo.open()
+    # The refused open leaves no connection (and no worker thread) behind.
+    started = connection_threads() - threads
+    for thread in started:
+        thread.join(timeout=2)
+    assert not [t for t in started if t.is_alive()]
+    await repo.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) + 1
+
+
+async def test_bulk_load_inserts_rows_with_their_tags_artists_and_characters(
+        repo: SQLiteRepo, tmp_path: Path) -> None:
+    rows = [row(n, tags=("cat", "dog")[: 1 + n % 2], artist=f"artist {n % 3}",
+                characters=("Neko",) if n % 4 == 0 else ()) for n in range(40)]
+    assert await repo.bulk_load(rows, chunk=7) == 40
+    image = await repo.get_image(rows[4].id)
+    assert image is not None
+    assert image.tag_names == ["cat"]
+    assert image.artist is not None and image.artist.name == "artist 1"
+    assert [c.name for c in image.characters] == ["Neko"]
+    assert image.phash == rows[4].phash
+    assert pool_problems(tmp_path / "store.sqlite3") == []
+
+
+async def test_bulk_load_puts_only_approved_rows_in_the_pools(
+        repo: SQLiteRepo, tmp_path: Path) -> None:
+    statuses = [Status.APPROVED, Status.PENDING, Status.REJECTED]
+    rows = [row(n, tags=("cat",), status=statuses[n % 3]) for n in range(30)]
+    await repo.bulk_load(rows)
+    assert await repo.pool_size("all") == 10
+    drawn = await repo.random_images(Filters(tags=("cat",)), 30)
+    assert {i.id for i in drawn} == {r.id for r in rows if r.status is Status.APPROVED}
+    assert pool_problems(tmp_path / "store.sqlite3") == []
+
+
+async def test_bulk_load_appends_to_a_store_that_already_has_images(
+        repo: SQLiteRepo, tmp_path: Path) -> None:
+    first = await repo.insert_image(row(0, tags=("cat",), artist="Alice"))
+    await repo.bulk_load([row(n, tags=("cat", "new"), artist="alice") for n in range(1, 6)])
+    await repo.insert_image(row(6, tags=("cat",)))
+    assert await repo.pool_size("all") == 7
+    # "alice" is the same artist as "Alice": names are unique without regard to case.
+    artist = await repo.get_artist("Alice")
+    assert artist is not None and artist.images == 6
+    page = await repo.search(SearchQuery(tags=("cat",), limit=100))
+    assert page.total == 7 and page.images[-1].id == first.id
+    assert pool_problems(tmp_path / "store.sqlite3") == []
+
+
+async def test_bulk_load_with_a_duplicate_stores_nothing(
+        repo: SQLiteRepo, tmp_path: Path) -> None:
+    existing = row(0)
+    await repo.insert_image(existing)
+    rows = [row(n, tags=("cat",)) for n in range(1, 5)] + [replace(row(9), sha256=existing.sha256)]
+    with pytest.raises(sqlite3.IntegrityError):
+        await repo.bulk_load(rows)
+    assert await repo.pool_size("all") == 1
+    assert (await repo._one("SELECT COUNT(*) FROM images"))[0] == 1
+    assert await repo.get_tag("cat") is None
+    assert pool_problems(tmp_path / "store.sqlite3") == []
+
+
+async def test_integrity_check_of_a_healthy_store_is_empty(repo: SQLiteRepo) -> None:
+    await repo.bulk_load([row(n, tags=("cat",)) for n in range(5)])
+    assert await repo.integrity_check() == []
