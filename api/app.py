@@ -9,6 +9,7 @@ from aiohttp import web
 
 from api.app_errors import plain_error
 from api.dialect import Dialect, json_response
+from api.files import FILE_CACHE, ByteCache
 from api.keys import SERVICES
 from api.openapi import openapi_handler
 from api.ratelimit import (
@@ -99,12 +100,14 @@ def create_app(services: Services) -> web.Application:
     app = web.Application(
         client_max_size=services.settings.max_request_bytes,
         # The limiter sits inside the error middleware, so a 429 is rendered in the
-        # dialect's own shape.
-        middlewares=[_error_middleware(dialects),
-                     rate_limit_middleware(collect_limits(dialects))],
+        # dialect's own shape; with RATE_LIMITS=off it is left out altogether.
+        middlewares=[_error_middleware(dialects)] + (
+            [rate_limit_middleware(collect_limits(dialects))]
+            if services.settings.rate_limits else []),
     )
     app[SERVICES] = services
     app[RATE_LIMITER] = FixedWindowLimiter()
+    app[FILE_CACHE] = ByteCache()
     app.on_response_prepare.append(add_rate_limit_headers)
     app.router.add_get("/healthz", healthz, name="healthz")
     app.router.add_get("/openapi.json", openapi_handler(dialects), name="openapi")

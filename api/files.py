@@ -7,6 +7,8 @@ cached; rejected images are never served."""
 
 from __future__ import annotations
 
+import asyncio
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,10 @@ from core.tokens import SCOPE_ADMIN
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 PRIVATE = "private, no-store"
+# Files up to this size are served from memory, kept by content hash (so a cached copy
+# is never stale), within MEMORY_BUDGET bytes; bigger ones go through sendfile.
+MEMORY_MAX_FILE = 1024 * 1024
+MEMORY_BUDGET = 64 * 1024 * 1024
 _FORMS = (HeaderForm.BEARER, HeaderForm.TOKEN_HEADER, HeaderForm.API_KEY)
 
 
@@ -51,6 +57,36 @@ class _ImageFileResponse(web.FileResponse):
     def etag(self, value: Any) -> None:
         # FileResponse writes its own validator while preparing; keep ours.
         self._headers[hdrs.ETAG] = f'"{self._strong_etag}"'
+
+
+class ByteCache:
+    """Bytes of small image files by content hash; least recently used go first."""
+
+    def __init__(self, budget: int = MEMORY_BUDGET) -> None:
+        self.budget = budget
+        self.used = 0
+        self._items: OrderedDict[str, bytes] = OrderedDict()
+
+    def get(self, key: str) -> bytes | None:
+        """The bytes cached under `key`, if any (now the most recently used)."""
+        data = self._items.get(key)
+        if data is not None:
+            self._items.move_to_end(key)
+        return data
+
+    def put(self, key: str, data: bytes) -> None:
+        """Keep `data` under `key`, dropping the least recently used to fit."""
+        if len(data) > self.budget or key in self._items:
+            return
+        self._items[key] = data
+        self.used += len(data)
+        while self.used > self.budget:
+            _, dropped = self._items.popitem(last=False)
+            self.used -= len(dropped)
+
+
+# The app's cache of small files (set by create_app).
+FILE_CACHE = web.AppKey("file_cache", ByteCache)
 
 
 def _etag_matches(header: str | None, etag: str, *, weak: bool) -> bool:
@@ -136,7 +172,46 @@ async def image_response(request: web.Request, image: Image, *,
         seen = request.clone(headers=kept)
     path = (services.images.thumbnail_path(image) if thumbnail
             else services.images.image_path(image))
+    size = image.thumbnail_size if thumbnail else image.size
+    cache = request.app.get(FILE_CACHE)
+    if cache is not None and size <= MEMORY_MAX_FILE:
+        data = cache.get(etag)
+        if data is None:
+            try:
+                data = await asyncio.to_thread(path.read_bytes)
+            except FileNotFoundError:
+                raise NotFound("Image not found") from None
+            cache.put(etag, data)
+        return _bytes_response(seen or request, data, etag, headers)
     return _ImageFileResponse(path, etag, headers, seen)
+
+
+def _bytes_response(request: web.BaseRequest, data: bytes, etag: str,
+                    headers: dict[str, str]) -> web.Response:
+    """`data` as FileResponse would send a file of it: whole, or the one byte range
+    asked for (206), or 416 for a range outside it. Validators are already applied."""
+    size = len(data)
+    headers = {**headers, hdrs.ETAG: f'"{etag}"', hdrs.ACCEPT_RANGES: "bytes"}
+    if hdrs.RANGE not in request.headers:
+        return web.Response(body=data, headers=headers)
+    try:
+        rng = request.http_range
+    except ValueError:
+        return web.Response(status=416, headers={**headers,
+                                                 hdrs.CONTENT_RANGE: f"bytes */{size}"})
+    start, end = rng.start, rng.stop
+    if start is None:
+        return web.Response(body=data, headers=headers)
+    if start < 0 and end is None:  # the last -start bytes
+        start = max(0, start + size)
+        count = size - start
+    else:
+        count = min(end if end is not None else size, size) - start
+    if start >= size or count <= 0:
+        return web.Response(status=416, headers={**headers,
+                                                 hdrs.CONTENT_RANGE: f"bytes */{size}"})
+    headers[hdrs.CONTENT_RANGE] = f"bytes {start}-{start + count - 1}/{size}"
+    return web.Response(status=206, body=data[start:start + count], headers=headers)
 
 
 async def serve(request: web.Request, image_id: str, *,

@@ -12,10 +12,19 @@ import pytest
 from aiohttp import FormData
 from aiohttp.test_utils import TestClient, TestServer
 
+from api import files
 from api.app import create_app
 from core.models import Image, IngestMetadata, User
 from core.services import Services, open_services
 from tests.conftest import MEMBER, OWNER, make_image, make_settings
+
+
+@pytest.fixture(autouse=True, params=["memory", "sendfile"])
+def serving_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs twice: small files from memory, and files through sendfile."""
+    if request.param == "sendfile":
+        monkeypatch.setattr(files, "MEMORY_MAX_FILE", 0)
+    return request.param
 
 
 async def _stored(services: Services, *, fmt: str = "PNG", trusted: bool = True,
@@ -254,3 +263,26 @@ async def test_nothing_is_stored_from_an_oversized_upload(small_client) -> None:
                       headers={"Authorization": f"Bearer {token}"})
     assert await services.images.pending() == []
     assert (await services.images.list()).images == []
+
+
+def test_byte_cache_drops_least_recently_used_to_fit() -> None:
+    cache = files.ByteCache(budget=10)
+    cache.put("a", b"aaaa")
+    cache.put("b", b"bbbb")
+    assert cache.get("a") == b"aaaa"  # now b is the least recently used
+    cache.put("c", b"cccc")
+    assert cache.get("b") is None
+    assert cache.get("a") == b"aaaa" and cache.get("c") == b"cccc"
+    assert cache.used == 8
+
+
+def test_byte_cache_ignores_items_bigger_than_its_budget() -> None:
+    cache = files.ByteCache(budget=3)
+    cache.put("big", b"abcd")
+    assert cache.get("big") is None and cache.used == 0
+
+
+async def test_multiple_ranges_are_416(client: TestClient, services: Services) -> None:
+    image = await _stored(services)
+    response = await client.get(f"/image/{image.id}", headers={"Range": "bytes=0-1,4-5"})
+    assert response.status == 416
