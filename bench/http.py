@@ -123,9 +123,6 @@ def serve_gazou(data_dir: Path, port: int) -> None:
     from api.app import create_app
     from core.services import open_services
 
-    if os.environ.get("GAZOU_SWITCH"):
-        sys.setswitchinterval(float(os.environ["GAZOU_SWITCH"]))
-
     async def main() -> None:
         async with open_services(_settings(data_dir, port)) as services:
             runner = web.AppRunner(create_app(services), access_log=None)
@@ -178,7 +175,7 @@ def start_child(args: list[str]) -> subprocess.Popen[str]:
 
 
 def stop_child(proc: subprocess.Popen[str]) -> None:
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGTERM)
     try:
         proc.wait(10)
     except subprocess.TimeoutExpired:
@@ -333,6 +330,8 @@ def main() -> None:
             stop_child(bare)
 
         endpoints = [
+            # Context, not a target: gazou's routing and middlewares with no store access.
+            ("GET /api/v1/ (no store access)", "/api/v1/", None, False),
             ("GET /api/v2/random", "/api/v2/random", None, True),
             ("GET /api/v1/random/image", "/api/v1/random/image", None, True),
             ("GET /api/image/random?categories=x", "/api/image/random?categories=x", None,

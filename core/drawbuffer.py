@@ -43,6 +43,7 @@ class DrawBuffer:
         self._rng = random.Random()
         self._batches: OrderedDict[str, _Batch] = OrderedDict()
         self._refills: dict[str, asyncio.Future[None]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
         self.generation = 0
         self.draws = 0  # round trips to the store, for tests and benchmarks
 
@@ -72,32 +73,65 @@ class DrawBuffer:
                 if len(batch.images) >= count:
                     taken = batch.images[:count]
                     del batch.images[:count]
+                    if len(batch.images) < self.batch // 4:
+                        # Draw the next batch while this one is still being handed out,
+                        # so callers rarely wait for the store.
+                        self._start_refill(key, filters)
                     return taken
-            await self._refill(key, filters)
+            await asyncio.shield(self._start_refill(key, filters))
         # Invalidated while drawing twice in a row, or emptied by other callers: draw
         # directly rather than wait.
         self.draws += 1
         return await self._draw(filters, count)
 
-    async def _refill(self, key: str, filters: Filters) -> None:
-        waiting = self._refills.get(key)
-        if waiting is not None:
-            # Someone is already drawing this batch; share it.
-            await waiting
-            return
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._refills[key] = done
+    def _start_refill(self, key: str, filters: Filters) -> asyncio.Future[None]:
+        """The in-flight draw of the next batch for `key`, started if there is none."""
+        done = self._refills.get(key)
+        if done is None:
+            done = asyncio.get_running_loop().create_future()
+            self._refills[key] = done
+            task = asyncio.create_task(self._refill(key, filters, done))
+            self._tasks.add(task)
+            task.add_done_callback(self._finished)
+        return done
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        # A failed draw is retried (and its error surfaces) in the caller's own draw.
+        if not task.cancelled():
+            task.exception()
+
+    async def _refill(self, key: str, filters: Filters, done: asyncio.Future[None]) -> None:
         try:
             generation = self.generation
             self.draws += 1
             images = await self._draw(filters, self.batch)
             if generation == self.generation:  # else it may hold something just removed
-                whole = images if len(images) < self.batch else None
-                self._batches[key] = _Batch(self._clock(), generation,
-                                            [] if whole is not None else images, whole)
-                self._batches.move_to_end(key)
-                while len(self._batches) > self.max_filters:
-                    self._batches.popitem(last=False)
+                self._store(key, generation, images)
         finally:
             del self._refills[key]
-            done.set_result(None)
+            if not done.done():
+                done.set_result(None)
+
+    def _store(self, key: str, generation: int, images: list[Image]) -> None:
+        if len(images) < self.batch:  # the whole match set
+            self._batches[key] = _Batch(self._clock(), generation, [], images)
+        else:
+            current = self._fresh(key)
+            if current is not None and current.whole is None:
+                # Hand out what is left first; skip new images already in it.
+                left = {i.id for i in current.images}
+                current.images.extend(i for i in images if i.id not in left)
+                current.drawn_at = self._clock()
+            else:
+                self._batches[key] = _Batch(self._clock(), generation, images, None)
+        self._batches.move_to_end(key)
+        while len(self._batches) > self.max_filters:
+            self._batches.popitem(last=False)
+
+    async def aclose(self) -> None:
+        """Cancel draws in flight (before the store closes)."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()

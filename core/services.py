@@ -68,6 +68,8 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             try:
                 yield services
             finally:
+                if images.draw_buffer is not None:
+                    await images.draw_buffer.aclose()
                 await events.drain()
     finally:
         executor.shutdown(wait=True, cancel_futures=True)

@@ -27,9 +27,41 @@ def _buffer(services: Services, **kw: object) -> DrawBuffer:
 async def test_one_round_trip_serves_a_whole_batch(services: Services) -> None:
     await _approved(services, 12)
     buffer = _buffer(services, batch=8)
-    taken = [(await buffer.take(Filters(), 1))[0].id for _ in range(8)]
+    taken = [(await buffer.take(Filters(), 1))[0].id for _ in range(6)]
     assert buffer.draws == 1
-    assert len(set(taken)) == 8  # a batch is drawn without replacement
+    assert len(set(taken)) == 6  # a batch is drawn without replacement
+    await buffer.aclose()
+
+
+async def test_next_batch_is_drawn_before_the_buffer_runs_dry(services: Services) -> None:
+    await _approved(services, 20)
+    buffer = _buffer(services, batch=8)
+    for _ in range(7):  # leaves 1 of 8: below a quarter, so the next draw starts
+        await buffer.take(Filters(), 1)
+    await asyncio.sleep(0.2)  # the store answers the prefetch meanwhile
+    assert buffer.draws == 2
+    taken = await buffer.take(Filters(), 4)
+    assert len({i.id for i in taken}) == 4  # leftover and new batch never repeat
+    assert buffer.draws == 2
+    await buffer.aclose()
+
+
+async def test_aclose_cancels_draws_in_flight(services: Services) -> None:
+    gate = asyncio.Event()
+
+    async def stuck(filters: Filters, count: int) -> list[Image]:
+        await gate.wait()
+        return []
+
+    buffer = DrawBuffer(stuck)
+    taking = asyncio.create_task(buffer.take(Filters(), 1))
+    await asyncio.sleep(0.05)
+    taking.cancel()
+    await asyncio.gather(taking, return_exceptions=True)
+    assert len(buffer._tasks) == 1  # the draw outlives its cancelled caller...
+    await buffer.aclose()
+    assert buffer._tasks == set()  # ...until the buffer is closed
+    assert not gate.is_set()
 
 
 async def test_small_match_sets_are_sampled_without_new_draws(services: Services) -> None:
