@@ -10,6 +10,7 @@ import json
 import re
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 
@@ -307,6 +308,14 @@ async def image_file(request: web.Request) -> web.StreamResponse:
     return await files.serve(request, _file_id(request))
 
 
+@routes.get("/post/{id}", name=f"{NAME}.post")
+async def post_page(request: web.Request) -> web.Response:
+    """`post_url` of an upload: gazou has no post pages, so it leads to the image's
+    JSON (which says whether it is still pending)."""
+    image_id = quote(request.match_info["id"], safe="")
+    raise web.HTTPFound(f"{BASE}/images/{image_id}")
+
+
 @routes.get("/thumbnail/{id}", name=f"{NAME}.thumbnail")
 async def thumbnail_file(request: web.Request) -> web.StreamResponse:
     """The JPEG thumbnail (fits 360x420), `/thumbnail/{id}` or `/thumbnail/{id}.jpg`."""
@@ -502,6 +511,13 @@ OPENAPI_PATHS: dict[str, Any] = {
         },
     }},
 }
+OPENAPI_PATHS["/post/{id}"] = {"get": {
+    "summary": "An upload's post page (a redirect to the image's JSON)",
+    "operationId": "nekosmoe.post",
+    "parameters": [_ID_PARAM],
+    "responses": {"302": {"description": "Where the image is described.",
+                          "headers": {"Location": {"schema": {"type": "string"}}}}},
+}}
 for _path, _thumb in (("/image/{id}", False), ("/image/{id}.jpg", False),
                       ("/thumbnail/{id}", True), ("/thumbnail/{id}.jpg", True)):
     OPENAPI_PATHS[_path] = {"get": files.file_operation(

@@ -164,3 +164,24 @@ def test_pretty_size_matches_lolisafe_style() -> None:
     assert pretty_size(1_500_000) == "1.5 MB"
     assert pretty_size(1_234_567) == "1.23 MB"
     assert pretty_size(999_999) == "1 MB"
+
+
+def test_internal_error_is_500_in_its_shape() -> None:
+    from api.app import InternalError
+    from api.discord_images import render_error
+
+    response = render_error(InternalError("Internal server error"))
+    assert response.status == 500
+    assert response.body == b'{"success":false,"message":"Internal server error."}'
+
+
+async def test_unknown_path_under_api_upload_is_404_in_its_shape(client: TestClient) -> None:
+    response = await client.get("/api/uploadz")
+    assert response.status == 404
+    assert await response.json() == {"success": False, "message": "Not found."}
+
+
+async def test_wrong_method_is_405_in_its_shape(client: TestClient) -> None:
+    response = await client.get("/api/upload")
+    assert response.status == 405
+    assert (await response.json())["success"] is False

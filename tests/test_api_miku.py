@@ -180,3 +180,18 @@ async def test_wrong_method_is_405_in_miku_shape(client: TestClient) -> None:
     assert response.status == 405
     assert "POST" in response.headers["Allow"]
     assert set(await response.json()) == {"message"}
+
+
+def test_internal_error_is_500_message() -> None:
+    from api.app import InternalError
+    from api.miku import render_error
+
+    response = render_error(InternalError("Internal server error"))
+    assert response.status == 500
+    assert response.body == b'{"message":"Internal server error"}'
+
+
+async def test_unknown_path_under_img_is_404_message(client: TestClient) -> None:
+    response = await client.get("/img/")
+    assert response.status == 404
+    assert set(await response.json()) == {"message"}

@@ -457,3 +457,27 @@ async def test_upload_with_malformed_part_headers_is_400(client: TestClient,
         "Authorization": token, "Content-Type": "multipart/form-data; boundary=b"})
     assert response.status == 400
     assert (await response.json())["message"].startswith("Malformed multipart body")
+
+
+async def test_post_url_leads_to_the_image(client: TestClient, services: Services) -> None:
+    image = await _stored(services, 1, trusted=False)
+    response = await client.get(f"/post/{image.id}", allow_redirects=False)
+    assert response.status == 302
+    assert response.headers["Location"] == f"/api/v1/images/{image.id}"
+    followed = await client.get(f"/post/{image.id}")
+    assert (await followed.json())["image"]["pending"] is True
+
+
+async def test_post_url_escapes_odd_ids(client: TestClient) -> None:
+    response = await client.get("/post/a%0Ab%2Fc", allow_redirects=False)
+    assert response.status == 302
+    assert response.headers["Location"] == "/api/v1/images/a%0Ab%2Fc"
+
+
+def test_internal_error_is_500_message_without_details() -> None:
+    from api.app import InternalError
+    from api.nekosmoe import render_error
+
+    response = render_error(InternalError("Internal server error"))
+    assert response.status == 500
+    assert response.body == b'{"message":"Internal server error"}'
