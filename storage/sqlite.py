@@ -601,12 +601,16 @@ class SQLiteRepo:
         seqs = [r[0] for r in rows]
         marks = ",".join("?" * len(seqs))
         tags: dict[int, list[Tag]] = {s: [] for s in seqs}
+        # A page shares few distinct tags and characters: build each object once (they
+        # are frozen, so identical rows may share one).
+        built: dict[tuple[Any, ...], Any] = {}
         for r in await self._all(
             f"SELECT it.seq, {_TAG_COLUMNS} FROM image_tags it JOIN tags t ON t.rid = it.tag_rid "
             f"WHERE it.seq IN ({marks}) ORDER BY t.name",
             seqs,
         ):
-            tags[r[0]].append(_tag(r[1:]))
+            key = ("t", *r[1:])
+            tags[r[0]].append(built.get(key) or built.setdefault(key, _tag(r[1:])))
         chars: dict[int, list[Character]] = {s: [] for s in seqs}
         for r in await self._all(
             f"SELECT ic.seq, {_CHARACTER_COLUMNS} FROM image_characters ic "
@@ -614,7 +618,8 @@ class SQLiteRepo:
             "ORDER BY c.name",
             seqs,
         ):
-            chars[r[0]].append(_character(r[1:]))
+            key = ("c", *r[1:])
+            chars[r[0]].append(built.get(key) or built.setdefault(key, _character(r[1:])))
         out = []
         for r in rows:
             seq = r[0]
