@@ -14,7 +14,7 @@ import contextlib
 import logging
 import signal
 import sys
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from dotenv import load_dotenv
@@ -125,7 +125,7 @@ async def token_command(settings: Settings, args: argparse.Namespace) -> int:
                 print("no tokens")
             for t in rows:
                 state = "revoked" if t.revoked_at else (
-                    "expired" if t.expires_at and not t.active(t.expires_at) else "active")
+                    "expired" if not t.active(datetime.now(UTC)) else "active")
                 print(f"{t.id}  {state:8}  {t.owner_name}  [{' '.join(t.scopes)}]  "
                       f"created {t.created_at:%Y-%m-%d}"
                       + (f"  expires {t.expires_at:%Y-%m-%d}" if t.expires_at else "")
