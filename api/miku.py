@@ -54,7 +54,7 @@ def _file_url(request: web.Request, filename: str) -> str:
 @routes.get("/api/v2/random", name=f"{NAME}.random")
 async def random_image(request: web.Request) -> web.Response:
     """One random approved SFW image's URL."""
-    images = await request.app[SERVICES].images.random(_SFW, 1)
+    images = await request.app[SERVICES].images.random_files(_SFW, 1)
     if not images:
         raise NotFound("No images available")
     return json_response({"url": _file_url(request, images[0].filename)})

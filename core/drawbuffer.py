@@ -16,10 +16,12 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from core.models import Filters, Image
 
-Draw = Callable[[Filters, int], Awaitable[list[Image]]]
+# Draws images, or anything else with an `id` (e.g. ImageFile).
+Draw = Callable[[Filters, int], Awaitable[list[Any]]]
 
 
 @dataclass(slots=True)

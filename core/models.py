@@ -180,6 +180,18 @@ class SearchQuery:
 
 
 @dataclass(frozen=True, slots=True)
+class ImageFile:
+    """Just enough of an approved image to link to its bytes (cheap random draws)."""
+
+    id: str
+    extension: str
+
+    @property
+    def filename(self) -> str:
+        return f"{self.id}.{self.extension}"
+
+
+@dataclass(frozen=True, slots=True)
 class SearchPage:
     """One page of results; `total` is exact when `total_exact`, else a lower bound."""
 

@@ -68,8 +68,9 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             try:
                 yield services
             finally:
-                if images.draw_buffer is not None:
-                    await images.draw_buffer.aclose()
+                for buffer in (images.draw_buffer, images.file_draw_buffer):
+                    if buffer is not None:
+                        await buffer.aclose()
                 await events.drain()
     finally:
         executor.shutdown(wait=True, cancel_futures=True)

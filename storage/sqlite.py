@@ -749,6 +749,22 @@ class SQLiteRepo:
                 params.extend(values)
         return best, sizes, where, params
 
+    async def random_files(self, filters: Filters, count: int) -> list[tuple[str, str]]:
+        """(id, extension) of up to `count` distinct approved images drawn uniformly from
+        those matching `filters`: `random_images` without loading their metadata."""
+        plan = await self._filter_plan(filters)
+        if plan is None or count <= 0:
+            return []
+        pools, sizes, where, params = plan
+        seqs = await self._draw(pools, sizes, where, params, count)
+        if not seqs:
+            return []
+        marks = ",".join("?" * len(seqs))
+        rows = await self._all(
+            f"SELECT seq, id, extension FROM images WHERE seq IN ({marks})", seqs)
+        by_seq = {r[0]: (r[1], r[2]) for r in rows}
+        return [by_seq[s] for s in seqs if s in by_seq]
+
     async def random_images(
         self, filters: Filters, count: int, seen_by: str | None = None
     ) -> list[Image]:

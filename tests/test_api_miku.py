@@ -195,3 +195,11 @@ async def test_unknown_path_under_img_is_404_message(client: TestClient) -> None
     response = await client.get("/img/")
     assert response.status == 404
     assert set(await response.json()) == {"message"}
+
+
+async def test_random_stops_naming_an_image_once_rejected(client: TestClient,
+                                                         services: Services) -> None:
+    image = await _stored(services, 1)
+    assert (await client.get("/api/v2/random")).status == 200
+    await services.images.reject(image.id, OWNER)
+    assert (await client.get("/api/v2/random")).status == 404

@@ -172,3 +172,19 @@ async def test_draw_racing_a_rejection_is_discarded(services: Services) -> None:
     buffer.invalidate()
     gate.set()
     assert await taking == []
+
+
+async def test_random_files_names_approved_matches_only(services: Services) -> None:
+    sfw = await _approved(services, 3)
+    await _approved(services, 2, Rating.NSFW, first_seed=10)
+    await services.images.ingest(make_image(seed=50), IngestMetadata(), OWNER)  # pending
+    only_sfw = Filters(ratings=frozenset({Rating.SFW}))
+    drawn = {f.filename for _ in range(30) for f in await services.images.random_files(only_sfw)}
+    assert drawn == {i.filename for i in sfw}
+
+
+async def test_random_files_forget_a_rejected_image(services: Services) -> None:
+    [image] = await _approved(services, 1)
+    assert [f.id for f in await services.images.random_files(Filters())] == [image.id]
+    await services.images.reject(image.id, OWNER)
+    assert await services.images.random_files(Filters()) == []
