@@ -544,6 +544,8 @@ def _openapi_paths() -> dict[str, Any]:
         ],
         "responses": {
             "200": {"description": "The page", "content": {"text/html": {"schema": _STR}}},
+            "400": {"description": "A request line too long for the HTTP server",
+                    "content": {"text/plain": {"schema": _STR}}},
             "403": {"description": "An altered or expired signed link",
                     "content": {"text/html": {"schema": _STR}}},
             "404": {"description": "No such image",

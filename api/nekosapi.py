@@ -458,7 +458,8 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-_ERROR_TEXT = {400: "Invalid parameter (limit, offset, expiry, categories, search, ID)",
+_ERROR_TEXT = {400: "Invalid parameter (limit, offset, expiry, categories, search, ID); "
+                    "a request line too long for the server is plain text",
                401: "Unauthorized (no token where one is needed) or Invalid token",
                403: "Missing permission", 404: "Not found", 429: "Too many requests"}
 
@@ -523,8 +524,11 @@ def _openapi_paths() -> dict[str, Any]:
         for path, suffix, _ in _TABLE:
             summary, params, schema, errors, needs_token = _DOCS[suffix]
             responses = {"200": _json(schema, "Success")}
-            for status in sorted({*errors, 401, 429}):
+            for status in sorted({*errors, 400, 401, 429}):
                 responses[str(status)] = _json(ERROR_SCHEMA, _ERROR_TEXT[status])
+            # A request line or header over aiohttp's 8190-byte limit is refused by the
+            # HTTP parser before any route runs, as plain text.
+            responses["400"]["content"]["text/plain"] = {"schema": _STRING}
             operation = {
                 "operationId": route_name(base, suffix).replace(".", "_"),
                 "summary": f"NekosAPI v1: {summary}",
