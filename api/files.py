@@ -19,7 +19,7 @@ from api.auth import HeaderForm, presented_secret
 from api.keys import SERVICES
 from api.links import check_link_signature
 from core.errors import NotFound, Unauthorized
-from core.models import Image, Status
+from core.models import Image, ImageFile, Status
 from core.tokens import SCOPE_ADMIN
 
 IMMUTABLE = "public, max-age=31536000, immutable"
@@ -105,7 +105,7 @@ def _etag_matches(header: str | None, etag: str, *, weak: bool) -> bool:
     return False
 
 
-async def _may_see_pending(request: web.Request, image: Image) -> bool:
+async def _may_see_pending(request: web.Request, image: ImageFile) -> bool:
     """A pending image is visible to a valid token of its uploader or of an admin."""
     for form in _FORMS:
         secret = presented_secret(request, form)
@@ -116,11 +116,11 @@ async def _may_see_pending(request: web.Request, image: Image) -> bool:
         except Unauthorized:
             return False
         return SCOPE_ADMIN in token.scopes or (
-            image.uploader is not None and image.uploader.id == token.owner_id)
+            image.uploader_id is not None and image.uploader_id == token.owner_id)
     return False
 
 
-async def servable_image(request: web.Request, image_id: str) -> Image:
+async def servable_image(request: web.Request, image_id: str) -> ImageFile:
     """The image behind a file route, if the caller may see its bytes; NotFound
     otherwise (the same answer whether it is missing, rejected or someone else's
     pending upload, so nothing leaks)."""
@@ -129,7 +129,7 @@ async def servable_image(request: web.Request, image_id: str) -> Image:
     # expired signature is 403, a valid one also opens a pending image (Chevereto's URL).
     signed = check_link_signature(request)
     try:
-        image = await services.images.get(image_id, include_pending=True)
+        image = await services.images.get_file(image_id, include_pending=True)
     except NotFound:
         raise NotFound("Image not found") from None
     if (image.status is Status.PENDING and not signed
@@ -138,7 +138,7 @@ async def servable_image(request: web.Request, image_id: str) -> Image:
     return image
 
 
-async def image_response(request: web.Request, image: Image, *,
+async def image_response(request: web.Request, image: Image | ImageFile, *,
                          thumbnail: bool = False) -> web.StreamResponse:
     """The image's bytes (or its JPEG thumbnail) with validators and caching headers;
     304 on a matching If-None-Match, 206 for a Range, bodiless for HEAD."""

@@ -224,6 +224,14 @@ class ImageService:
             raise NotFound("Image not found")
         return image
 
+    async def get_file(self, image_id: str, *, include_pending: bool = False) -> ImageFile:
+        """`get` for serving bytes: only what that needs (one indexed row)."""
+        found = await self.repo.get_file(image_id)
+        allowed = {Status.APPROVED, Status.PENDING} if include_pending else {Status.APPROVED}
+        if found is None or found.status not in allowed:
+            raise NotFound("Image not found")
+        return found
+
     async def random(self, filters: Filters, count: int = 1, *,
                      seen_by: str | None = None) -> list[Image]:
         """Up to `count` distinct approved images, uniformly drawn from the matches."""
@@ -234,7 +242,7 @@ class ImageService:
         return await self.repo.random_images(filters, count, seen_by)
 
     async def _draw_files(self, filters: Filters, count: int) -> list[ImageFile]:
-        return [ImageFile(i, ext) for i, ext in await self.repo.random_files(filters, count)]
+        return await self.repo.random_files(filters, count)
 
     async def random_files(self, filters: Filters, count: int = 1) -> list[ImageFile]:
         """Like `random`, for callers that only link to the bytes (much cheaper)."""
@@ -324,11 +332,11 @@ class ImageService:
 
     # ---- files -----------------------------------------------------------------
 
-    def image_path(self, image: Image) -> Path:
+    def image_path(self, image: Image | ImageFile) -> Path:
         """Where the image's bytes are served from."""
         return self.blobs.path(image_key(image.id, image.extension))
 
-    def thumbnail_path(self, image: Image) -> Path:
+    def thumbnail_path(self, image: Image | ImageFile) -> Path:
         """Where the image's JPEG thumbnail is served from."""
         return self.blobs.path(thumbnail_key(image.id))
 

@@ -181,10 +181,17 @@ class SearchQuery:
 
 @dataclass(frozen=True, slots=True)
 class ImageFile:
-    """Just enough of an approved image to link to its bytes (cheap random draws)."""
+    """Just enough of an image to link to and serve its bytes (cheap random draws and
+    file routes), without its tags, characters and the rest."""
 
     id: str
     extension: str
+    sha256: str
+    mimetype: str
+    size: int
+    thumbnail_size: int
+    status: Status
+    uploader_id: str | None
 
     @property
     def filename(self) -> str:

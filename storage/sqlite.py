@@ -26,6 +26,7 @@ from core.models import (
     Character,
     Filters,
     Image,
+    ImageFile,
     Rating,
     SearchPage,
     SearchQuery,
@@ -174,6 +175,15 @@ def _request(row: Sequence[Any]) -> TokenRequest:
         id=row[0], requester_id=row[1], requester_name=row[2], purpose=row[3], status=row[4],
         decided_by=row[5], created_at=_dt(row[6]), decided_at=_dt(row[7]), token_id=row[8],
     )
+
+
+_FILE_COLUMNS = "id, extension, sha256, mimetype, size, thumbnail_size, status, uploader_id"
+
+
+def _image_file(row: Sequence[Any]) -> ImageFile:
+    return ImageFile(id=row[0], extension=row[1], sha256=row[2], mimetype=row[3],
+                     size=row[4], thumbnail_size=row[5], status=Status(row[6]),
+                     uploader_id=row[7])
 
 
 def _like_pattern(text: str) -> str:
@@ -749,9 +759,9 @@ class SQLiteRepo:
                 params.extend(values)
         return best, sizes, where, params
 
-    async def random_files(self, filters: Filters, count: int) -> list[tuple[str, str]]:
-        """(id, extension) of up to `count` distinct approved images drawn uniformly from
-        those matching `filters`: `random_images` without loading their metadata."""
+    async def random_files(self, filters: Filters, count: int) -> list[ImageFile]:
+        """Up to `count` distinct approved images drawn uniformly from those matching
+        `filters`, as ImageFile: `random_images` without loading their metadata."""
         plan = await self._filter_plan(filters)
         if plan is None or count <= 0:
             return []
@@ -761,9 +771,14 @@ class SQLiteRepo:
             return []
         marks = ",".join("?" * len(seqs))
         rows = await self._all(
-            f"SELECT seq, id, extension FROM images WHERE seq IN ({marks})", seqs)
-        by_seq = {r[0]: (r[1], r[2]) for r in rows}
+            f"SELECT seq, {_FILE_COLUMNS} FROM images WHERE seq IN ({marks})", seqs)
+        by_seq = {r[0]: _image_file(r[1:]) for r in rows}
         return [by_seq[s] for s in seqs if s in by_seq]
+
+    async def get_file(self, image_id: str) -> ImageFile | None:
+        """What serving an image's bytes needs, by id, whatever its status."""
+        row = await self._one(f"SELECT {_FILE_COLUMNS} FROM images WHERE id = ?", (image_id,))
+        return _image_file(row) if row else None
 
     async def random_images(
         self, filters: Filters, count: int, seen_by: str | None = None

@@ -286,3 +286,14 @@ async def test_multiple_ranges_are_416(client: TestClient, services: Services) -
     image = await _stored(services)
     response = await client.get(f"/image/{image.id}", headers={"Range": "bytes=0-1,4-5"})
     assert response.status == 416
+
+
+async def test_get_file_carries_what_serving_needs(services: Services) -> None:
+    image = await services.images.ingest(make_image(seed=3), IngestMetadata(tags=("a", "b")),
+                                         MEMBER)
+    found = await services.images.get_file(image.id, include_pending=True)
+    assert (found.id, found.extension, found.sha256, found.mimetype, found.size,
+            found.thumbnail_size, found.uploader_id) == (
+        image.id, image.extension, image.sha256, image.mimetype, image.size,
+        image.thumbnail_size, MEMBER.id)
+    assert found.status is image.status
