@@ -1,4 +1,5 @@
-"""Random draws served from a short-lived buffer of pre-drawn images.
+"""Random draws served from a short-lived buffer of pre-drawn images (and, alike,
+search pages from a short-lived cache).
 
 An anonymous random request (MikuAPI, nekos.moe, NekosAPI) costs several store round
 trips; drawing a batch at once and handing it out costs the same round trips per
@@ -137,3 +138,61 @@ class DrawBuffer:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+
+
+class PageCache:
+    """Search pages by query for at most `ttl` seconds, dropped on every change (like
+    the draw buffers): a popular query asked by many clients at once reaches the store
+    once. Concurrent misses of one query share a single store call."""
+
+    def __init__(self, *, ttl: float = 1.0, max_entries: int = 512,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._clock = clock
+        self._pages: OrderedDict[Any, tuple[float, int, Any]] = OrderedDict()
+        self._pending: dict[Any, asyncio.Future[Any]] = {}
+        self.generation = 0
+        self.misses = 0
+
+    def invalidate(self) -> None:
+        """Forget every page."""
+        self.generation += 1
+        self._pages.clear()
+
+    async def get(self, key: Any, load: Callable[[], Awaitable[Any]]) -> Any:
+        """The page for `key`, from the cache or from `load()`."""
+        cached = self._pages.get(key)
+        if cached is not None and cached[1] == self.generation and \
+                self._clock() - cached[0] < self.ttl:
+            return cached[2]
+        pending = self._pending.get(key)
+        if pending is not None:
+            try:
+                return await asyncio.shield(pending)
+            except asyncio.CancelledError:
+                if not pending.cancelled():
+                    raise  # this caller was cancelled
+                return await load()  # the caller loading it was: load it here
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[key] = future
+        generation = self.generation
+        try:
+            self.misses += 1
+            page = await load()
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # the waiters (if any) get it; nobody else must
+            raise
+        finally:
+            del self._pending[key]
+        future.set_result(page)
+        if generation == self.generation:  # else it may show something just removed
+            self._pages[key] = (self._clock(), generation, page)
+            self._pages.move_to_end(key)
+            while len(self._pages) > self.max_entries:
+                self._pages.popitem(last=False)
+        return page

@@ -14,7 +14,7 @@ from functools import partial
 from pathlib import Path
 
 from core import events as ev
-from core.drawbuffer import DrawBuffer
+from core.drawbuffer import DrawBuffer, PageCache
 from core.errors import DuplicateImage, ImageTooLarge, InvalidInput, NotFound
 from core.imaging import ProcessedImage, aspect_ratio, orientation, process_image
 from core.models import (
@@ -75,6 +75,7 @@ class ImageService:
         self.draw_buffer = (DrawBuffer(lambda f, n: repo.random_images(f, n))
                             if buffer_draws else None)
         self.file_draw_buffer = (DrawBuffer(self._draw_files) if buffer_draws else None)
+        self.page_cache = PageCache() if buffer_draws else None
         self.blobs = blobs
         self.events = events
         self.executor = executor
@@ -163,15 +164,15 @@ class ImageService:
                 if existing is not None:
                     raise DuplicateImage(existing) from None
             raise
+        # Even a pending upload changes what its uploader's own listing shows.
+        self._changed()
         if status is Status.PENDING:
             self.events.emit(ev.IMAGE_PENDING, image)
-        else:
-            self._changed()
         return image
 
     def _changed(self) -> None:
         """What public reads may return has changed: drop pre-drawn random images."""
-        for buffer in (self.draw_buffer, self.file_draw_buffer):
+        for buffer in (self.draw_buffer, self.file_draw_buffer, self.page_cache):
             if buffer is not None:
                 buffer.invalidate()
 
@@ -258,6 +259,9 @@ class ImageService:
             raise InvalidInput(f"limit must be between 1 and {MAX_PAGE}")
         if query.skip < 0:
             raise InvalidInput("skip must not be negative")
+        if self.page_cache is not None:
+            return await self.page_cache.get(
+                (query, count_total), lambda: self.repo.search(query, count_total=count_total))
         return await self.repo.search(query, count_total=count_total)
 
     async def list(self, offset: int = 0, limit: int = 25) -> SearchPage:

@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
-from core.drawbuffer import DrawBuffer
-from core.models import Filters, Image, IngestMetadata, Rating
+import pytest
+
+from core.drawbuffer import DrawBuffer, PageCache
+from core.models import Filters, Image, IngestMetadata, Rating, SearchQuery, Status
 from core.services import Services
 from tests.conftest import OWNER, make_image
 
@@ -188,3 +190,63 @@ async def test_random_files_forget_a_rejected_image(services: Services) -> None:
     assert [f.id for f in await services.images.random_files(Filters())] == [image.id]
     await services.images.reject(image.id, OWNER)
     assert await services.images.random_files(Filters()) == []
+
+
+# ---- search pages ----------------------------------------------------------------------
+
+async def test_repeated_search_reaches_the_store_once(services: Services) -> None:
+    await _approved(services, 3)
+    cache = services.images.page_cache
+    assert cache is not None
+    first = await services.images.search(SearchQuery())
+    second = await services.images.search(SearchQuery())
+    assert first == second and cache.misses == 1
+
+
+async def test_concurrent_identical_searches_share_one_store_call(services: Services) -> None:
+    await _approved(services, 3)
+    cache = services.images.page_cache
+    assert cache is not None
+    pages = await asyncio.gather(*(services.images.search(SearchQuery()) for _ in range(10)))
+    assert all(p == pages[0] for p in pages) and cache.misses == 1
+
+
+async def test_search_sees_a_rejection_at_once(services: Services) -> None:
+    [image] = await _approved(services, 1)
+    assert [i.id for i in (await services.images.search(SearchQuery())).images] == [image.id]
+    await services.images.reject(image.id, OWNER)
+    assert (await services.images.search(SearchQuery())).images == []
+
+
+async def test_uploaders_listing_sees_a_new_pending_upload_at_once(services: Services) -> None:
+    mine = SearchQuery(uploader=OWNER.id, statuses=frozenset(Status))
+    assert (await services.images.search(mine)).images == []
+    await services.images.ingest(make_image(seed=5), IngestMetadata(), OWNER)
+    assert len((await services.images.search(mine)).images) == 1
+
+
+async def test_search_pages_expire_after_ttl(services: Services) -> None:
+    await _approved(services, 1)
+    now = [0.0]
+    cache = PageCache(ttl=1.0, clock=lambda: now[0])
+    load = lambda: services.images.repo.search(SearchQuery())  # noqa: E731
+    await cache.get("k", load)
+    now[0] = 0.9
+    await cache.get("k", load)
+    now[0] = 1.0
+    await cache.get("k", load)
+    assert cache.misses == 2
+
+
+async def test_a_failed_load_is_not_cached(services: Services) -> None:
+    cache = PageCache()
+    calls = []
+
+    async def failing() -> None:
+        calls.append(1)
+        raise RuntimeError("store unavailable")
+
+    for _ in range(2):
+        with pytest.raises(RuntimeError):
+            await cache.get("k", failing)
+    assert len(calls) == 2
