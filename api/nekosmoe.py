@@ -65,8 +65,9 @@ routes = web.RouteTableDef()
 
 def _iso(when: datetime) -> str:
     """ISO-8601 in UTC with milliseconds and a Z, as JavaScript's toISOString()."""
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + \
-        f"{when.microsecond // 1000:03d}Z"
+    if when.tzinfo is not UTC:
+        when = when.astimezone(UTC)
+    return when.isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 def _user(user: User | None) -> dict[str, str]:
