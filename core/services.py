@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import threading
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -16,9 +13,6 @@ from core.settings import Settings
 from core.signing import LinkSigner
 from core.tokens import TokenService
 from storage import Storage, open_storage
-
-# Nice value of the image threads (0 = the loop's own priority, 19 = the lowest).
-IMAGE_WORKER_NICE = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,20 +27,13 @@ class Services:
     events: Events
 
 
-def _background_priority() -> None:
-    # With as many busy image threads as cores, a woken event loop waits for a core
-    # (tens of ms); at a lower priority the workers yield to it at once. Linux sets
-    # the nice value per thread; elsewhere this may fail, which only costs latency.
-    with contextlib.suppress(AttributeError, OSError):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), IMAGE_WORKER_NICE)
-
-
 def image_executor(workers: int) -> ThreadPoolExecutor:
-    """The threads CPU-heavy image work runs in, below the event loop's priority."""
+    """The threads CPU-heavy image work runs in."""
     # Pillow releases the GIL while decoding and resampling, so threads keep the
-    # event loop free without copying image bytes to another process.
-    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gazou-image",
-                              initializer=_background_priority)
+    # event loop free without copying image bytes to another process. (A lower nice
+    # value for these threads was measured and dropped: when other processes load the
+    # machine, a deprioritised worker holding the GIL stalls the loop for longer.)
+    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gazou-image")
 
 
 @asynccontextmanager

@@ -471,7 +471,13 @@ class SQLiteRepo:
         Raises sqlite3.IntegrityError (and stores nothing) on a duplicate id or sha256.
         Returns how many rows were inserted."""
         async with self.transaction() as tx:
-            return await self._bulk_load(tx, rows, chunk)
+            loaded = await self._bulk_load(tx, rows, chunk)
+        # One huge transaction leaves the WAL as big as the data, and every read then
+        # consults it: fold it into the database now, as a long-running server would have.
+        assert self._write is not None
+        async with self._lock:
+            await self._write.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return loaded
 
     async def _bulk_load(self, tx: _Transaction, rows: Iterable[NewImage], chunk: int) -> int:
         rids: dict[str, dict[str, int]] = {"tags": {}, "artists": {}, "characters": {}}

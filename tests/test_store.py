@@ -161,6 +161,13 @@ async def test_bulk_load_with_a_duplicate_stores_nothing(
     assert pool_problems(tmp_path / "store.sqlite3") == []
 
 
+async def test_bulk_load_leaves_the_write_ahead_log_folded_in(
+        repo: SQLiteRepo, tmp_path: Path) -> None:
+    await repo.bulk_load([row(n, tags=("cat", "dog")) for n in range(2000)])
+    assert (tmp_path / "store.sqlite3-wal").stat().st_size == 0
+    assert await repo.pool_size("tag:1") == 2000
+
+
 async def test_integrity_check_of_a_healthy_store_is_empty(repo: SQLiteRepo) -> None:
     await repo.bulk_load([row(n, tags=("cat",)) for n in range(5)])
     assert await repo.integrity_check() == []
