@@ -75,7 +75,8 @@ async def uploads(request: web.Request) -> web.Response:
     """The caller's uploads, newest first, 25 a page (`/api/uploads/{page}`, from 0)."""
     token = await _caller(request)
     raw_page = request.match_info.get("page", "0")
-    if not raw_page.isdigit() or int(raw_page) > 10_000:
+    # isdigit() alone would let "²" through to int().
+    if not (raw_page.isascii() and raw_page.isdigit()) or int(raw_page) > 10_000:
         raise InvalidInput("Page must be a number")
     query = SearchQuery(uploader=token.owner_id, skip=int(raw_page) * PAGE_SIZE,
                         limit=PAGE_SIZE, statuses=frozenset({Status.APPROVED, Status.PENDING}))

@@ -154,8 +154,9 @@ async def test_uploads_without_token_is_401(client: TestClient) -> None:
 
 async def test_uploads_bad_page_is_400(client: TestClient, services: Services) -> None:
     token = await _token(services)
-    response = await client.get("/api/uploads/abc", headers={"token": token})
-    assert response.status == 400
+    for page in ("abc", "%C2%B2", "-1", "99999"):
+        response = await client.get(f"/api/uploads/{page}", headers={"token": token})
+        assert response.status == 400, page
 
 
 def test_pretty_size_matches_lolisafe_style() -> None:
