@@ -2,8 +2,10 @@
 caching headers, 304s, ranges and HEAD, for every dialect's file routes.
 
 Approved images are public and their bytes never change, so they are cached as
-immutable. Pending images are shown only to their uploader or an admin token, never
-cached; rejected images are never served."""
+immutable. Pending images are shown only to their uploader, an admin token or a
+valid signed link (api/links.py), never cached; rejected images are never served.
+Small files are kept in memory by content hash and sent as FileResponse would send
+them; bigger ones go through FileResponse (sendfile) with our ETag in place of its."""
 
 from __future__ import annotations
 
