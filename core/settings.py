@@ -15,6 +15,10 @@ from urllib.parse import urlsplit
 from core.errors import SettingsError
 
 DEFAULT_TOKEN_SCOPES = ("image:upload", "image:list")
+# Image threads by default: one core is left to the event loop. With a busy worker on
+# every core, a woken loop waits for a core and stalls for tens of milliseconds while
+# large uploads decode (bench/store.py measures it).
+DEFAULT_IMAGE_WORKERS = max(1, (os.cpu_count() or 2) - 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +44,7 @@ class Settings:
     url_fetch_timeout: float = 15.0
     url_fetch_allow_private: bool = False
     expiry_sweep_seconds: float = 60.0
-    image_workers: int = 2
+    image_workers: int = DEFAULT_IMAGE_WORKERS
 
     @property
     def public_url_is_public(self) -> bool:
@@ -175,7 +179,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         url_fetch_timeout=_float(env, "URL_FETCH_TIMEOUT", 15.0),
         url_fetch_allow_private=_bool(env, "URL_FETCH_ALLOW_PRIVATE", False),
         expiry_sweep_seconds=_float(env, "EXPIRY_SWEEP_SECONDS", 60.0),
-        image_workers=_int(env, "IMAGE_WORKERS", 2, low=1, high=64),
+        image_workers=_int(env, "IMAGE_WORKERS", DEFAULT_IMAGE_WORKERS, low=1, high=64),
     )
 
 

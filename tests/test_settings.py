@@ -3,6 +3,7 @@ HOST/PORT, and the signing secret generated once and kept."""
 
 from __future__ import annotations
 
+import os
 import stat
 from pathlib import Path
 
@@ -27,6 +28,12 @@ def test_defaults_without_any_variable() -> None:
     assert settings.default_token_scopes == DEFAULT_TOKEN_SCOPES
     assert settings.rate_limits is True
     assert settings.signing_secret == b""
+
+
+def test_default_image_workers_leave_a_core_to_the_event_loop() -> None:
+    cores = os.cpu_count() or 2
+    assert load_settings({}).image_workers == max(1, cores - 1)
+    assert load_settings({"IMAGE_WORKERS": ""}).image_workers == max(1, cores - 1)
 
 
 def test_every_variable_is_read() -> None:
