@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 
+import pytest
 from aiohttp import FormData
 from aiohttp.test_utils import TestClient
 
@@ -186,3 +187,14 @@ async def test_wrong_method_is_405_in_its_shape(client: TestClient) -> None:
     response = await client.get("/api/upload")
     assert response.status == 405
     assert (await response.json())["success"] is False
+
+
+@pytest.mark.filterwarnings("ignore::aiohttp.BadContentDispositionHeader")
+async def test_part_with_unparsable_disposition_is_skipped(client: TestClient,
+                                                          services: Services) -> None:
+    token = await _token(services)
+    body = (b'--b\r\nContent-Disposition: form-data; name="a b"c\r\n\r\nx\r\n--b--\r\n')
+    response = await client.post("/api/upload", data=body, headers={
+        "token": token, "Content-Type": "multipart/form-data; boundary=b"})
+    assert response.status == 400
+    assert await response.json() == {"success": False, "message": "No files."}
