@@ -102,10 +102,15 @@ async def median_ms(call: Callable[[], Awaitable[object]], runs: int,
 
 
 @dataclass
-class Figures:
+class BenchStore:
+    """A filled store and what the timed calls need."""
+
     rows: int
     fill_s: float
-    ms: dict[str, float]
+    repo: SQLiteRepo
+    images: ImageService
+    executor: ThreadPoolExecutor
+    ids: list[str]
 
 
 def service_over(repo: SQLiteRepo, root: Path, executor: ThreadPoolExecutor) -> ImageService:
@@ -113,57 +118,86 @@ def service_over(repo: SQLiteRepo, root: Path, executor: ThreadPoolExecutor) -> 
                         max_pixels=100_000_000, max_bytes=50 * 1024 * 1024)
 
 
-async def measure_store(rows: int, folder: Path, runs: int, slow_runs: int) -> Figures:
-    """Fill a fresh store with `rows` rows and time the reads."""
+async def open_store(rows: int, folder: Path) -> BenchStore:
+    """A fresh store filled with `rows` synthetic rows (timed), analysed."""
     repo = SQLiteRepo(folder / f"bench-{rows}.sqlite3")
     await repo.open()
+    t0 = time.perf_counter()
+    await repo.bulk_load(synthetic_rows(rows))
+    fill = time.perf_counter() - t0
+    # What a long-running server would have: fresh planner statistics.
+    async with repo.transaction() as tx:
+        await tx.execute("ANALYZE")
     executor = image_executor(DEFAULT_IMAGE_WORKERS)
-    try:
-        t0 = time.perf_counter()
-        await repo.bulk_load(synthetic_rows(rows))
-        fill = time.perf_counter() - t0
-        # What a long-running server would have: fresh planner statistics.
-        async with repo.transaction() as tx:
-            await tx.execute("ANALYZE")
-        images = service_over(repo, folder, executor)
-        # The two commonest tags (~20% each): their intersection fills a page of 20 at
-        # both sizes, so both sizes do the same work and the ratio shows the scaling.
-        common, second = "tag00", "tag01"
-        ids = [r[0] for r in await repo._all(
-            "SELECT id FROM images WHERE status = 'approved' ORDER BY seq LIMIT 1000")]
-        pick = random.Random(2)
-        ms = {
-            "random": await median_ms(lambda: images.random(Filters()), runs),
-            "random tag": await median_ms(
-                lambda: images.random(Filters(tags=(common,))), runs),
-            "random tag+exclude": await median_ms(
-                lambda: images.random(Filters(tags=(common,), exclude_tags=(second,))), runs),
-            "search 2 tags": await median_ms(
-                lambda: images.search(SearchQuery(tags=(common, second), sort=Sort.NEWEST,
-                                                  limit=20), count_total=False), runs),
-            "search 2 tags +total": await median_ms(
-                lambda: images.search(SearchQuery(tags=(common, second), sort=Sort.NEWEST,
-                                                  limit=20), count_total=True), slow_runs),
-            "get": await median_ms(lambda: images.get(pick.choice(ids)), runs),
-        }
-        if rows >= 100_000:
-            (tag_rid,) = (await repo._one("SELECT rid FROM tags WHERE name = ?", (common,)))
+    ids = [r[0] for r in await repo._all(
+        "SELECT id FROM images WHERE status = 'approved' ORDER BY RANDOM() LIMIT 1000")]
+    return BenchStore(rows, fill, repo, service_over(repo, folder, executor), executor, ids)
 
-            async def order_by_random(sql: str, params: tuple[object, ...]) -> None:
-                seqs = [r[0] for r in await repo._all(sql, params)]
-                await repo._images_by_seq(seqs)
 
-            ms["ORDER BY RANDOM()"] = await median_ms(lambda: order_by_random(
-                "SELECT seq FROM images WHERE status = 'approved' ORDER BY RANDOM() LIMIT 1",
-                ()), slow_runs)
-            ms["ORDER BY RANDOM() tag"] = await median_ms(lambda: order_by_random(
-                "SELECT i.seq FROM image_tags t JOIN images i ON i.seq = t.seq "
-                "WHERE t.tag_rid = ? AND i.status = 'approved' ORDER BY RANDOM() LIMIT 1",
-                (tag_rid,)), slow_runs)
-        return Figures(rows, fill, ms)
-    finally:
-        await repo.close()
-        executor.shutdown()
+# The two commonest tags (~20% each): their intersection fills a page of 20 at both
+# sizes, so both sizes do the same work and the ratio shows the scaling alone.
+COMMON, SECOND = "tag00", "tag01"
+
+
+def operations(store: BenchStore) -> dict[str, Callable[[], Awaitable[object]]]:
+    """The timed calls, by name."""
+    images, pick = store.images, random.Random(2)
+    two_tags = SearchQuery(tags=(COMMON, SECOND), sort=Sort.NEWEST, limit=20)
+    return {
+        "random": lambda: images.random(Filters()),
+        "random tag": lambda: images.random(Filters(tags=(COMMON,))),
+        "random tag+exclude": lambda: images.random(
+            Filters(tags=(COMMON,), exclude_tags=(SECOND,))),
+        "search 2 tags": lambda: images.search(two_tags, count_total=False),
+        "search 2 tags +total": lambda: images.search(two_tags, count_total=True),
+        "get": lambda: images.get(pick.choice(store.ids)),
+    }
+
+
+async def paired_medians(small: Callable[[], Awaitable[object]],
+                         large: Callable[[], Awaitable[object]], runs: int,
+                         budget: float = 2.0) -> tuple[float, float]:
+    """Median ms of two calls timed in alternating bursts, so that a change in the
+    machine's load (other processes) hits both sizes alike."""
+    for _ in range(min(20, runs)):
+        await small()
+        await large()
+    times: tuple[list[float], list[float]] = ([], [])
+    burst = min(10, runs)
+    started = time.perf_counter()
+    while len(times[0]) < runs or (time.perf_counter() - started < budget
+                                   and len(times[0]) < runs * 10):
+        for call, out in ((small, times[0]), (large, times[1])):
+            for _ in range(burst):
+                t0 = time.perf_counter()
+                await call()
+                out.append(time.perf_counter() - t0)
+    return statistics.median(times[0]) * 1000, statistics.median(times[1]) * 1000
+
+
+async def order_by_random_ms(store: BenchStore, runs: int) -> dict[str, float]:
+    """The same draws done the common way: sort the matches by RANDOM(), take one."""
+    repo = store.repo
+    (tag_rid,) = await repo._one("SELECT rid FROM tags WHERE name = ?", (COMMON,))
+
+    async def draw(sql: str, params: tuple[object, ...]) -> None:
+        seqs = [r[0] for r in await repo._all(sql, params)]
+        await repo._images_by_seq(seqs)
+
+    return {
+        "random": await median_ms(lambda: draw(
+            "SELECT seq FROM images WHERE status = 'approved' ORDER BY RANDOM() LIMIT 1",
+            ()), runs),
+        "random tag": await median_ms(lambda: draw(
+            "SELECT i.seq FROM image_tags t JOIN images i ON i.seq = t.seq "
+            "WHERE t.tag_rid = ? AND i.status = 'approved' ORDER BY RANDOM() LIMIT 1",
+            (tag_rid,)), runs),
+    }
+
+
+async def close_store(store: BenchStore) -> None:
+    await store.repo.close()
+    store.executor.shutdown()
 
 
 def photo_like_jpeg(width: int, height: int, seed: int) -> bytes:
@@ -268,23 +302,30 @@ async def main() -> None:
     runs, slow_runs = (300, 5) if args.quick else (2000, 15)
     with tempfile.TemporaryDirectory(prefix="gazou-bench-") as tmp:
         folder = Path(tmp)
-        small_fig = await measure_store(1_000, folder, runs, slow_runs)
-        large_fig = await measure_store(large, folder, runs, slow_runs)
-        print(f"load average {os.getloadavg()[0]:.2f} (other processes skew timings)")
-        print(f"fill: {small_fig.rows:,} rows in {small_fig.fill_s:.2f} s, "
-              f"{large_fig.rows:,} rows in {large_fig.fill_s:.1f} s "
-              f"({large_fig.rows / large_fig.fill_s:,.0f} rows/s)")
-        head = f"{'operation':24} {small_fig.rows:>10,} {large_fig.rows:>12,}   ratio"
-        print(head)
-        print("-" * len(head))
-        for name, small in small_fig.ms.items():
-            big = large_fig.ms[name]
-            print(f"{name:24} {small:8.3f}ms {big:10.3f}ms   {big / small:5.2f}x")
-        for name in ("", " tag"):
-            slow = large_fig.ms[f"ORDER BY RANDOM(){name}"]
-            fast = large_fig.ms[f"random{name}"]
-            print(f"{'ORDER BY RANDOM()' + name:24} {'':>10} {slow:10.3f}ms   "
-                  f"{slow / fast:5.0f}x slower than the pools")
+        small = await open_store(1_000, folder)
+        big = await open_store(large, folder)
+        try:
+            print(f"load average {os.getloadavg()[0]:.2f} (other processes skew timings; "
+                  "the two sizes are timed in alternating bursts)")
+            print(f"fill: {small.rows:,} rows in {small.fill_s:.2f} s, {big.rows:,} rows in "
+                  f"{big.fill_s:.1f} s ({big.rows / big.fill_s:,.0f} rows/s)")
+            head = f"{'operation':24} {small.rows:>10,} {big.rows:>12,}   ratio"
+            print(head)
+            print("-" * len(head))
+            big_ops = operations(big)
+            fast = {}
+            for name, small_call in operations(small).items():
+                n = slow_runs if name.endswith("+total") else runs
+                small_ms, big_ms = await paired_medians(small_call, big_ops[name], n)
+                fast[name] = big_ms
+                print(f"{name:24} {small_ms:8.3f}ms {big_ms:10.3f}ms   {big_ms / small_ms:5.2f}x")
+            for name, slow in (await order_by_random_ms(big, slow_runs)).items():
+                label = "ORDER BY RANDOM()" + name.removeprefix("random")
+                print(f"{label:24} {'':>10} {slow:10.3f}ms   "
+                      f"{slow / fast[name]:5.0f}x slower than the pools")
+        finally:
+            await close_store(small)
+            await close_store(big)
         longest, p99 = await idle_stalls(3.0)
         print(f"idle loop, no ingest (other processes only): stall ms longest/p99 "
               f"{longest:.1f}/{p99:.1f}")
