@@ -141,7 +141,8 @@ def _steer(case: Any, live: LiveServer, n: int) -> dict[str, str]:
                 case.path_parameters[name] = live.filenames[pick]
             elif name == "id":
                 case.path_parameters[name] = live.image_ids[n % len(live.image_ids)]
-    if isinstance(case.body, dict) and n % 2 == 0:
+    multipart = (case.media_type or "").startswith("multipart/")
+    if multipart and isinstance(case.body, dict) and n % 2 == 0:
         fresh = make_image("PNG", seed=100_000 + n)
         for name in FILE_FIELDS:
             if name in case.body:
