@@ -7,6 +7,7 @@ GAZOU_FUZZ_SECONDS (default 60) bounds the run; `make fuzz` gives it 600."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 import os
 import threading
@@ -141,12 +142,16 @@ def _steer(case: Any, live: LiveServer, n: int) -> dict[str, str]:
                 case.path_parameters[name] = live.filenames[pick]
             elif name == "id":
                 case.path_parameters[name] = live.image_ids[n % len(live.image_ids)]
-    multipart = (case.media_type or "").startswith("multipart/")
-    if multipart and isinstance(case.body, dict) and n % 2 == 0:
-        fresh = make_image("PNG", seed=100_000 + n)
+    media = case.media_type or ""
+    if isinstance(case.body, dict) and n % 2 == 0 and not media.endswith("json"):
+        fresh: bytes | str = make_image("PNG", seed=100_000 + n)
+        if not media.startswith("multipart/"):  # a form field: base64, as Chevereto takes
+            fresh = base64.b64encode(fresh).decode()  # type: ignore[arg-type]
         for name in FILE_FIELDS:
             if name in case.body:
                 case.body[name] = [fresh] if isinstance(case.body[name], list) else fresh
+        if "key" in case.body:  # Chevereto's key field
+            case.body["key"] = live.admin_secret
     return headers
 
 
