@@ -261,10 +261,11 @@ async def image_random(request: web.Request) -> web.Response:
     token = await _caller(request)
     ttl = _link_ttl(request, token)
     images = request.app[SERVICES].images
-    if names and await images.unknown_tags(names):
-        raise InvalidInput("Invalid categories", field="categories")
     found = await images.random(Filters(tags=tuple(names), ratings=SFW_ONLY), limit)
     if not found:
+        # Only an empty draw can hide an unknown category: a match has every one.
+        if names and await images.unknown_tags(names):
+            raise InvalidInput("Invalid categories", field="categories")
         raise NotFound("Not found")
     now = time.time()
     return _ok([image_json(request, i, ttl, now) for i in found])
