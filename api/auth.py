@@ -51,3 +51,18 @@ async def authenticate(request: web.Request, form: HeaderForm, *,
     token = await request.app[SERVICES].tokens.verify(secret)
     request[TOKEN] = token
     return token
+
+
+# Every header a token can arrive in, over all dialects (Chevereto's `key` field is
+# part of the body and is left to its handler).
+ANY_HEADER = (HeaderForm.BEARER, HeaderForm.TOKEN_HEADER, HeaderForm.API_KEY)
+
+
+async def token_in_any_header(request: web.Request) -> Token | None:
+    """The token in the first token header present, whatever the dialect; None when
+    there is none. Raises Unauthorized when the one presented is not valid."""
+    for form in ANY_HEADER:
+        secret = presented_secret(request, form)
+        if secret is not None:
+            return await request.app[SERVICES].tokens.verify(secret)
+    return None

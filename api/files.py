@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp import hdrs, web
 from multidict import CIMultiDict
 
-from api.auth import HeaderForm, presented_secret
+from api.auth import token_in_any_header
 from api.keys import SERVICES
 from api.links import check_link_signature
 from core.errors import NotFound, Unauthorized
@@ -30,7 +30,6 @@ PRIVATE = "private, no-store"
 # is never stale), within MEMORY_BUDGET bytes; bigger ones go through sendfile.
 MEMORY_MAX_FILE = 1024 * 1024
 MEMORY_BUDGET = 64 * 1024 * 1024
-_FORMS = (HeaderForm.BEARER, HeaderForm.TOKEN_HEADER, HeaderForm.API_KEY)
 
 
 class _ImageFileResponse(web.FileResponse):
@@ -109,17 +108,12 @@ def _etag_matches(header: str | None, etag: str, *, weak: bool) -> bool:
 
 async def _may_see_pending(request: web.Request, image: ImageFile) -> bool:
     """A pending image is visible to a valid token of its uploader or of an admin."""
-    for form in _FORMS:
-        secret = presented_secret(request, form)
-        if secret is None:
-            continue
-        try:
-            token = await request.app[SERVICES].tokens.verify(secret)
-        except Unauthorized:
-            return False
-        return SCOPE_ADMIN in token.scopes or (
-            image.uploader_id is not None and image.uploader_id == token.owner_id)
-    return False
+    try:
+        token = await token_in_any_header(request)
+    except Unauthorized:
+        return False
+    return token is not None and (SCOPE_ADMIN in token.scopes or (
+        image.uploader_id is not None and image.uploader_id == token.owner_id))
 
 
 async def servable_image(request: web.Request, image_id: str) -> ImageFile:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from api.auth import HeaderForm, presented_secret
+from api.auth import token_in_any_header
 from api.dialect import Dialect, RateLimit
 from api.keys import SERVICES
 from core.errors import RateLimited, Unauthorized
@@ -85,26 +85,16 @@ def collect_limits(dialects: Iterable[Dialect]) -> dict[str, RateLimit]:
     return limits
 
 
-# Every header a token can arrive in, over all dialects (Chevereto's `key` field is
-# part of the body and is left to its handler).
-_FORMS = (HeaderForm.BEARER, HeaderForm.TOKEN_HEADER, HeaderForm.API_KEY)
-
-
 async def _client_key(request: web.Request) -> str | None:
     """`token:<id>` for a valid token, `addr:<ip>` otherwise; None for an exempt
     (admin) token."""
-    for form in _FORMS:
-        secret = presented_secret(request, form)
-        if secret is None:
-            continue
-        try:
-            token = await request.app[SERVICES].tokens.verify(secret)
-        except Unauthorized:
-            break  # a bad token is counted against the address; the handler says 401
-        if SCOPE_ADMIN in token.scopes:
-            return None
-        return f"token:{token.id}"
-    return f"addr:{request.remote or 'unknown'}"
+    try:
+        token = await token_in_any_header(request)
+    except Unauthorized:
+        token = None  # a bad token is counted against the address; the handler says 401
+    if token is None:
+        return f"addr:{request.remote or 'unknown'}"
+    return None if SCOPE_ADMIN in token.scopes else f"token:{token.id}"
 
 
 def rate_limit_middleware(limits: dict[str, RateLimit]) -> web.middleware:
