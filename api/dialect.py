@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from core.errors import GazouError
@@ -46,9 +47,7 @@ class Dialect:
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None
                   ) -> web.Response:
     """A JSON response with the plain `application/json` content type."""
-    import json
-
     return web.Response(
-        body=json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode(),
+        body=orjson.dumps(data),
         status=status, content_type="application/json", headers=headers,
     )
