@@ -833,6 +833,7 @@ class SQLiteRepo:
         if total == 0:
             return []
         chosen: list[int] = []
+        chosen_set: set[int] = set()
         tried: set[tuple[int, int]] = set()
         for _ in range(DRAW_ROUNDS):
             need = count - len(chosen)
@@ -845,13 +846,14 @@ class SQLiteRepo:
             tried.update(picks)
             seqs = await self._accept(picks, where, params)
             for s in seqs:
-                if s not in chosen:
+                if s not in chosen_set and len(chosen) < count:
+                    chosen_set.add(s)
                     chosen.append(s)
             if not where and len(tried) >= total:
                 break
         if len(chosen) < count and len(tried) < total:
             # Few matches among many candidates: rejection is slow, scan exactly.
-            rest = await self._scan(pool_names, where, params, exclude=set(chosen))
+            rest = await self._scan(pool_names, where, params, exclude=chosen_set)
             self._rng.shuffle(rest)
             # Keep the draw uniform: a rejected-pass survivor and a scanned one are alike.
             chosen.extend(rest[: count - len(chosen)])
