@@ -121,10 +121,9 @@ async def get_image(request: web.Request) -> web.Response:
 
 @routes.get(BASE + "/random/image", name=f"{NAME}.random")
 async def random_images(request: web.Request) -> web.Response:
-    """1-100 random approved images; nsfw=true for NSFW only, any other value for SFW
-    only, absent for both."""
-    nsfw = request.query.get("nsfw")
-    ratings = frozenset() if nsfw is None else (_NSFW if nsfw == "true" else _SFW)
+    """1-100 random approved images; nsfw=true for NSFW only, otherwise SFW only (the
+    original's "absent means both" would show NSFW to clients that never asked)."""
+    ratings = _NSFW if request.query.get("nsfw") == "true" else _SFW
     raw = request.query.get("count", "")
     count = int(raw) if _COUNT.fullmatch(raw) and 1 <= int(raw) <= MAX_RANDOM else 1
     images = await request.app[SERVICES].images.random(Filters(ratings=ratings), count)
@@ -179,7 +178,8 @@ def search_query(body: dict[str, Any]) -> SearchQuery:
     nsfw = body.get("nsfw")
     if isinstance(nsfw, str) and nsfw.lower() in ("true", "false"):
         nsfw = nsfw.lower() == "true"
-    ratings = (_NSFW if nsfw else _SFW) if isinstance(nsfw, bool) else frozenset()
+    # NSFW only when asked for: an absent or non-boolean `nsfw` means SFW.
+    ratings = _NSFW if nsfw is True else _SFW
     uploader = body.get("uploader")
     if isinstance(uploader, dict):
         uploader = uploader.get("id") or uploader.get("username")

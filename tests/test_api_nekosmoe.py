@@ -106,6 +106,15 @@ async def test_random_nsfw_other_than_true_gives_sfw(client: TestClient,
     assert [i["id"] for i in body["images"]] == [sfw.id]
 
 
+async def test_random_without_nsfw_gives_sfw_only(client: TestClient,
+                                                 services: Services) -> None:
+    sfw = await _stored(services, 1)
+    await _stored(services, 2, rating=Rating.NSFW)
+    await _stored(services, 3, rating=Rating.QUESTIONABLE)
+    body = await (await client.get("/api/v1/random/image?count=10")).json()
+    assert [i["id"] for i in body["images"]] == [sfw.id]
+
+
 async def test_random_count_returns_that_many(client: TestClient, services: Services) -> None:
     for seed in range(4):
         await _stored(services, seed)
@@ -157,6 +166,14 @@ async def test_search_nsfw_false_gives_sfw_only(client: TestClient, services: Se
     sfw = await _stored(services, 1)
     await _stored(services, 2, rating=Rating.QUESTIONABLE)
     _, body = await _search(client, {"nsfw": False})
+    assert [i["id"] for i in body["images"]] == [sfw.id]
+
+
+async def test_search_without_nsfw_gives_sfw_only(client: TestClient,
+                                                 services: Services) -> None:
+    sfw = await _stored(services, 1)
+    await _stored(services, 2, rating=Rating.NSFW)
+    _, body = await _search(client, {})
     assert [i["id"] for i in body["images"]] == [sfw.id]
 
 
