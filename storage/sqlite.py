@@ -680,10 +680,6 @@ class SQLiteRepo:
         images = await self._hydrate(rows)
         return images[0] if images else None
 
-    async def get_image_by_filename(self, filename: str) -> Image | None:
-        """An image by `<id>.<ext>` or `<id>` (file routes)."""
-        return await self.get_image(filename.split(".", 1)[0])
-
     async def id_by_sha256(self, sha256: str) -> str | None:
         """The id of the image with these exact bytes, if stored."""
         row = await self._one("SELECT id FROM images WHERE sha256 = ?", (sha256,))
