@@ -9,10 +9,11 @@ import asyncio
 import json
 import random as _random
 import sqlite3
+import string
 import time
 import uuid
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -120,15 +121,19 @@ _IMAGE_COLUMNS = """
     i.thumbnail_size, i.rating, i.status, i.title, i.description, i.source_name,
     i.source_url, i.original_filename, i.uploader_id, i.uploader_name, i.approver_id,
     i.approver_name, i.likes, i.favorites, i.created_at, i.expires_at,
-    i.near_duplicate_of,
-    a.id, a.name, a.url, a.created_at, (SELECT size FROM pools WHERE name = 'artist:' || a.rid),
-    al.id, al.name, al.owner_id, al.created_at
+    i.near_duplicate_of, i.artist_rid,
+    al.id, al.name, al.owner_id, al.created_at,
+    (SELECT group_concat(tag_rid) FROM image_tags WHERE seq = i.seq),
+    (SELECT group_concat(character_rid) FROM image_characters WHERE seq = i.seq)
 """
 _IMAGE_FROM = """
     FROM images i
-    LEFT JOIN artists a ON a.rid = i.artist_rid
     LEFT JOIN albums al ON al.rid = i.album_rid
 """
+# SQLite's NOCASE collation folds ASCII letters only: sort names the way it does.
+_NOCASE = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+# Tags, artists and characters kept by the catalogue cache before it starts over.
+CATALOGUE_CAP = 50_000
 
 
 def _tag(row: Sequence[Any]) -> Tag:
@@ -156,6 +161,12 @@ _CHARACTER_COLUMNS = (
     "c.id, c.name, c.description, c.source, c.gender, c.ages, c.birth_date, c.nationality, "
     "c.occupations, c.created_at, (SELECT size FROM pools WHERE name = 'character:' || c.rid)"
 )
+# What hydrating an image reads of its tags, artist and characters, by table.
+_MEMBERS: dict[str, tuple[str, str, Callable[[Sequence[Any]], Any]]] = {
+    "tags": ("t", _TAG_COLUMNS, _tag),
+    "artists": ("a", _ARTIST_COLUMNS, _artist),
+    "characters": ("c", _CHARACTER_COLUMNS, _character),
+}
 _TOKEN_COLUMNS = (
     "id, owner_id, owner_name, purpose, scopes, issued_by, created_at, expires_at, "
     "revoked_at, last_used_at"
@@ -197,6 +208,50 @@ def _like_pattern(text: str) -> str:
     return f"%{escaped}%"
 
 
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """How a random draw finds its matches: the pools whose union holds them all (by
+    name, with every pool's id and size), the SQL conditions that narrow the union to
+    exactly the matches, and the share of the union expected to pass them."""
+
+    pools: list[str]
+    sizes: dict[str, tuple[int, int]]
+    where: list[str]
+    params: list[Any]
+    passing: float
+
+
+def _rid_list(key: str | int) -> list[int]:
+    return [key] if isinstance(key, int) else [int(rid) for rid in key.split(",")]
+
+
+class _Catalogue:
+    """Tags, artists and characters by rid, and the sorted member tuples of rid lists,
+    as hydrated images share them. Forgotten after every committed write: their image
+    counts change with approvals."""
+
+    def __init__(self) -> None:
+        self.generation = 0
+        self.objects: dict[str, dict[int, Any]] = {}
+        self.sets: dict[str, dict[str | int | None, tuple[Any, ...]]] = {}
+        self.clear()
+
+    def clear(self) -> None:
+        self.generation += 1
+        for kind in _MEMBERS:
+            self.objects[kind] = {}
+            self.sets[kind] = {None: ()}
+
+    def keep(self, kind: str, objects: dict[int, Any],
+             sets: dict[str | int | None, tuple[Any, ...]]) -> None:
+        if len(self.objects[kind]) + len(objects) > CATALOGUE_CAP or \
+                len(self.sets[kind]) + len(sets) > CATALOGUE_CAP:
+            self.objects[kind] = {}
+            self.sets[kind] = {None: ()}
+        self.objects[kind].update(objects)
+        self.sets[kind].update(sets)
+
+
 class SQLiteRepo:
     """All metadata: images, tags, artists, characters, albums, tokens, requests."""
 
@@ -206,6 +261,7 @@ class SQLiteRepo:
         self._read: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
         self._rng = _random.Random()
+        self._catalogue = _Catalogue()
 
     # ---- lifecycle -------------------------------------------------------------
 
@@ -283,7 +339,7 @@ class SQLiteRepo:
     def transaction(self) -> _Transaction:
         """`async with repo.transaction() as tx:` one atomic write."""
         assert self._write is not None, "repo is not open"
-        return _Transaction(self._write, self._lock)
+        return _Transaction(self._write, self._lock, self._catalogue.clear)
 
     # ---- names -> ids ----------------------------------------------------------
 
@@ -617,33 +673,16 @@ class SQLiteRepo:
     # ---- images: reads ---------------------------------------------------------
 
     async def _hydrate(self, rows: Sequence[Sequence[Any]]) -> list[Image]:
+        """Images from rows of _IMAGE_COLUMNS; their tags, characters and artist come
+        from the catalogue cache (one query for whatever it lacks)."""
         if not rows:
             return []
-        seqs = [r[0] for r in rows]
-        marks = ",".join("?" * len(seqs))
-        tags: dict[int, list[Tag]] = {s: [] for s in seqs}
-        # A page shares few distinct tags and characters: build each object once (they
-        # are frozen, so identical rows may share one).
-        built: dict[tuple[Any, ...], Any] = {}
-        for r in await self._all(
-            f"SELECT it.seq, {_TAG_COLUMNS} FROM image_tags it JOIN tags t ON t.rid = it.tag_rid "
-            f"WHERE it.seq IN ({marks}) ORDER BY t.name",
-            seqs,
-        ):
-            key = ("t", *r[1:])
-            tags[r[0]].append(built.get(key) or built.setdefault(key, _tag(r[1:])))
-        chars: dict[int, list[Character]] = {s: [] for s in seqs}
-        for r in await self._all(
-            f"SELECT ic.seq, {_CHARACTER_COLUMNS} FROM image_characters ic "
-            f"JOIN characters c ON c.rid = ic.character_rid WHERE ic.seq IN ({marks}) "
-            "ORDER BY c.name",
-            seqs,
-        ):
-            key = ("c", *r[1:])
-            chars[r[0]].append(built.get(key) or built.setdefault(key, _character(r[1:])))
+        artists = await self._members("artists", [r[31] for r in rows])
+        tags = await self._members("tags", [r[36] for r in rows])
+        characters = await self._members("characters", [r[37] for r in rows])
         out = []
-        for r in rows:
-            seq = r[0]
+        for r, artist, tag_set, character_set in zip(rows, artists, tags, characters,
+                                                     strict=True):
             out.append(
                 Image(
                     id=r[1], sha256=r[2], md5=r[3], phash=_unsigned64(r[4]), mimetype=r[5],
@@ -656,12 +695,46 @@ class SQLiteRepo:
                     approver=User(r[24], r[25] or "") if r[24] is not None else None,
                     likes=r[26], favorites=r[27], created_at=_dt(r[28]),
                     expires_at=_dt(r[29]), near_duplicate_of=r[30],
-                    artist=_artist(r[31:36]) if r[31] is not None else None,
-                    album=Album(r[36], r[37], r[38], _dt(r[39])) if r[36] is not None else None,
-                    tags=tuple(tags[seq]), characters=tuple(chars[seq]),
+                    artist=artist[0] if artist else None,
+                    album=Album(r[32], r[33], r[34], _dt(r[35])) if r[32] is not None else None,
+                    tags=tag_set, characters=character_set,
                 )
             )
         return out
+
+    async def _members(self, kind: str, keys: Sequence[str | int | None]
+                       ) -> list[tuple[Any, ...]]:
+        """For each key (a rid, or a comma-separated list of rids from group_concat, or
+        None for none), the tags, artists or characters it names, sorted by name as
+        SQLite's NOCASE sorts. Served from the catalogue; what it lacks is read in one
+        query and kept unless a write committed meanwhile."""
+        catalogue = self._catalogue
+        generation = catalogue.generation
+        sets = catalogue.sets[kind]
+        out = [sets.get(key) for key in keys]
+        missing = {key for key, found in zip(keys, out, strict=True) if found is None}
+        if not missing:
+            return out  # type: ignore[return-value]
+        known = catalogue.objects[kind]
+        rid_lists = {key: _rid_list(key) for key in missing if key is not None}
+        unknown = {rid for rids in rid_lists.values() for rid in rids if rid not in known}
+        fetched: dict[int, Any] = {}
+        if unknown:
+            alias, columns, build = _MEMBERS[kind]
+            marks = ",".join("?" * len(unknown))
+            for row in await self._all(f"SELECT {alias}.rid, {columns} FROM {kind} {alias} "
+                                       f"WHERE {alias}.rid IN ({marks})", unknown):
+                fetched[row[0]] = build(row[1:])
+        built: dict[str | int | None, tuple[Any, ...]] = {None: ()}
+        for key, rids in rid_lists.items():
+            # A member deleted since the image row was read is left out.
+            found = [m for m in (known.get(rid) or fetched.get(rid) for rid in rids) if m]
+            found.sort(key=lambda member: member.name.translate(_NOCASE))
+            built[key] = tuple(found)
+        if generation == catalogue.generation:
+            catalogue.keep(kind, fetched, built)
+        return [found if found is not None else built[key]
+                for key, found in zip(keys, out, strict=True)]
 
     async def _images_by_seq(self, seqs: Sequence[int]) -> list[Image]:
         """Images for `seqs`, in that order."""
@@ -721,50 +794,61 @@ class SQLiteRepo:
 
     # ---- random ----------------------------------------------------------------
 
-    async def _filter_plan(
-        self, filters: Filters
-    ) -> tuple[list[str], dict[str, tuple[int, int]], list[str], list[Any]] | None:
-        """Pools whose union holds every match (with their ids and sizes), plus the SQL
-        conditions (on alias i) that narrow it to exactly the matches; None if nothing
-        can match."""
-        # Each condition: (sql, params, pools that imply it or None).
-        conditions: list[tuple[str, list[Any], list[str] | None]] = []
+    async def _filter_plan(self, filters: Filters) -> _Plan | None:
+        """Pools whose union holds every match, the SQL conditions (on alias i) that
+        narrow it to exactly the matches, and how many drawn candidates are expected to
+        pass them; None if nothing can match."""
+        # Each condition: (sql, params, pools that imply it or None, pools estimating
+        # how many pass it, whether those pools hold the ones that fail instead).
+        conditions: list[tuple[str, list[Any], list[str] | None, list[str], bool]] = []
         for rid in await self._rids("tags", filters.tags):
             if rid is None:
                 return None
             conditions.append(("EXISTS (SELECT 1 FROM image_tags WHERE tag_rid = ? "
-                               "AND seq = i.seq)", [rid], [f"tag:{rid}"]))
+                               "AND seq = i.seq)", [rid], [f"tag:{rid}"], [f"tag:{rid}"], False))
         for rid in await self._rids("tags", filters.exclude_tags):
             if rid is not None:
                 conditions.append(("NOT EXISTS (SELECT 1 FROM image_tags WHERE tag_rid = ? "
-                                   "AND seq = i.seq)", [rid], None))
+                                   "AND seq = i.seq)", [rid], None, [f"tag:{rid}"], True))
         if filters.artist:
             (rid,) = await self._rids("artists", [filters.artist])
             if rid is None:
                 return None
-            conditions.append(("i.artist_rid = ?", [rid], [f"artist:{rid}"]))
+            conditions.append(("i.artist_rid = ?", [rid], [f"artist:{rid}"],
+                               [f"artist:{rid}"], False))
         if filters.character:
             (rid,) = await self._rids("characters", [filters.character])
             if rid is None:
                 return None
+            pool = f"character:{rid}"
             conditions.append(("EXISTS (SELECT 1 FROM image_characters WHERE "
-                               "character_rid = ? AND seq = i.seq)", [rid],
-                               [f"character:{rid}"]))
+                               "character_rid = ? AND seq = i.seq)", [rid], [pool], [pool], False))
         ratings = sorted(filters.ratings)
         if ratings and len(ratings) < len(Rating):
+            pools = [f"rating:{r}" for r in ratings]
             conditions.append((f"i.rating IN ({','.join('?' * len(ratings))})", list(ratings),
-                               [f"rating:{r}" for r in ratings]))
+                               pools, pools, False))
+        sizes = await self._pool_sizes({n for c in conditions for n in c[3]} | {"all"})
+
+        def size(names: list[str]) -> int:
+            return sum(sizes.get(n, (0, 0))[1] for n in names)
+
         groups = [c[2] for c in conditions if c[2] is not None]
-        sizes = await self._pool_sizes({n for g in groups for n in g} | {"all"})
-        best = min([*groups, ["all"]], key=lambda g: sum(sizes.get(n, (0, 0))[1] for n in g))
-        # The chosen pools imply their own condition; only the others are checked.
+        best = min([*groups, ["all"]], key=size)
+        # The chosen pools imply their own condition; only the others are checked, and
+        # a candidate passes them about as often as an image of the whole collection
+        # does (conditions taken as independent).
         where: list[str] = []
         params: list[Any] = []
-        for sql, values, implied_by in conditions:
+        passing = 1.0
+        everything = max(size(["all"]), 1)
+        for sql, values, implied_by, estimate, negated in conditions:
             if implied_by is not best:
                 where.append(sql)
                 params.extend(values)
-        return best, sizes, where, params
+                share = min(size(estimate) / everything, 1.0)
+                passing *= 1.0 - share if negated else share
+        return _Plan(best, sizes, where, params, passing)
 
     async def random_files(self, filters: Filters, count: int) -> list[ImageFile]:
         """Up to `count` distinct approved images drawn uniformly from those matching
@@ -772,8 +856,7 @@ class SQLiteRepo:
         plan = await self._filter_plan(filters)
         if plan is None or count <= 0:
             return []
-        pools, sizes, where, params = plan
-        seqs = await self._draw(pools, sizes, where, params, count)
+        seqs = await self._draw(plan, count)
         if not seqs:
             return []
         marks = ",".join("?" * len(seqs))
@@ -796,13 +879,15 @@ class SQLiteRepo:
         plan = await self._filter_plan(filters)
         if plan is None or count <= 0:
             return []
-        pools, sizes, where, params = plan
         seen_key = filters.key()
         if seen_by is not None:
-            where = [*where, "NOT EXISTS (SELECT 1 FROM seen WHERE user_id = ? AND "
-                     "filter_key = ? AND seq = i.seq)"]
-            params = [*params, seen_by, seen_key]
-        seqs = await self._draw(pools, sizes, where, params, count)
+            # How many of the matches the member has seen is unknown: the draw learns it
+            # from its first round.
+            plan = replace(
+                plan, where=[*plan.where, "NOT EXISTS (SELECT 1 FROM seen WHERE user_id = ? "
+                             "AND filter_key = ? AND seq = i.seq)"],
+                params=[*plan.params, seen_by, seen_key])
+        seqs = await self._draw(plan, count)
         if seen_by is not None:
             if not seqs:
                 # Every match has been shown: forget and start a new cycle.
@@ -811,7 +896,7 @@ class SQLiteRepo:
                         "DELETE FROM seen WHERE user_id = ? AND filter_key = ?",
                         (seen_by, seen_key),
                     )
-                seqs = await self._draw(pools, sizes, where, params, count)
+                seqs = await self._draw(plan, count)
             if seqs:
                 async with self.transaction() as tx:
                     await tx.executemany(
@@ -820,36 +905,39 @@ class SQLiteRepo:
                     )
         return await self._images_by_seq(seqs)
 
-    async def _draw(
-        self, pool_names: list[str], sizes: dict[str, tuple[int, int]], where: list[str],
-        params: list[Any], count: int,
-    ) -> list[int]:
-        pools = [(sizes[n][0], sizes[n][1]) for n in pool_names if sizes.get(n, (0, 0))[1] > 0]
+    async def _draw(self, plan: _Plan, count: int) -> list[int]:
+        sizes = plan.sizes
+        pools = [sizes[n] for n in plan.pools if sizes.get(n, (0, 0))[1] > 0]
         total = sum(size for _, size in pools)
         if total == 0:
             return []
         chosen: list[int] = []
         chosen_set: set[int] = set()
         tried: set[tuple[int, int]] = set()
+        passing = plan.passing
         for _ in range(DRAW_ROUNDS):
             need = count - len(chosen)
             untried = total - len(tried)
             if need <= 0 or untried <= 0:
                 break
-            # Over-draw when a predicate may reject, so one round usually suffices.
-            want = min(untried, need if not where else max(need * 4, 8))
-            picks = self._pick_slots(pools, total, want, tried)
+            want = need
+            if plan.where:
+                # Over-draw by the share expected to pass, so one round usually suffices.
+                want = int(need / max(passing, 0.01) * 1.25) + 8
+            picks = self._pick_slots(pools, total, min(untried, want), tried)
             tried.update(picks)
-            seqs = await self._accept(picks, where, params)
+            seqs = await self._accept(picks, plan.where, plan.params)
+            # The next round, if any, trusts the share that passed this one.
+            passing = len(seqs) / len(picks)
             for s in seqs:
                 if s not in chosen_set and len(chosen) < count:
                     chosen_set.add(s)
                     chosen.append(s)
-            if not where and len(tried) >= total:
+            if not plan.where and len(tried) >= total:
                 break
         if len(chosen) < count and len(tried) < total:
             # Few matches among many candidates: rejection is slow, scan exactly.
-            rest = await self._scan(pool_names, where, params, exclude=chosen_set)
+            rest = await self._scan(plan.pools, plan.where, plan.params, exclude=chosen_set)
             self._rng.shuffle(rest)
             # Keep the draw uniform: a rejected-pass survivor and a scanned one are alike.
             chosen.extend(rest[: count - len(chosen)])
@@ -1271,9 +1359,11 @@ class SQLiteRepo:
 class _Transaction:
     """One BEGIN IMMEDIATE ... COMMIT on the write connection, serialised by a lock."""
 
-    def __init__(self, conn: aiosqlite.Connection, lock: asyncio.Lock) -> None:
+    def __init__(self, conn: aiosqlite.Connection, lock: asyncio.Lock,
+                 on_commit: Callable[[], None]) -> None:
         self.conn = conn
         self.lock = lock
+        self.on_commit = on_commit
 
     async def __aenter__(self) -> _Transaction:
         await self.lock.acquire()
@@ -1296,6 +1386,7 @@ class _Transaction:
         try:
             if exc_type is None:
                 await self.conn.execute("COMMIT")
+                self.on_commit()
             else:
                 await self.conn.execute("ROLLBACK")
         finally:

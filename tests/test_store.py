@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from core.models import Filters, Rating, SearchQuery, Status, User
+from core.models import Filters, Rating, SearchQuery, Sort, Status, User
 from storage.schema import MIGRATIONS
 from storage.sqlite import NewImage, SQLiteRepo, new_id
 from tests.test_random import pool_problems
@@ -171,3 +171,32 @@ async def test_bulk_load_leaves_the_write_ahead_log_folded_in(
 async def test_integrity_check_of_a_healthy_store_is_empty(repo: SQLiteRepo) -> None:
     await repo.bulk_load([row(n, tags=("cat",)) for n in range(5)])
     assert await repo.integrity_check() == []
+
+
+# ---- hydrating images: members shared across reads, never stale ------------------------
+
+async def test_images_share_their_tag_objects_until_something_changes(
+        repo: SQLiteRepo) -> None:
+    await repo.bulk_load([row(1, tags=("cat", "Blue")), row(2, tags=("cat",)),
+                          row(3, tags=("cat",), status=Status.PENDING)])
+    first = await repo.search(SearchQuery(sort=Sort.OLDEST))
+    one, two = first.images
+    # Sorted as SQLite's NOCASE sorts, and one Tag object for both images.
+    assert [t.name for t in one.tags] == ["Blue", "cat"]
+    assert one.tags[1] is two.tags[0] and one.tags[1].images == 2
+    pending = (await repo.search(SearchQuery(statuses=frozenset({Status.PENDING})))).images[0]
+    await repo.set_status(pending.id, Status.APPROVED, User("9", "mod"))
+    again = (await repo.search(SearchQuery(sort=Sort.OLDEST))).images
+    assert [t.images for t in again[0].tags] == [1, 3]  # the approval is counted at once
+
+
+async def test_a_write_drops_the_remembered_members(repo: SQLiteRepo) -> None:
+    await repo.bulk_load([row(1, tags=("cat", "dog"))])
+    [seq] = [r[0] for r in await repo._all("SELECT seq FROM images")]
+    [image] = await repo._images_by_seq([seq])
+    assert [t.name for t in image.tags] == ["cat", "dog"]
+    async with repo.transaction() as tx:
+        await tx.execute("DELETE FROM tags WHERE name = 'dog'")
+        await tx.execute("UPDATE tags SET description = 'meow' WHERE name = 'cat'")
+    [image] = await repo._images_by_seq([seq])
+    assert [(t.name, t.description) for t in image.tags] == [("cat", "meow")]
