@@ -7,7 +7,13 @@ batch instead of per request. Each batch is a uniform random sample without
 replacement, handed out in random order, so every request still gets a uniformly
 random image. Batches live at most `ttl` seconds and are dropped whenever anything
 that changes what may be served happens (approve, reject, delete, upload, like):
-nothing rejected or deleted is handed out after the call that removed it returns."""
+nothing rejected or deleted is handed out after the call that removed it returns.
+
+A filter's batch size follows its demand: it doubles (up to `batch`) whenever a
+batch runs low within its life, and halves when one expires mostly unused. A busy
+filter is drawn in large batches, the next drawn while the last is handed out, so
+requests rarely wait for the store; a rarely asked filter costs small draws, so
+asking for many different filters cannot make the store draw many large batches."""
 
 from __future__ import annotations
 
@@ -21,6 +27,10 @@ from typing import Any
 
 from core.models import Filters, Image
 
+# Refills a caller waits for before drawing on its own: enough for a cold filter's
+# batches to grow to the size a burst of callers needs.
+_ROUNDS = 6
+
 # Draws images, or anything else with an `id` (e.g. ImageFile).
 Draw = Callable[[Filters, int], Awaitable[list[Any]]]
 
@@ -29,6 +39,7 @@ Draw = Callable[[Filters, int], Awaitable[list[Any]]]
 class _Batch:
     drawn_at: float
     generation: int
+    size: int  # how many were asked for
     images: list[Image]  # still to hand out (a large match set)
     whole: list[Image] | None  # the whole match set, when smaller than a batch
 
@@ -36,15 +47,17 @@ class _Batch:
 class DrawBuffer:
     """Per-filter batches of random images; `take` is `draw` with fewer round trips."""
 
-    def __init__(self, draw: Draw, *, batch: int = 64, ttl: float = 1.0,
+    def __init__(self, draw: Draw, *, batch: int = 256, min_batch: int = 8, ttl: float = 1.0,
                  max_filters: int = 256, clock: Callable[[], float] = time.monotonic) -> None:
         self._draw = draw
         self.batch = batch
+        self.min_batch = min(min_batch, batch)
         self.ttl = ttl
         self.max_filters = max_filters
         self._clock = clock
         self._rng = random.Random()
         self._batches: OrderedDict[str, _Batch] = OrderedDict()
+        self._sizes: OrderedDict[str, int] = OrderedDict()  # next batch size, by filter
         self._refills: dict[str, asyncio.Future[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.generation = 0
@@ -57,8 +70,12 @@ class DrawBuffer:
 
     def _fresh(self, key: str) -> _Batch | None:
         batch = self._batches.get(key)
-        if batch is None or batch.generation != self.generation or \
-                self._clock() - batch.drawn_at >= self.ttl:
+        if batch is None or batch.generation != self.generation:
+            return None
+        if self._clock() - batch.drawn_at >= self.ttl:
+            if len(batch.images) > batch.size // 2:  # mostly unused: draw less next time
+                self._sizes[key] = max(self.min_batch, batch.size // 2)
+            del self._batches[key]
             return None
         return batch
 
@@ -68,7 +85,7 @@ class DrawBuffer:
             self.draws += 1
             return await self._draw(filters, count)
         key = filters.key()
-        for _ in range(2):
+        for _ in range(_ROUNDS):
             batch = self._fresh(key)
             if batch is not None:
                 if batch.whole is not None:
@@ -76,24 +93,35 @@ class DrawBuffer:
                 if len(batch.images) >= count:
                     taken = batch.images[:count]
                     del batch.images[:count]
-                    if len(batch.images) < self.batch // 4:
-                        # Draw the next batch while this one is still being handed out,
-                        # so callers rarely wait for the store.
-                        self._start_refill(key, filters)
+                    if len(batch.images) < batch.size // 2:
+                        # Used within its life: draw the next, larger batch while this
+                        # one is still being handed out, so callers rarely wait.
+                        self._start_refill(key, filters, grow=True)
                     return taken
+                await asyncio.shield(self._start_refill(key, filters, grow=True))
+                continue
             await asyncio.shield(self._start_refill(key, filters))
-        # Invalidated while drawing twice in a row, or emptied by other callers: draw
-        # directly rather than wait.
+        # Invalidated while drawing again and again, or emptied by other callers each
+        # time: draw directly rather than wait.
         self.draws += 1
         return await self._draw(filters, count)
 
-    def _start_refill(self, key: str, filters: Filters) -> asyncio.Future[None]:
-        """The in-flight draw of the next batch for `key`, started if there is none."""
+    def _start_refill(self, key: str, filters: Filters, *, grow: bool = False
+                      ) -> asyncio.Future[None]:
+        """The in-flight draw of the next batch for `key`, started if there is none;
+        `grow` when the last batch ran low within its life."""
         done = self._refills.get(key)
         if done is None:
+            size = self._sizes.get(key, self.min_batch)
+            if grow:
+                size = min(self.batch, size * 2)
+            self._sizes[key] = size
+            self._sizes.move_to_end(key)
+            while len(self._sizes) > self.max_filters:
+                self._sizes.popitem(last=False)
             done = asyncio.get_running_loop().create_future()
             self._refills[key] = done
-            task = asyncio.create_task(self._refill(key, filters, done))
+            task = asyncio.create_task(self._refill(key, filters, size, done))
             self._tasks.add(task)
             task.add_done_callback(self._finished)
         return done
@@ -104,21 +132,22 @@ class DrawBuffer:
         if not task.cancelled():
             task.exception()
 
-    async def _refill(self, key: str, filters: Filters, done: asyncio.Future[None]) -> None:
+    async def _refill(self, key: str, filters: Filters, size: int,
+                      done: asyncio.Future[None]) -> None:
         try:
             generation = self.generation
             self.draws += 1
-            images = await self._draw(filters, self.batch)
+            images = await self._draw(filters, size)
             if generation == self.generation:  # else it may hold something just removed
-                self._store(key, generation, images)
+                self._store(key, generation, size, images)
         finally:
             del self._refills[key]
             if not done.done():
                 done.set_result(None)
 
-    def _store(self, key: str, generation: int, images: list[Image]) -> None:
-        if len(images) < self.batch:  # the whole match set
-            self._batches[key] = _Batch(self._clock(), generation, [], images)
+    def _store(self, key: str, generation: int, size: int, images: list[Image]) -> None:
+        if len(images) < size:  # the whole match set
+            self._batches[key] = _Batch(self._clock(), generation, size, [], images)
         else:
             current = self._fresh(key)
             if current is not None and current.whole is None:
@@ -126,8 +155,9 @@ class DrawBuffer:
                 left = {i.id for i in current.images}
                 current.images.extend(i for i in images if i.id not in left)
                 current.drawn_at = self._clock()
+                current.size = size
             else:
-                self._batches[key] = _Batch(self._clock(), generation, images, None)
+                self._batches[key] = _Batch(self._clock(), generation, size, images, None)
         self._batches.move_to_end(key)
         while len(self._batches) > self.max_filters:
             self._batches.popitem(last=False)

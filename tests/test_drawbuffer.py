@@ -38,7 +38,7 @@ async def test_one_round_trip_serves_a_whole_batch(services: Services) -> None:
 async def test_next_batch_is_drawn_before_the_buffer_runs_dry(services: Services) -> None:
     await _approved(services, 20)
     buffer = _buffer(services, batch=8)
-    for _ in range(7):  # leaves 1 of 8: below a quarter, so the next draw starts
+    for _ in range(7):  # leaves 1 of 8: below half, so the next draw starts
         await buffer.take(Filters(), 1)
     await asyncio.sleep(0.2)  # the store answers the prefetch meanwhile
     assert buffer.draws == 2
@@ -107,12 +107,35 @@ async def test_batches_expire_after_ttl(services: Services) -> None:
     assert buffer.draws == 2
 
 
-async def test_concurrent_takes_share_one_draw(services: Services) -> None:
+async def test_concurrent_takes_share_draws(services: Services) -> None:
     await _approved(services, 70)
-    buffer = _buffer(services, batch=64)
+    buffer = _buffer(services, batch=64, min_batch=8)
     results = await asyncio.gather(*(buffer.take(Filters(), 1) for _ in range(32)))
-    assert buffer.draws == 1
-    assert len({r[0].id for r in results}) == 32
+    assert buffer.draws == 3  # batches of 8, 16 and 32 serve the 32 callers
+    assert [len(r) for r in results] == [1] * 32
+
+
+async def test_batches_grow_with_demand_and_shrink_when_unused(services: Services) -> None:
+    await _approved(services, 40)
+    sizes: list[int] = []
+    repo = services.storage.repo
+
+    async def draw(filters: Filters, count: int) -> list[Image]:
+        sizes.append(count)
+        return await repo.random_images(filters, count)
+
+    now = [0.0]
+    buffer = DrawBuffer(draw, batch=32, min_batch=4, clock=lambda: now[0])
+    for _ in range(60):  # a busy filter: each batch runs low within its life
+        await buffer.take(Filters(), 1)
+        await asyncio.sleep(0)
+    await asyncio.sleep(0.1)
+    assert sizes[:4] == [4, 8, 16, 32] and set(sizes[4:]) == {32}
+    # Quiet now: each batch expires mostly unused, and the next one is smaller.
+    for _ in range(3):
+        now[0] += 2.0
+        await buffer.take(Filters(), 1)
+    assert sizes[-3:] == [16, 8, 4]
 
 
 async def test_counts_above_half_a_batch_go_to_the_store(services: Services) -> None:
