@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Generic, TypeVar
 
 import orjson
 from aiohttp import web
@@ -51,3 +52,36 @@ def json_response(data: Any, status: int = 200, headers: dict[str, str] | None =
         body=orjson.dumps(data),
         status=status, content_type="application/json", headers=headers,
     )
+
+
+def iso_ms(when: datetime) -> str:
+    """ISO-8601 in UTC with milliseconds and a Z, as JavaScript's toISOString()."""
+    if when.tzinfo is not UTC:
+        when = when.astimezone(UTC)
+    return when.isoformat(timespec="milliseconds")[:-6] + "Z"
+
+
+T = TypeVar("T")
+
+
+class Rendered(Generic[T]):
+    """`render(obj)` remembered by the object's identity, for the frozen objects the
+    store shares: every image of a page or a random batch carries the same Tag,
+    Artist and Character objects until something changes, so each is shaped once.
+    An entry keeps its object alive, so its id can't be reused while it is here.
+    Callers must treat what is returned as read-only: it is shared."""
+
+    def __init__(self, render: Callable[[T], Any], max_entries: int = 8192) -> None:
+        self._render = render
+        self.max_entries = max_entries
+        self._entries: dict[int, tuple[T, Any]] = {}
+
+    def __call__(self, obj: T) -> Any:
+        entry = self._entries.get(id(obj))
+        if entry is not None and entry[0] is obj:
+            return entry[1]
+        value = self._render(obj)
+        if len(self._entries) >= self.max_entries:
+            self._entries.clear()
+        self._entries[id(obj)] = (obj, value)
+        return value

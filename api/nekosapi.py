@@ -18,7 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from api.auth import HeaderForm, authenticate
-from api.dialect import Dialect, RateLimit, json_response
+from api.dialect import Dialect, RateLimit, Rendered, iso_ms, json_response
 from api.keys import SERVICES
 from api.links import DEFAULT_LINK_TTL, signed_image_url
 from core.errors import Forbidden, GazouError, InvalidInput, NotFound, Unauthorized
@@ -126,12 +126,6 @@ def _link_ttl(request: web.Request, token: Token | None) -> int:
 
 # ---- shaping --------------------------------------------------------------------
 
-def _iso(when: datetime | None) -> str | None:
-    if when is None:
-        return None
-    return when.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def artist_json(artist: Artist) -> dict[str, Any]:
     """Artist object: exactly id, name, url, images."""
     return {"id": artist.id, "name": artist.name, "url": artist.url, "images": artist.images}
@@ -140,7 +134,7 @@ def artist_json(artist: Artist) -> dict[str, Any]:
 def category_json(tag: Tag) -> dict[str, Any]:
     """Category object; gazou's tags are all of one type, reported as "tag"."""
     return {"id": tag.id, "name": tag.name, "description": tag.description, "nsfw": tag.nsfw,
-            "type": "tag", "images": tag.images, "createdAt": _iso(tag.created_at)}
+            "type": "tag", "images": tag.images, "createdAt": iso_ms(tag.created_at)}
 
 
 def character_json(character: Character) -> dict[str, Any]:
@@ -149,9 +143,15 @@ def character_json(character: Character) -> dict[str, Any]:
         "id": character.id, "name": character.name, "description": character.description,
         "source": character.source, "gender": character.gender, "ages": list(character.ages),
         "birth_date": character.birth_date, "nationality": character.nationality,
-        "occupations": list(character.occupations), "createdAt": _iso(character.created_at),
+        "occupations": list(character.occupations), "createdAt": iso_ms(character.created_at),
         "images": character.images,
     }
+
+
+# Inside image objects, each artist, category and character is shaped once.
+_nested_artist = Rendered(artist_json)
+_nested_category = Rendered(category_json)
+_nested_character = Rendered(character_json)
 
 
 def image_json(request: web.Request, image: Image, ttl: int, now: float) -> dict[str, Any]:
@@ -160,19 +160,19 @@ def image_json(request: web.Request, image: Image, ttl: int, now: float) -> dict
     return {
         "id": image.id,
         "url": url,
-        "artist": artist_json(image.artist) if image.artist else None,
+        "artist": _nested_artist(image.artist) if image.artist else None,
         "source": {"name": image.source_name, "url": image.source_url},
         "original": None,
         "nsfw": image.rating.value,
-        "categories": [category_json(t) for t in image.tags],
-        "characters": [character_json(c) for c in image.characters],
-        "createdAt": _iso(image.created_at),
+        "categories": [_nested_category(t) for t in image.tags],
+        "characters": [_nested_character(c) for c in image.characters],
+        "createdAt": iso_ms(image.created_at),
         "meta": {
             "eTag": image.md5,
             "size": image.size,
             "mimetype": image.mimetype,
             "color": image.dominant_color,
-            "expires": _iso(datetime.fromtimestamp(expires, UTC)),
+            "expires": iso_ms(datetime.fromtimestamp(expires, UTC)),
             "dimens": {"width": image.width, "height": image.height,
                        "aspectRatio": image.aspect_ratio, "orientation": image.orientation},
         },
@@ -234,8 +234,8 @@ async def token_info(request: web.Request) -> web.Response:
         "purpose": token.purpose,
         "scopes": list(token.scopes),
         "issuedBy": token.issued_by,
-        "createdAt": _iso(token.created_at),
-        "expires": _iso(token.expires_at),
+        "createdAt": iso_ms(token.created_at),
+        "expires": iso_ms(token.expires_at) if token.expires_at else None,
     })
 
 

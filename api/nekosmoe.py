@@ -16,7 +16,7 @@ from aiohttp import web
 
 from api import files
 from api.auth import HeaderForm, authenticate
-from api.dialect import Dialect, RateLimit, json_response
+from api.dialect import Dialect, RateLimit, iso_ms, json_response
 from api.forms import Form, read_form, read_json_object
 from api.keys import SERVICES
 from core.errors import (
@@ -63,13 +63,6 @@ routes = web.RouteTableDef()
 
 # ---- shaping ---------------------------------------------------------------------
 
-def _iso(when: datetime) -> str:
-    """ISO-8601 in UTC with milliseconds and a Z, as JavaScript's toISOString()."""
-    if when.tzinfo is not UTC:
-        when = when.astimezone(UTC)
-    return when.isoformat(timespec="milliseconds")[:-6] + "Z"
-
-
 def _user(user: User | None) -> dict[str, str]:
     # Imported images have no uploader; clients read uploader.username unconditionally.
     return {"id": user.id, "username": user.name} if user else {"id": "", "username": ""}
@@ -92,7 +85,7 @@ def image_json(image: Image, *, original_hash: bool = False) -> dict[str, Any]:
         if image.approver is not None:
             body["approver"] = _user(image.approver)
         body["comments"] = []
-    body["createdAt"] = _iso(image.created_at)
+    body["createdAt"] = iso_ms(image.created_at)
     if original_hash:
         body["originalHash"] = image.md5
     return body
