@@ -175,4 +175,13 @@ MIGRATIONS: list[str] = [
         value TEXT NOT NULL
     );
     """,
+    # 2: a counter every write that may change images bumps, so a process keeping
+    # images in memory sees changes made by another one (e.g. `bot.py import`).
+    """
+    CREATE TABLE changes (
+        what TEXT PRIMARY KEY,
+        counter INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    INSERT INTO changes (what, counter) VALUES ('images', 0);
+    """,
 ]

@@ -132,8 +132,10 @@ _IMAGE_FROM = """
 """
 # SQLite's NOCASE collation folds ASCII letters only: sort names the way it does.
 _NOCASE = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
-# Tags, artists and characters kept by the catalogue cache before it starts over.
+# Tags, artists and characters kept by the read cache before it starts over.
 CATALOGUE_CAP = 50_000
+# How often (seconds) the read cache looks for changes made by another process.
+EXTERNAL_CHANGES_EVERY = 1.0
 
 
 def _tag(row: Sequence[Any]) -> Tag:
@@ -225,13 +227,16 @@ def _rid_list(key: str | int) -> list[int]:
     return [key] if isinstance(key, int) else [int(rid) for rid in key.split(",")]
 
 
-class _Catalogue:
+class _ReadCache:
     """Tags, artists and characters by rid, and the sorted member tuples of rid lists,
-    as hydrated images share them. Forgotten after every committed write: their image
-    counts change with approvals."""
+    as hydrated images share them. All forgotten after every committed write that may
+    touch images (their tags' image counts change with approvals)."""
 
     def __init__(self) -> None:
         self.generation = 0
+        # The `changes` counter as last read, and when (see SQLiteRepo._fresh_cache).
+        self.counter: int | None = None
+        self.checked_at = float("-inf")
         self.objects: dict[str, dict[int, Any]] = {}
         self.sets: dict[str, dict[str | int | None, tuple[Any, ...]]] = {}
         self.clear()
@@ -261,7 +266,7 @@ class SQLiteRepo:
         self._read: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
         self._rng = _random.Random()
-        self._catalogue = _Catalogue()
+        self._cache = _ReadCache()
 
     # ---- lifecycle -------------------------------------------------------------
 
@@ -336,10 +341,13 @@ class SQLiteRepo:
         rows = await self._all(sql, params)
         return rows[0] if rows else None
 
-    def transaction(self) -> _Transaction:
-        """`async with repo.transaction() as tx:` one atomic write."""
+    def transaction(self, *, touches_images: bool = True) -> _Transaction:
+        """`async with repo.transaction() as tx:` one atomic write. Unless it says it
+        leaves images alone (tokens, requests, kv, what a member has seen), its commit
+        drops everything reads keep."""
         assert self._write is not None, "repo is not open"
-        return _Transaction(self._write, self._lock, self._catalogue.clear)
+        return _Transaction(self._write, self._lock,
+                            self._cache.clear if touches_images else None)
 
     # ---- names -> ids ----------------------------------------------------------
 
@@ -674,7 +682,7 @@ class SQLiteRepo:
 
     async def _hydrate(self, rows: Sequence[Sequence[Any]]) -> list[Image]:
         """Images from rows of _IMAGE_COLUMNS; their tags, characters and artist come
-        from the catalogue cache (one query for whatever it lacks)."""
+        from the read cache (one query for whatever it lacks)."""
         if not rows:
             return []
         artists = await self._members("artists", [r[31] for r in rows])
@@ -706,16 +714,16 @@ class SQLiteRepo:
                        ) -> list[tuple[Any, ...]]:
         """For each key (a rid, or a comma-separated list of rids from group_concat, or
         None for none), the tags, artists or characters it names, sorted by name as
-        SQLite's NOCASE sorts. Served from the catalogue; what it lacks is read in one
+        SQLite's NOCASE sorts. Served from the read cache; what it lacks is read in one
         query and kept unless a write committed meanwhile."""
-        catalogue = self._catalogue
-        generation = catalogue.generation
-        sets = catalogue.sets[kind]
+        cache = await self._fresh_cache()
+        generation = cache.generation
+        sets = cache.sets[kind]
         out = [sets.get(key) for key in keys]
         missing = {key for key, found in zip(keys, out, strict=True) if found is None}
         if not missing:
             return out  # type: ignore[return-value]
-        known = catalogue.objects[kind]
+        known = cache.objects[kind]
         rid_lists = {key: _rid_list(key) for key in missing if key is not None}
         unknown = {rid for rids in rid_lists.values() for rid in rids if rid not in known}
         fetched: dict[int, Any] = {}
@@ -731,13 +739,27 @@ class SQLiteRepo:
             found = [m for m in (known.get(rid) or fetched.get(rid) for rid in rids) if m]
             found.sort(key=lambda member: member.name.translate(_NOCASE))
             built[key] = tuple(found)
-        if generation == catalogue.generation:
-            catalogue.keep(kind, fetched, built)
+        if generation == cache.generation:
+            cache.keep(kind, fetched, built)
         return [found if found is not None else built[key]
                 for key, found in zip(keys, out, strict=True)]
 
+    async def _fresh_cache(self) -> _ReadCache:
+        """The read cache, first dropped if another process changed images: its own
+        writes drop it at once, others' are noticed within EXTERNAL_CHANGES_EVERY."""
+        cache = self._cache
+        now = time.monotonic()
+        if now - cache.checked_at >= EXTERNAL_CHANGES_EVERY:
+            cache.checked_at = now
+            (counter,) = await self._one("SELECT counter FROM changes WHERE what = 'images'")
+            if counter != cache.counter:
+                if cache.counter is not None:
+                    cache.clear()
+                cache.counter = counter
+        return cache
+
     async def _images_by_seq(self, seqs: Sequence[int]) -> list[Image]:
-        """Images for `seqs`, in that order."""
+        """Images for `seqs`, in that order (those gone left out)."""
         if not seqs:
             return []
         marks = ",".join("?" * len(seqs))
@@ -891,14 +913,14 @@ class SQLiteRepo:
         if seen_by is not None:
             if not seqs:
                 # Every match has been shown: forget and start a new cycle.
-                async with self.transaction() as tx:
+                async with self.transaction(touches_images=False) as tx:
                     await tx.execute(
                         "DELETE FROM seen WHERE user_id = ? AND filter_key = ?",
                         (seen_by, seen_key),
                     )
                 seqs = await self._draw(plan, count)
             if seqs:
-                async with self.transaction() as tx:
+                async with self.transaction(touches_images=False) as tx:
                     await tx.executemany(
                         "INSERT OR IGNORE INTO seen (user_id, filter_key, seq) VALUES (?, ?, ?)",
                         [(seen_by, seen_key, s) for s in seqs],
@@ -1246,7 +1268,7 @@ class SQLiteRepo:
 
     async def insert_token(self, token: Token, secret_sha256: bytes) -> None:
         """Store a token by the hash of its secret."""
-        async with self.transaction() as tx:
+        async with self.transaction(touches_images=False) as tx:
             await tx.execute(
                 f"INSERT INTO tokens ({_TOKEN_COLUMNS}, secret_sha256) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -1269,13 +1291,13 @@ class SQLiteRepo:
 
     async def touch_token(self, token_id: str, when: datetime) -> None:
         """Record a use."""
-        async with self.transaction() as tx:
+        async with self.transaction(touches_images=False) as tx:
             await tx.execute("UPDATE tokens SET last_used_at = ? WHERE id = ?",
                              (when.timestamp(), token_id))
 
     async def revoke_token(self, token_id: str, when: datetime) -> bool:
         """Revoke; False if unknown or already revoked."""
-        async with self.transaction() as tx:
+        async with self.transaction(touches_images=False) as tx:
             cur = await tx.execute(
                 "UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
                 (when.timestamp(), token_id))
@@ -1297,7 +1319,7 @@ class SQLiteRepo:
         """File a request; Conflict if the member already has one pending."""
         request_id, now = new_id(), time.time()
         try:
-            async with self.transaction() as tx:
+            async with self.transaction(touches_images=False) as tx:
                 await tx.execute(
                     f"INSERT INTO token_requests ({_REQUEST_COLUMNS}) "
                     "VALUES (?, ?, ?, ?, 'pending', NULL, ?, NULL, NULL)",
@@ -1317,7 +1339,7 @@ class SQLiteRepo:
     async def decide_token_request(self, request_id: str, status: str, decided_by: str,
                                    token_id: str | None) -> bool:
         """Approve or deny a pending request; False if it was no longer pending."""
-        async with self.transaction() as tx:
+        async with self.transaction(touches_images=False) as tx:
             cur = await tx.execute(
                 "UPDATE token_requests SET status = ?, decided_by = ?, decided_at = ?, "
                 "token_id = ? WHERE id = ? AND status = 'pending'",
@@ -1344,7 +1366,7 @@ class SQLiteRepo:
 
     async def kv_set(self, key: str, value: str) -> None:
         """Persist a small value."""
-        async with self.transaction() as tx:
+        async with self.transaction(touches_images=False) as tx:
             await tx.execute(
                 "INSERT INTO kv (key, value) VALUES (?, ?) "
                 "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value))
@@ -1360,10 +1382,10 @@ class _Transaction:
     """One BEGIN IMMEDIATE ... COMMIT on the write connection, serialised by a lock."""
 
     def __init__(self, conn: aiosqlite.Connection, lock: asyncio.Lock,
-                 on_commit: Callable[[], None]) -> None:
+                 on_commit: Callable[[], None] | None) -> None:
         self.conn = conn
         self.lock = lock
-        self.on_commit = on_commit
+        self.on_commit = on_commit  # None: a write that leaves images alone
 
     async def __aenter__(self) -> _Transaction:
         await self.lock.acquire()
@@ -1385,8 +1407,12 @@ class _Transaction:
     async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
         try:
             if exc_type is None:
+                if self.on_commit is not None:
+                    await self.conn.execute(
+                        "UPDATE changes SET counter = counter + 1 WHERE what = 'images'")
                 await self.conn.execute("COMMIT")
-                self.on_commit()
+                if self.on_commit is not None:
+                    self.on_commit()
             else:
                 await self.conn.execute("ROLLBACK")
         finally:

@@ -200,3 +200,31 @@ async def test_a_write_drops_the_remembered_members(repo: SQLiteRepo) -> None:
         await tx.execute("UPDATE tags SET description = 'meow' WHERE name = 'cat'")
     [image] = await repo._images_by_seq([seq])
     assert [(t.name, t.description) for t in image.tags] == [("cat", "meow")]
+
+
+async def test_only_writes_that_may_touch_images_drop_the_members(repo: SQLiteRepo) -> None:
+    await repo.bulk_load([row(1, tags=("cat",))])
+    [seq] = [r[0] for r in await repo._all("SELECT seq FROM images")]
+    [first] = await repo._images_by_seq([seq])
+    await repo.kv_set("anything", "1")  # leaves images alone
+    [second] = await repo._images_by_seq([seq])
+    assert second.tags[0] is first.tags[0]
+    await repo.set_like(first.id, "7", "like", True)
+    [third] = await repo._images_by_seq([seq])
+    assert third.tags[0] is not first.tags[0] and third.likes == 1
+
+
+async def test_changes_by_another_process_are_seen_within_a_second(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "shared.sqlite3"
+    async with SQLiteRepo(path) as server, SQLiteRepo(path) as importer:
+        await server.bulk_load([row(1, tags=("cat",))])
+        [image] = (await server.search(SearchQuery())).images
+        assert image.tags[0].images == 1
+        # Another process (bot.py import) adds an approved cat while the server runs.
+        await importer.bulk_load([row(2, tags=("cat",))])
+        [seq] = [r[0] for r in await server._all("SELECT seq FROM images WHERE id = ?",
+                                                  (image.id,))]
+        monkeypatch.setattr(server._cache, "checked_at", 0.0)  # a second has passed
+        [again] = await server._images_by_seq([seq])
+        assert again.tags[0].images == 2
