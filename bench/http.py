@@ -117,22 +117,11 @@ async def fill_store(data_dir: Path, rows: int) -> str:
 # ---- the two servers (child processes) ---------------------------------------------
 
 def serve_gazou(data_dir: Path, port: int) -> None:
-    """Child: gazou over the filled store."""
-    from aiohttp import web
+    """Child: gazou over the filled store, started as `bot.py serve` starts it."""
+    import bot
 
-    from api.app import create_app
-    from core.services import open_services
-
-    async def main() -> None:
-        async with open_services(_settings(data_dir, port)) as services:
-            runner = web.AppRunner(create_app(services), access_log=None)
-            await runner.setup()
-            await web.TCPSite(runner, "127.0.0.1", port).start()
-            print("ready", flush=True)
-            await asyncio.Event().wait()
-
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(main())
+    print("ready", flush=True)  # start_child then waits for /healthz to answer
+    asyncio.run(bot.serve(_settings(data_dir, port)))
 
 
 def serve_bare(port: int) -> None:
@@ -163,15 +152,19 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_child(args: list[str]) -> subprocess.Popen[str]:
+def start_child(args: list[str], port: int) -> subprocess.Popen[str]:
+    """A server child, once it answers on `port`."""
     proc = subprocess.Popen([sys.executable, __file__, *args], stdout=subprocess.PIPE,
                             text=True, cwd=ROOT)
     assert proc.stdout is not None
     line = proc.stdout.readline()
-    if line.strip() != "ready":
-        proc.kill()
-        raise SystemExit(f"server did not start: {line!r}")
-    return proc
+    deadline = time.monotonic() + 60
+    while line.strip() == "ready" and time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+            return proc
+        time.sleep(0.1)
+    proc.kill()
+    raise SystemExit(f"server did not start: {line!r}")
 
 
 def stop_child(proc: subprocess.Popen[str]) -> None:
@@ -336,7 +329,7 @@ def main() -> None:
               f"{args.seconds:g} s per endpoint, RATE_LIMITS=off, {os.cpu_count()} CPUs")
 
         bare_port, gazou_port = _free_port(), _free_port()
-        bare = start_child(["--serve-bare", str(bare_port)])
+        bare = start_child(["--serve-bare", str(bare_port)], bare_port)
         try:
             load(f"http://127.0.0.1:{bare_port}/", None)  # warm-up
             baseline = load(f"http://127.0.0.1:{bare_port}/", None)
@@ -361,7 +354,7 @@ def main() -> None:
         ]
         if args.only:
             endpoints = [e for e in endpoints if args.only in e[0]]
-        gazou = start_child(["--serve-gazou", str(data_dir), str(gazou_port)])
+        gazou = start_child(["--serve-gazou", str(data_dir), str(gazou_port)], gazou_port)
         results = []
         try:
             for label, path, bodies, is_random in endpoints:
