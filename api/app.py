@@ -97,18 +97,19 @@ def create_app(services: Services) -> web.Application:
     """Build the whole HTTP API over `services` (the production factory, also used
     by the tests)."""
     dialects = _dialects()
+    limited = services.settings.rate_limits
     app = web.Application(
         client_max_size=services.settings.max_request_bytes,
         # The limiter sits inside the error middleware, so a 429 is rendered in the
         # dialect's own shape; with RATE_LIMITS=off it is left out altogether.
         middlewares=[_error_middleware(dialects)] + (
-            [rate_limit_middleware(collect_limits(dialects))]
-            if services.settings.rate_limits else []),
+            [rate_limit_middleware(collect_limits(dialects))] if limited else []),
     )
     app[SERVICES] = services
     app[RATE_LIMITER] = FixedWindowLimiter()
     app[FILE_CACHE] = ByteCache()
-    app.on_response_prepare.append(add_rate_limit_headers)
+    if limited:
+        app.on_response_prepare.append(add_rate_limit_headers)
     app.router.add_get("/healthz", healthz, name="healthz")
     app.router.add_get("/openapi.json", openapi_handler(dialects), name="openapi")
     for dialect in dialects:
