@@ -96,25 +96,27 @@ class DrawBuffer:
                     if len(batch.images) < batch.size // 2:
                         # Used within its life: draw the next, larger batch while this
                         # one is still being handed out, so callers rarely wait.
-                        self._start_refill(key, filters, grow=True)
+                        self._start_refill(key, filters, count, grow=True)
                     return taken
-                await asyncio.shield(self._start_refill(key, filters, grow=True))
+                await asyncio.shield(self._start_refill(key, filters, count, grow=True))
                 continue
-            await asyncio.shield(self._start_refill(key, filters))
+            await asyncio.shield(self._start_refill(key, filters, count))
         # Invalidated while drawing again and again, or emptied by other callers each
         # time: draw directly rather than wait.
         self.draws += 1
         return await self._draw(filters, count)
 
-    def _start_refill(self, key: str, filters: Filters, *, grow: bool = False
+    def _start_refill(self, key: str, filters: Filters, count: int, *, grow: bool = False
                       ) -> asyncio.Future[None]:
-        """The in-flight draw of the next batch for `key`, started if there is none;
-        `grow` when the last batch ran low within its life."""
+        """The in-flight draw of the next batch for `key`, started if there is none:
+        room for two takes of `count` at least, twice the last batch when `grow` (it
+        ran low within its life)."""
         done = self._refills.get(key)
         if done is None:
             size = self._sizes.get(key, self.min_batch)
             if grow:
-                size = min(self.batch, size * 2)
+                size *= 2
+            size = min(self.batch, max(size, 2 * count))
             self._sizes[key] = size
             self._sizes.move_to_end(key)
             while len(self._sizes) > self.max_filters:

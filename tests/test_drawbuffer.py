@@ -138,6 +138,13 @@ async def test_batches_grow_with_demand_and_shrink_when_unused(services: Service
     assert sizes[-3:] == [16, 8, 4]
 
 
+async def test_a_large_count_is_served_by_one_draw(services: Services) -> None:
+    await _approved(services, 60)
+    buffer = _buffer(services, batch=64, min_batch=4)
+    assert len(await buffer.take(Filters(), 20)) == 20
+    assert buffer.draws == 1  # a batch of 40, not 4, 8, 16...
+
+
 async def test_counts_above_half_a_batch_go_to_the_store(services: Services) -> None:
     await _approved(services, 40)
     buffer = _buffer(services, batch=16)
