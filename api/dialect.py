@@ -66,10 +66,11 @@ T = TypeVar("T")
 
 class Rendered(Generic[T]):
     """`render(obj)` remembered by the object's identity, for the frozen objects the
-    store shares: every image of a page or a random batch carries the same Tag,
-    Artist and Character objects until something changes, so each is shaped once.
-    An entry keeps its object alive, so its id can't be reused while it is here.
-    Callers must treat what is returned as read-only: it is shared."""
+    store and the core share: the images of pages and random batches carry the same
+    Tag, Artist and Character objects until something changes, and a popular search
+    page is one object for a second, so each is shaped once. An entry keeps its object
+    alive, so its id can't be reused while it is here. Callers must treat what is
+    returned as read-only: it is shared."""
 
     def __init__(self, render: Callable[[T], Any], max_entries: int = 8192) -> None:
         self._render = render

@@ -163,7 +163,7 @@ def start_child(args: list[str], port: int) -> subprocess.Popen[str]:
     assert proc.stdout is not None
     line = proc.stdout.readline()
     deadline = time.monotonic() + 60
-    while line.strip() == "ready" and time.monotonic() < deadline:
+    while line.strip() == "ready" and proc.poll() is None and time.monotonic() < deadline:
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
             return proc
         time.sleep(0.1)
