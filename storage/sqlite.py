@@ -249,9 +249,11 @@ class _ReadCache:
 
     def keep(self, kind: str, objects: dict[int, Any],
              sets: dict[str | int | None, tuple[Any, ...]]) -> None:
-        if len(self.objects[kind]) + len(objects) > CATALOGUE_CAP or \
-                len(self.sets[kind]) + len(sets) > CATALOGUE_CAP:
+        # Past the cap, start over (rather than track use): a collection with more
+        # distinct tag combinations than that still keeps its tags themselves.
+        if len(self.objects[kind]) + len(objects) > CATALOGUE_CAP:
             self.objects[kind] = {}
+        if len(self.sets[kind]) + len(sets) > CATALOGUE_CAP:
             self.sets[kind] = {None: ()}
         self.objects[kind].update(objects)
         self.sets[kind].update(sets)

@@ -228,3 +228,21 @@ async def test_changes_by_another_process_are_seen_within_a_second(
         monkeypatch.setattr(server._cache, "checked_at", 0.0)  # a second has passed
         [again] = await server._images_by_seq([seq])
         assert again.tags[0].images == 2
+
+
+async def test_past_the_cap_the_tags_outlive_their_combinations(
+        repo: SQLiteRepo, monkeypatch: pytest.MonkeyPatch) -> None:
+    import itertools
+
+    import storage.sqlite
+
+    monkeypatch.setattr(storage.sqlite, "CATALOGUE_CAP", 8)
+    combos = [c for k in (1, 2, 3) for c in itertools.combinations("abcd", k)]  # 14
+    await repo.bulk_load([row(n, tags=combo) for n, combo in enumerate(combos)])
+    seqs = [r[0] for r in await repo._all("SELECT seq FROM images ORDER BY seq")]
+    for seq, combo in zip(seqs, combos, strict=True):
+        [image] = await repo._images_by_seq([seq])
+        assert tuple(t.name for t in image.tags) == combo
+    # The combinations went past the cap and started over; the four tags stayed.
+    assert len(repo._cache.sets["tags"]) <= 8
+    assert sorted(t.name for t in repo._cache.objects["tags"].values()) == list("abcd")
