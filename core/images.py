@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 from core import events as ev
 from core.drawbuffer import DrawBuffer, PageCache
@@ -48,6 +49,19 @@ MAX_TITLE_LENGTH = 200
 MAX_DESCRIPTION_LENGTH = 5000
 MAX_PAGE = 100
 _SPACES = re.compile(r"\s+")
+
+
+_APPROVED = frozenset({Status.APPROVED})
+_APPROVED_OR_PENDING = frozenset({Status.APPROVED, Status.PENDING})
+Found = TypeVar("Found", Image, ImageFile)
+
+
+def _readable(found: Found | None, include_pending: bool) -> Found:
+    """`found` if a read may show it (approved, or pending when asked); else NotFound."""
+    allowed = _APPROVED_OR_PENDING if include_pending else _APPROVED
+    if found is None or found.status not in allowed:
+        raise NotFound("Image not found")
+    return found
 
 
 def clean_name(text: str) -> str:
@@ -219,19 +233,11 @@ class ImageService:
 
     async def get(self, image_id: str, *, include_pending: bool = False) -> Image:
         """An approved image (or a pending one when asked); NotFound otherwise."""
-        image = await self.repo.get_image(image_id)
-        allowed = {Status.APPROVED, Status.PENDING} if include_pending else {Status.APPROVED}
-        if image is None or image.status not in allowed:
-            raise NotFound("Image not found")
-        return image
+        return _readable(await self.repo.get_image(image_id), include_pending)
 
     async def get_file(self, image_id: str, *, include_pending: bool = False) -> ImageFile:
         """`get` for serving bytes: only what that needs (one indexed row)."""
-        found = await self.repo.get_file(image_id)
-        allowed = {Status.APPROVED, Status.PENDING} if include_pending else {Status.APPROVED}
-        if found is None or found.status not in allowed:
-            raise NotFound("Image not found")
-        return found
+        return _readable(await self.repo.get_file(image_id), include_pending)
 
     async def random(self, filters: Filters, count: int = 1, *,
                      seen_by: str | None = None) -> list[Image]:
