@@ -5,40 +5,7 @@
 See README.md in this directory.
 """
 
-from .server import (
-    DEFAULT_TIMEOUT,
-    ChannelSpec,
-    CommandSync,
-    DiscordStandIn,
-    GuildSpec,
-    HostedAttachment,
-    InteractionCallback,
-    InteractionHandle,
-    MemberSpec,
-    RecordedRequest,
-    RoleSpec,
-    SentMessage,
-    StandInError,
-    UploadedFile,
-    UserSpec,
-    connected_bot,
-)
+from . import server
+from .server import *  # noqa: F403 (the public names are listed once, in server.__all__)
 
-__all__ = [
-    "DEFAULT_TIMEOUT",
-    "ChannelSpec",
-    "CommandSync",
-    "DiscordStandIn",
-    "GuildSpec",
-    "HostedAttachment",
-    "InteractionCallback",
-    "InteractionHandle",
-    "MemberSpec",
-    "RecordedRequest",
-    "RoleSpec",
-    "SentMessage",
-    "StandInError",
-    "UploadedFile",
-    "UserSpec",
-    "connected_bot",
-]
+__all__ = server.__all__
