@@ -71,8 +71,9 @@ def _error_middleware(dialects: list[Dialect]) -> web.middleware:
             dialect = _dialect_for(request, dialects)
             error = GazouError(exc.reason)
             error.status = exc.status
-            error.code = {404: "not_found", 405: "method_not_allowed",
-                          413: "too_large"}.get(exc.status, "http_error")
+            error.code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(
+                exc.status, "http_error"
+            )
             response = (dialect.render_error if dialect else plain_error)(error)
             if exc.status == 405 and "Allow" in exc.headers:
                 response.headers["Allow"] = exc.headers["Allow"]
@@ -102,8 +103,8 @@ def create_app(services: Services) -> web.Application:
         client_max_size=services.settings.max_request_bytes,
         # The limiter sits inside the error middleware, so a 429 is rendered in the
         # dialect's own shape; with RATE_LIMITS=off it is left out altogether.
-        middlewares=[_error_middleware(dialects)] + (
-            [rate_limit_middleware(collect_limits(dialects))] if limited else []),
+        middlewares=[_error_middleware(dialects)]
+        + ([rate_limit_middleware(collect_limits(dialects))] if limited else []),
     )
     app[SERVICES] = services
     app[RATE_LIMITER] = FixedWindowLimiter()

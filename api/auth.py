@@ -36,8 +36,9 @@ def presented_secret(request: web.Request, form: HeaderForm) -> str | None:
     return raw or None
 
 
-async def authenticate(request: web.Request, form: HeaderForm, *,
-                       secret: str | None = None, required: bool = True) -> Token | None:
+async def authenticate(
+    request: web.Request, form: HeaderForm, *, secret: str | None = None, required: bool = True
+) -> Token | None:
     """The caller's verified token (cached on the request). Raises Unauthorized with
     details reason=`missing` or `invalid`; with required=False a missing token is None
     but a bad one still raises."""

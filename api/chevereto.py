@@ -55,7 +55,8 @@ MAX_EXPIRATION = 365 * 24 * 3600
 LINK_TTL = 10 * 365 * 24 * 3600
 _DURATION = re.compile(
     r"P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?",
-    re.IGNORECASE)
+    re.IGNORECASE,
+)
 # Seconds per unit of the ISO-8601 duration groups above (a month is 30 days).
 _UNITS = (365 * 86400, 30 * 86400, 7 * 86400, 86400, 3600, 60, 1)
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
@@ -68,6 +69,7 @@ CODE_EMPTY_SOURCE = 130
 
 
 # ---- errors ---------------------------------------------------------------------
+
 
 def _error_parts(error: GazouError) -> tuple[int, str, int]:
     """(HTTP status, message, Chevereto code) for a domain error."""
@@ -96,8 +98,15 @@ def render_error(error: GazouError) -> web.Response:
     if status == 429 and "retry_after" in error.details:
         retry = float(error.details["retry_after"])  # type: ignore[arg-type]
         headers = {"Retry-After": str(max(1, int(retry + 0.999)))}
-    return json_response({"status_code": status, "error": {"message": message, "code": code},
-                          "status_txt": _status_txt(status)}, status=status, headers=headers)
+    return json_response(
+        {
+            "status_code": status,
+            "error": {"message": message, "code": code},
+            "status_txt": _status_txt(status),
+        },
+        status=status,
+        headers=headers,
+    )
 
 
 def _plain_error(error: GazouError) -> web.Response:
@@ -107,6 +116,7 @@ def _plain_error(error: GazouError) -> web.Response:
 
 
 # ---- parameters -----------------------------------------------------------------
+
 
 class _Params:
     """Body fields first, then the query string (Chevereto reads `$_REQUEST`)."""
@@ -136,10 +146,13 @@ def parse_expiration(raw: str | None) -> int | None:
     else:
         match = _DURATION.fullmatch(text)
         if not match or not any(match.groups()) or text.upper().endswith("T"):
-            raise InvalidInput("Invalid expiration: use an ISO-8601 duration such as PT5M, "
-                               "P1D or P1Y, or a number of seconds")
-        seconds = sum(int(g[:9]) * unit for g, unit in zip(match.groups(), _UNITS, strict=True)
-                      if g)
+            raise InvalidInput(
+                "Invalid expiration: use an ISO-8601 duration such as PT5M, "
+                "P1D or P1Y, or a number of seconds"
+            )
+        seconds = sum(
+            int(g[:9]) * unit for g, unit in zip(match.groups(), _UNITS, strict=True) if g
+        )
     return min(MAX_EXPIRATION, max(MIN_EXPIRATION, seconds))
 
 
@@ -165,8 +178,9 @@ def _looks_like_url(text: str) -> bool:
     return re.match(r"[a-zA-Z][a-zA-Z0-9+.-]*://", text) is not None
 
 
-async def _source(services: Services, params: _Params) -> tuple[bytes, str | None, str | None,
-                                                                 bool]:
+async def _source(
+    services: Services, params: _Params
+) -> tuple[bytes, str | None, str | None, bool]:
     """(bytes, original filename, source URL, imgBB style) from `source` or `image`."""
     for name, imgbb in (("source", False), ("image", True)):
         upload = params.form.file(name)
@@ -182,16 +196,20 @@ async def _source(services: Services, params: _Params) -> tuple[bytes, str | Non
             raise InvalidInput("Empty upload source.", chevereto_code=CODE_EMPTY_SOURCE)
         if _looks_like_url(text):
             settings = services.settings
-            fetched = await fetch_url(text, max_bytes=settings.url_fetch_max_bytes,
-                                      time_limit=settings.url_fetch_timeout,
-                                      allow_private=settings.url_fetch_allow_private)
+            fetched = await fetch_url(
+                text,
+                max_bytes=settings.url_fetch_max_bytes,
+                time_limit=settings.url_fetch_timeout,
+                allow_private=settings.url_fetch_allow_private,
+            )
             return fetched.data, fetched.filename, text, imgbb
         return decode_base64(text), None, None, imgbb
     raise InvalidInput("Empty upload source.", chevereto_code=CODE_EMPTY_SOURCE)
 
 
-async def _metadata(services: Services, params: _Params, token: Token,
-                    filename: str | None, source_url: str | None) -> IngestMetadata:
+async def _metadata(
+    services: Services, params: _Params, token: Token, filename: str | None, source_url: str | None
+) -> IngestMetadata:
     title = (params.get("title") or params.get("name") or "").strip()[:MAX_TITLE_LENGTH]
     tags: tuple[str, ...] = ()
     category = (params.get("category_id") or "").strip()
@@ -217,16 +235,21 @@ async def _metadata(services: Services, params: _Params, token: Token,
     seconds = parse_expiration(params.get("expiration"))
     nsfw = (params.get("nsfw") or "").strip().lower() in _TRUE
     return IngestMetadata(
-        tags=tags, rating=Rating.NSFW if nsfw else Rating.SFW, title=title,
+        tags=tags,
+        rating=Rating.NSFW if nsfw else Rating.SFW,
+        title=title,
         description=params.get("description") or "",
         source_name=urlsplit(source_url).hostname if source_url else None,
-        source_url=source_url, original_filename=(filename or "")[:200] or None,
-        album_id=album_id, resize_width=width,
+        source_url=source_url,
+        original_filename=(filename or "")[:200] or None,
+        album_id=album_id,
+        resize_width=width,
         expires_at=datetime.now(UTC) + timedelta(seconds=seconds) if seconds else None,
     )
 
 
 # ---- shaping --------------------------------------------------------------------
+
 
 def _when(moment: datetime | None) -> str | None:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if moment else None
@@ -266,8 +289,14 @@ class _Links:
 
 def image_json(image: Image, links: _Links) -> dict[str, Any]:
     """The uploaded image as Chevereto describes it."""
-    full = {"filename": image.filename, "name": image.id, "mime": image.mimetype,
-            "extension": image.extension, "url": links.url, "size": image.size}
+    full = {
+        "filename": image.filename,
+        "name": image.id,
+        "mime": image.mimetype,
+        "extension": image.extension,
+        "url": links.url,
+        "size": image.size,
+    }
     return {
         "name": image.id,
         "extension": image.extension,
@@ -287,9 +316,14 @@ def image_json(image: Image, links: _Links) -> dict[str, Any]:
         "mime": image.mimetype,
         "url": links.url,
         "image": full,
-        "thumb": {"filename": f"{image.id}.th.jpg", "name": f"{image.id}.th",
-                  "mime": "image/jpeg", "extension": "jpg", "url": links.thumb,
-                  "size": image.thumbnail_size},
+        "thumb": {
+            "filename": f"{image.id}.th.jpg",
+            "name": f"{image.id}.th",
+            "mime": "image/jpeg",
+            "extension": "jpg",
+            "url": links.thumb,
+            "size": image.thumbnail_size,
+        },
         # gazou keeps no medium size; the full image stands in, as Chevereto does for
         # images smaller than its medium size.
         "medium": dict(full),
@@ -305,11 +339,14 @@ def image_json(image: Image, links: _Links) -> dict[str, Any]:
 
 # ---- handlers -------------------------------------------------------------------
 
+
 async def _token(request: web.Request, params: _Params | None) -> Token | None:
     """The key's token: from X-API-Key, else `key` (query, or body once `params` are
     read). None when no key is in sight yet (before the body is read)."""
-    secret = (presented_secret(request, HeaderForm.API_KEY)
-              or (request.rel_url.query.get("key") or "").strip())
+    secret = (
+        presented_secret(request, HeaderForm.API_KEY)
+        or (request.rel_url.query.get("key") or "").strip()
+    )
     if not secret and params is not None:
         secret = (params.get("key") or "").strip()
     if not secret and params is None:
@@ -326,8 +363,11 @@ async def upload(request: web.Request) -> web.StreamResponse:
         token = await _token(request, None)
         if token is not None:
             services.tokens.require(token, SCOPE_UPLOAD)
-        form = (await read_form(request, services.settings.max_request_bytes)
-                if request.method == "POST" else Form())
+        form = (
+            await read_form(request, services.settings.max_request_bytes)
+            if request.method == "POST"
+            else Form()
+        )
         params = _Params(request, form)
         fmt = _format(params.get("format"))
         if token is None:
@@ -337,8 +377,8 @@ async def upload(request: web.Request) -> web.StreamResponse:
         raw, filename, source_url, imgbb = await _source(services, params)
         meta = await _metadata(services, params, token, filename, source_url)
         image = await services.images.ingest(
-            raw, meta, User(token.owner_id, token.owner_name),
-            trusted=has_scope(token, SCOPE_ADMIN))
+            raw, meta, User(token.owner_id, token.owner_name), trusted=has_scope(token, SCOPE_ADMIN)
+        )
     except GazouError as error:
         if fmt != "json":
             return _plain_error(error)
@@ -348,8 +388,10 @@ async def upload(request: web.Request) -> web.StreamResponse:
         return web.Response(text=links.url, content_type="text/plain")
     if fmt == "redirect":
         raise web.HTTPFound(links.viewer)
-    body: dict[str, Any] = {"status_code": 200,
-                            "success": {"message": "image uploaded", "code": 200}}
+    body: dict[str, Any] = {
+        "status_code": 200,
+        "success": {"message": "image uploaded", "code": 200},
+    }
     body["data" if imgbb else "image"] = image_json(image, links)
     body["status_txt"] = "OK"
     if imgbb:
@@ -389,15 +431,20 @@ async def viewer(request: web.Request) -> web.Response:
     """A small HTML page showing one image (a pending one only through its signed link)."""
     services = request.app[SERVICES]
     image_id = request.match_info["id"]
-    not_found = web.Response(text=_NOT_FOUND_PAGE, status=404, content_type="text/html",
-                             headers=_PAGE_HEADERS)
+    not_found = web.Response(
+        text=_NOT_FOUND_PAGE, status=404, content_type="text/html", headers=_PAGE_HEADERS
+    )
     if not _UUID.fullmatch(image_id):
         return not_found
     try:
         signed = check_link_signature(request)
     except Forbidden as error:
-        return web.Response(text=_ERROR_PAGE.format(message=html.escape(error.message)),
-                            status=403, content_type="text/html", headers=_PAGE_HEADERS)
+        return web.Response(
+            text=_ERROR_PAGE.format(message=html.escape(error.message)),
+            status=403,
+            content_type="text/html",
+            headers=_PAGE_HEADERS,
+        )
     try:
         image = await services.images.get(image_id.lower(), include_pending=True)
     except NotFound:
@@ -406,20 +453,27 @@ async def viewer(request: web.Request) -> web.Response:
         return not_found
     links = _Links(services, image)
     title = image.title or image.original_filename or image.filename
-    page = _PAGE.format(title=html.escape(title), url=html.escape(links.url),
-                        description=html.escape(image.description),
-                        width=image.width, height=image.height)
+    page = _PAGE.format(
+        title=html.escape(title),
+        url=html.escape(links.url),
+        description=html.escape(image.description),
+        width=image.width,
+        height=image.height,
+    )
     cache = "public, max-age=300" if image.status is Status.APPROVED else "private, no-store"
-    return web.Response(text=page, content_type="text/html",
-                        headers={**_PAGE_HEADERS, "Cache-Control": cache})
+    return web.Response(
+        text=page, content_type="text/html", headers={**_PAGE_HEADERS, "Cache-Control": cache}
+    )
 
 
 # ---- routes, limits, OpenAPI ----------------------------------------------------
 
+
 def _routes() -> list[web.RouteDef]:
     routes = []
-    for path, name in zip(UPLOAD_PATHS, ("chevereto.upload", "chevereto.upload_slash"),
-                          strict=True):
+    for path, name in zip(
+        UPLOAD_PATHS, ("chevereto.upload", "chevereto.upload_slash"), strict=True
+    ):
         # No HEAD: a GET here uploads.
         routes.append(web.get(path, upload, name=name, allow_head=False))
         routes.append(web.post(path, upload, name=name))
@@ -436,8 +490,12 @@ RATE_LIMITS = {
 
 
 def _object(properties: dict[str, Any]) -> dict[str, Any]:
-    return {"type": "object", "properties": properties, "required": list(properties),
-            "additionalProperties": False}
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties),
+        "additionalProperties": False,
+    }
 
 
 _STR = {"type": "string"}
@@ -445,28 +503,69 @@ _INT = {"type": "integer", "minimum": 0}
 _URL = {"type": "string", "format": "uri"}
 _DATE = {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"}
 _BASE64 = {"type": "string", "pattern": "^[A-Za-z0-9+/]*={0,2}$"}
-_FILE = _object({"filename": _STR, "name": _STR, "mime": _STR, "extension": _STR,
-                 "url": _URL, "size": _INT})
-IMAGE_SCHEMA = _object({
-    "name": _STR, "extension": _STR, "size": _INT, "width": _INT, "height": _INT,
-    "date": _DATE, "date_gmt": _DATE, "title": _STR, "description": {"type": ["string", "null"]},
-    "nsfw": {"enum": [0, 1]}, "md5": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
-    "original_filename": _STR, "expiration_date_gmt": {"oneOf": [_DATE, {"type": "null"}]},
-    "id_encoded": _STR, "filename": _STR, "mime": _STR, "url": _URL, "image": _FILE,
-    "thumb": _FILE, "medium": _FILE, "url_viewer": _URL, "url_short": _URL,
-    "display_url": _URL, "display_width": _INT, "display_height": _INT,
-    "size_formatted": _STR, "delete_url": {"type": "null"},
-})
+_FILE = _object(
+    {"filename": _STR, "name": _STR, "mime": _STR, "extension": _STR, "url": _URL, "size": _INT}
+)
+IMAGE_SCHEMA = _object(
+    {
+        "name": _STR,
+        "extension": _STR,
+        "size": _INT,
+        "width": _INT,
+        "height": _INT,
+        "date": _DATE,
+        "date_gmt": _DATE,
+        "title": _STR,
+        "description": {"type": ["string", "null"]},
+        "nsfw": {"enum": [0, 1]},
+        "md5": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+        "original_filename": _STR,
+        "expiration_date_gmt": {"oneOf": [_DATE, {"type": "null"}]},
+        "id_encoded": _STR,
+        "filename": _STR,
+        "mime": _STR,
+        "url": _URL,
+        "image": _FILE,
+        "thumb": _FILE,
+        "medium": _FILE,
+        "url_viewer": _URL,
+        "url_short": _URL,
+        "display_url": _URL,
+        "display_width": _INT,
+        "display_height": _INT,
+        "size_formatted": _STR,
+        "delete_url": {"type": "null"},
+    }
+)
 _SUCCESS = {"const": {"message": "image uploaded", "code": 200}}
-SUCCESS_SCHEMA = {"oneOf": [
-    _object({"status_code": {"const": 200}, "success": _SUCCESS, "image": IMAGE_SCHEMA,
-             "status_txt": {"const": "OK"}}),
-    _object({"status_code": {"const": 200}, "success": _SUCCESS, "data": IMAGE_SCHEMA,
-             "status_txt": {"const": "OK"}, "status": {"const": 200}}),
-]}
-ERROR_SCHEMA = _object({"status_code": {"type": "integer"},
-                        "error": _object({"message": _STR, "code": {"type": "integer"}}),
-                        "status_txt": _STR})
+SUCCESS_SCHEMA = {
+    "oneOf": [
+        _object(
+            {
+                "status_code": {"const": 200},
+                "success": _SUCCESS,
+                "image": IMAGE_SCHEMA,
+                "status_txt": {"const": "OK"},
+            }
+        ),
+        _object(
+            {
+                "status_code": {"const": 200},
+                "success": _SUCCESS,
+                "data": IMAGE_SCHEMA,
+                "status_txt": {"const": "OK"},
+                "status": {"const": 200},
+            }
+        ),
+    ]
+}
+ERROR_SCHEMA = _object(
+    {
+        "status_code": {"type": "integer"},
+        "error": _object({"message": _STR, "code": {"type": "integer"}}),
+        "status_txt": _STR,
+    }
+)
 _FIELDS: dict[str, tuple[dict[str, Any], str]] = {
     "key": (_STR, "The API key (or the X-API-Key header)"),
     # Documented as base64 text so that generated requests never make gazou download
@@ -486,30 +585,42 @@ _FIELDS: dict[str, tuple[dict[str, Any], str]] = {
 
 
 def _error(description: str) -> dict[str, Any]:
-    return {"description": description,
-            "content": {"application/json": {"schema": ERROR_SCHEMA},
-                        "text/plain": {"schema": _STR}}}
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": ERROR_SCHEMA}, "text/plain": {"schema": _STR}},
+    }
 
 
 def _upload_operation(method: str, suffix: str) -> dict[str, Any]:
     params: list[dict[str, Any]] = [
-        {"name": "X-API-Key", "in": "header", "required": False, "schema": _STR}]
+        {"name": "X-API-Key", "in": "header", "required": False, "schema": _STR}
+    ]
     query_fields = _FIELDS if method == "get" else {k: _FIELDS[k] for k in ("key", "format")}
-    params += [{"name": n, "in": "query", "required": False, "schema": s, "description": d}
-               for n, (s, d) in query_fields.items()]
+    params += [
+        {"name": n, "in": "query", "required": False, "schema": s, "description": d}
+        for n, (s, d) in query_fields.items()
+    ]
     operation: dict[str, Any] = {
         "operationId": f"chevereto_upload_{method}{suffix}",
         "summary": "Chevereto v1.1: upload an image",
         "tags": ["Chevereto v1.1"],
         "parameters": params,
         "responses": {
-            "200": {"description": "Uploaded (json) or its direct URL (txt)",
-                    "content": {"application/json": {"schema": SUCCESS_SCHEMA},
-                                "text/plain": {"schema": _STR}}},
-            "302": {"description": "format=redirect: to the viewer page",
-                    "headers": {"Location": {"schema": _STR}}},
-            "400": _error("Bad Request: key (code 100), base64 (120), empty source (130), "
-                          "bad image or parameter"),
+            "200": {
+                "description": "Uploaded (json) or its direct URL (txt)",
+                "content": {
+                    "application/json": {"schema": SUCCESS_SCHEMA},
+                    "text/plain": {"schema": _STR},
+                },
+            },
+            "302": {
+                "description": "format=redirect: to the viewer page",
+                "headers": {"Location": {"schema": _STR}},
+            },
+            "400": _error(
+                "Bad Request: key (code 100), base64 (120), empty source (130), "
+                "bad image or parameter"
+            ),
             "401": _error("Request denied: the key may not upload"),
             "413": _error("The image or the request is too large"),
             "429": _error("Too many requests"),
@@ -517,42 +628,59 @@ def _upload_operation(method: str, suffix: str) -> dict[str, Any]:
     }
     if method == "post":
         fields = {n: s for n, (s, _) in _FIELDS.items()}
-        multipart = {**fields, "source": {"oneOf": [_BASE64, {"type": "string",
-                                                           "contentMediaType":
-                                                           "application/octet-stream"}]}}
-        operation["requestBody"] = {"required": False, "content": {
-            "multipart/form-data": {"schema": {"type": "object", "properties": multipart}},
-            "application/x-www-form-urlencoded": {"schema": {"type": "object",
-                                                             "properties": fields}},
-        }}
+        multipart = {
+            **fields,
+            "source": {
+                "oneOf": [
+                    _BASE64,
+                    {"type": "string", "contentMediaType": "application/octet-stream"},
+                ]
+            },
+        }
+        operation["requestBody"] = {
+            "required": False,
+            "content": {
+                "multipart/form-data": {"schema": {"type": "object", "properties": multipart}},
+                "application/x-www-form-urlencoded": {
+                    "schema": {"type": "object", "properties": fields}
+                },
+            },
+        }
     return operation
 
 
 def _openapi_paths() -> dict[str, Any]:
     paths: dict[str, Any] = {}
     for path, suffix in zip(UPLOAD_PATHS, ("", "_slash"), strict=True):
-        paths[path] = {"get": _upload_operation("get", suffix),
-                       "post": _upload_operation("post", suffix)}
-    paths[VIEWER_PREFIX + "{id}"] = {"get": {
-        "operationId": "chevereto_viewer",
-        "summary": "Chevereto v1.1: an uploaded image's viewer page",
-        "tags": ["Chevereto v1.1"],
-        "parameters": [
-            {"name": "id", "in": "path", "required": True, "schema": _STR},
-            {"name": "expires", "in": "query", "required": False, "schema": _STR},
-            {"name": "signature", "in": "query", "required": False, "schema": _STR},
-        ],
-        "responses": {
-            "200": {"description": "The page", "content": {"text/html": {"schema": _STR}}},
-            "400": {"description": "A request line too long for the HTTP server",
-                    "content": {"text/plain": {"schema": _STR}}},
-            "403": {"description": "An altered or expired signed link",
-                    "content": {"text/html": {"schema": _STR}}},
-            "404": {"description": "No such image",
-                    "content": {"text/html": {"schema": _STR}}},
-            "429": _error("Too many requests"),
-        },
-    }}
+        paths[path] = {
+            "get": _upload_operation("get", suffix),
+            "post": _upload_operation("post", suffix),
+        }
+    paths[VIEWER_PREFIX + "{id}"] = {
+        "get": {
+            "operationId": "chevereto_viewer",
+            "summary": "Chevereto v1.1: an uploaded image's viewer page",
+            "tags": ["Chevereto v1.1"],
+            "parameters": [
+                {"name": "id", "in": "path", "required": True, "schema": _STR},
+                {"name": "expires", "in": "query", "required": False, "schema": _STR},
+                {"name": "signature", "in": "query", "required": False, "schema": _STR},
+            ],
+            "responses": {
+                "200": {"description": "The page", "content": {"text/html": {"schema": _STR}}},
+                "400": {
+                    "description": "A request line too long for the HTTP server",
+                    "content": {"text/plain": {"schema": _STR}},
+                },
+                "403": {
+                    "description": "An altered or expired signed link",
+                    "content": {"text/html": {"schema": _STR}},
+                },
+                "404": {"description": "No such image", "content": {"text/html": {"schema": _STR}}},
+                "429": _error("Too many requests"),
+            },
+        }
+    }
     return paths
 
 

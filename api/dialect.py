@@ -45,12 +45,15 @@ class Dialect:
     on_startup: list[Callable[[web.Application], Awaitable[None]]] = field(default_factory=list)
 
 
-def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None
-                  ) -> web.Response:
+def json_response(
+    data: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
     """A JSON response with the plain `application/json` content type."""
     return web.Response(
         body=orjson.dumps(data),
-        status=status, content_type="application/json", headers=headers,
+        status=status,
+        content_type="application/json",
+        headers=headers,
     )
 
 

@@ -78,8 +78,12 @@ async def uploads(request: web.Request) -> web.Response:
     # isdigit() alone would let "²" through to int().
     if not (raw_page.isascii() and raw_page.isdigit()) or int(raw_page) > 10_000:
         raise InvalidInput("Page must be a number")
-    query = SearchQuery(uploader=token.owner_id, skip=int(raw_page) * PAGE_SIZE,
-                        limit=PAGE_SIZE, statuses=frozenset({Status.APPROVED, Status.PENDING}))
+    query = SearchQuery(
+        uploader=token.owner_id,
+        skip=int(raw_page) * PAGE_SIZE,
+        limit=PAGE_SIZE,
+        statuses=frozenset({Status.APPROVED, Status.PENDING}),
+    )
     page = await request.app[SERVICES].images.search(query, count_total=False)
     # The uploader filter also matches names; keep only what this owner uploaded.
     mine = [i for i in page.images if i.uploader is not None and i.uploader.id == token.owner_id]
@@ -109,19 +113,26 @@ async def upload(request: web.Request) -> web.Response:
     stored: list[Image] = []
     for part in parts:
         meta = IngestMetadata(original_filename=part.filename)
-        stored.append(await services.images.ingest(
-            part.data, meta, uploader, trusted=SCOPE_ADMIN in token.scopes))
-    entries = [{"name": i.filename, "code": i.filename, "url": _urls(request, i)[0]}
-               for i in stored]
-    body: dict[str, Any] = {"success": True, "code": entries[0]["code"],
-                            "url": entries[0]["url"]}
+        stored.append(
+            await services.images.ingest(
+                part.data, meta, uploader, trusted=SCOPE_ADMIN in token.scopes
+            )
+        )
+    entries = [
+        {"name": i.filename, "code": i.filename, "url": _urls(request, i)[0]} for i in stored
+    ]
+    body: dict[str, Any] = {"success": True, "code": entries[0]["code"], "url": entries[0]["url"]}
     if len(entries) > 1:
         body["files"] = entries
     return json_response(body)
 
 
-_STATUS_MESSAGES = {404: "Not found.", 405: "Method not allowed.",
-                    413: "File too large.", 500: "Internal server error."}
+_STATUS_MESSAGES = {
+    404: "Not found.",
+    405: "Method not allowed.",
+    413: "File too large.",
+    500: "Internal server error.",
+}
 
 
 def render_error(error: GazouError) -> web.Response:
@@ -141,33 +152,58 @@ def render_error(error: GazouError) -> web.Response:
 
 # ---- OpenAPI ---------------------------------------------------------------------
 
-_ERROR = {"type": "object", "required": ["success", "message"],
-          "properties": {"success": {"const": False}, "message": {"type": "string"},
-                         "id": {"type": "string"}},
-          "additionalProperties": False}
+_ERROR = {
+    "type": "object",
+    "required": ["success", "message"],
+    "properties": {
+        "success": {"const": False},
+        "message": {"type": "string"},
+        "id": {"type": "string"},
+    },
+    "additionalProperties": False,
+}
 _NULLABLE_STRING = {"type": ["string", "null"]}
 _FILE = {
     "type": "object",
-    "required": ["id", "albumid", "timestamp", "name", "userid", "size", "file", "date",
-                 "album", "extname", "thumb"],
+    "required": [
+        "id",
+        "albumid",
+        "timestamp",
+        "name",
+        "userid",
+        "size",
+        "file",
+        "date",
+        "album",
+        "extname",
+        "thumb",
+    ],
     "properties": {
-        "id": {"type": "string"}, "albumid": _NULLABLE_STRING,
-        "timestamp": {"type": "integer"}, "name": {"type": "string"},
+        "id": {"type": "string"},
+        "albumid": _NULLABLE_STRING,
+        "timestamp": {"type": "integer"},
+        "name": {"type": "string"},
         "userid": _NULLABLE_STRING,
         "size": {"type": "string", "pattern": r"^[0-9.]+ (B|kB|MB|GB|TB)$"},
         "file": {"type": "string"},
         "date": {"type": "string", "pattern": r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d$"},
-        "album": _NULLABLE_STRING, "extname": {"type": "string", "pattern": r"^\.[a-z]+$"},
+        "album": _NULLABLE_STRING,
+        "extname": {"type": "string", "pattern": r"^\.[a-z]+$"},
         "thumb": {"type": "string"},
     },
     "additionalProperties": False,
 }
-_ENTRY = {"type": "object", "required": ["name", "code", "url"],
-          "properties": {"name": {"type": "string"}, "code": {"type": "string"},
-                         "url": {"type": "string"}},
-          "additionalProperties": False}
-_TOKEN_PARAM = {"name": "token", "in": "header", "required": False,
-                "schema": {"type": "string"}}
+_ENTRY = {
+    "type": "object",
+    "required": ["name", "code", "url"],
+    "properties": {
+        "name": {"type": "string"},
+        "code": {"type": "string"},
+        "url": {"type": "string"},
+    },
+    "additionalProperties": False,
+}
+_TOKEN_PARAM = {"name": "token", "in": "header", "required": False, "schema": {"type": "string"}}
 
 
 def _error(description: str) -> dict[str, Any]:
@@ -175,51 +211,97 @@ def _error(description: str) -> dict[str, Any]:
 
 
 def _uploads_op(operation_id: str, params: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"get": {
-        "summary": "The caller's uploads, newest first (25 a page)",
-        "operationId": operation_id,
-        "parameters": [_TOKEN_PARAM, *params],
-        "responses": {
-            "200": {"description": "The uploads.", "content": {"application/json": {"schema": {
-                "type": "object", "required": ["success", "files"],
-                "properties": {"success": {"const": True},
-                               "files": {"type": "array", "maxItems": PAGE_SIZE,
-                                         "items": _FILE}},
-                "additionalProperties": False}}}},
-            "400": _error("A page that is not a number."),
-            "401": _error("No token, or a bad one."),
-        },
-    }}
+    return {
+        "get": {
+            "summary": "The caller's uploads, newest first (25 a page)",
+            "operationId": operation_id,
+            "parameters": [_TOKEN_PARAM, *params],
+            "responses": {
+                "200": {
+                    "description": "The uploads.",
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["success", "files"],
+                                "properties": {
+                                    "success": {"const": True},
+                                    "files": {
+                                        "type": "array",
+                                        "maxItems": PAGE_SIZE,
+                                        "items": _FILE,
+                                    },
+                                },
+                                "additionalProperties": False,
+                            }
+                        }
+                    },
+                },
+                "400": _error("A page that is not a number."),
+                "401": _error("No token, or a bad one."),
+            },
+        }
+    }
 
 
 OPENAPI_PATHS: dict[str, Any] = {
     "/api/uploads": _uploads_op("discordimages.uploads", []),
-    "/api/uploads/{page}": _uploads_op("discordimages.uploads_page", [
-        {"name": "page", "in": "path", "required": True, "schema": {"type": "string"}}]),
-    "/api/upload": {"post": {
-        "summary": "Upload one or more files",
-        "operationId": "discordimages.upload",
-        "parameters": [_TOKEN_PARAM],
-        "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
-            "type": "object", "required": ["files[]"],
-            "properties": {"files[]": {"type": "array", "items": {
-                "type": "string", "contentMediaType": "application/octet-stream"}}}}}}},
-        "responses": {
-            "200": {"description": "Stored (pending unless the token is an admin's).",
-                    "content": {"application/json": {"schema": {
-                        "type": "object", "required": ["success", "code", "url"],
-                        "properties": {"success": {"const": True}, "code": {"type": "string"},
-                                       "url": {"type": "string"},
-                                       "files": {"type": "array", "minItems": 2,
-                                                 "items": _ENTRY}},
-                        "additionalProperties": False}}}},
-            "400": _error("No files, or one that is not a supported image."),
-            "401": _error("No token, or a bad one."),
-            "403": _error("The token may not upload."),
-            "409": _error("These exact bytes are already stored (`id` names them)."),
-            "413": _error("Too large (bytes or pixels)."),
-        },
-    }},
+    "/api/uploads/{page}": _uploads_op(
+        "discordimages.uploads_page",
+        [{"name": "page", "in": "path", "required": True, "schema": {"type": "string"}}],
+    ),
+    "/api/upload": {
+        "post": {
+            "summary": "Upload one or more files",
+            "operationId": "discordimages.upload",
+            "parameters": [_TOKEN_PARAM],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "multipart/form-data": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["files[]"],
+                            "properties": {
+                                "files[]": {
+                                    "type": "array",
+                                    "items": {
+                                        "type": "string",
+                                        "contentMediaType": "application/octet-stream",
+                                    },
+                                }
+                            },
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "200": {
+                    "description": "Stored (pending unless the token is an admin's).",
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["success", "code", "url"],
+                                "properties": {
+                                    "success": {"const": True},
+                                    "code": {"type": "string"},
+                                    "url": {"type": "string"},
+                                    "files": {"type": "array", "minItems": 2, "items": _ENTRY},
+                                },
+                                "additionalProperties": False,
+                            }
+                        }
+                    },
+                },
+                "400": _error("No files, or one that is not a supported image."),
+                "401": _error("No token, or a bad one."),
+                "403": _error("The token may not upload."),
+                "409": _error("These exact bytes are already stored (`id` names them)."),
+                "413": _error("Too large (bytes or pixels)."),
+            },
+        }
+    },
 }
 
 DIALECT = Dialect(

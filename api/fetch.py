@@ -53,8 +53,15 @@ def address_allowed(address: str) -> bool:
         return False
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
-    return not (ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast
-                or ip.is_reserved or ip.is_unspecified or not ip.is_global)
+    return not (
+        ip.is_private
+        or ip.is_loopback
+        or ip.is_link_local
+        or ip.is_multicast
+        or ip.is_reserved
+        or ip.is_unspecified
+        or not ip.is_global
+    )
 
 
 class CheckedResolver(AbstractResolver):
@@ -65,8 +72,9 @@ class CheckedResolver(AbstractResolver):
         self._inner = ThreadedResolver()
         self._is_allowed = is_allowed
 
-    async def resolve(self, host: str, port: int = 0,
-                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
         results = await self._inner.resolve(host, port, family)
         for result in results:
             if not self._is_allowed(result["host"]):
@@ -106,8 +114,11 @@ def _blocked(exc: BaseException) -> bool:
             return True
         seen.add(id(current))
         nested = getattr(current, "os_error", None)
-        current = nested if isinstance(nested, BaseException) else (
-            current.__cause__ or current.__context__)
+        current = (
+            nested
+            if isinstance(nested, BaseException)
+            else (current.__cause__ or current.__context__)
+        )
     return False
 
 
@@ -132,8 +143,14 @@ def _mb(n: int) -> str:
     return f"{n / (1024 * 1024):g}"
 
 
-async def fetch_url(url: str, *, max_bytes: int, time_limit: float, allow_private: bool = False,
-                    is_allowed: Callable[[str], bool] = address_allowed) -> Fetched:
+async def fetch_url(
+    url: str,
+    *,
+    max_bytes: int,
+    time_limit: float,
+    allow_private: bool = False,
+    is_allowed: Callable[[str], bool] = address_allowed,
+) -> Fetched:
     """Download `url` under the rules above; InvalidInput on any refusal or failure.
     `allow_private` turns the address checks off (tests, closed networks);
     `is_allowed` is the address rule (the tests stand a loopback host in for a
@@ -145,9 +162,11 @@ async def fetch_url(url: str, *, max_bytes: int, time_limit: float, allow_privat
     try:
         async with asyncio.timeout(time_limit):
             async with aiohttp.ClientSession(
-                    connector=aiohttp.TCPConnector(**connector_args),
-                    headers={"User-Agent": _USER_AGENT, "Accept": "image/*"},
-                    auto_decompress=True, trust_env=False) as session:
+                connector=aiohttp.TCPConnector(**connector_args),
+                headers={"User-Agent": _USER_AGENT, "Accept": "image/*"},
+                auto_decompress=True,
+                trust_env=False,
+            ) as session:
                 current = _check_url(url, rule)
                 for _ in range(MAX_REDIRECTS + 1):
                     async with session.get(current, allow_redirects=False) as response:
@@ -158,18 +177,17 @@ async def fetch_url(url: str, *, max_bytes: int, time_limit: float, allow_privat
                             current = _check_url(urljoin(current, location), rule)
                             continue
                         if response.status != 200:
-                            raise InvalidInput(
-                                f"The source URL answered HTTP {response.status}")
+                            raise InvalidInput(f"The source URL answered HTTP {response.status}")
                         data = await _read_capped(response, max_bytes)
-                        return Fetched(data, current, _filename(current),
-                                       response.headers.get("Content-Type"))
+                        return Fetched(
+                            data, current, _filename(current), response.headers.get("Content-Type")
+                        )
                 raise InvalidInput(f"The source URL redirects more than {MAX_REDIRECTS} times")
     except TimeoutError:
         raise InvalidInput(
-            f"The source URL took longer than {time_limit:g} s to download") from None
+            f"The source URL took longer than {time_limit:g} s to download"
+        ) from None
     except aiohttp.ClientError as exc:
         if _blocked(exc):
-            raise InvalidInput(
-                "The source URL points to a private or reserved address") from None
-        raise InvalidInput(f"Could not download the source URL: {exc.__class__.__name__}"
-                           ) from None
+            raise InvalidInput("The source URL points to a private or reserved address") from None
+        raise InvalidInput(f"Could not download the source URL: {exc.__class__.__name__}") from None

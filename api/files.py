@@ -37,8 +37,13 @@ class _ImageFileResponse(web.FileResponse):
     mtime-and-size one: the bytes are named by their hash, which survives a restore
     from backup or a move to another disk."""
 
-    def __init__(self, path: Path, etag: str, headers: dict[str, str],
-                 seen_request: web.BaseRequest | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        etag: str,
+        headers: dict[str, str],
+        seen_request: web.BaseRequest | None = None,
+    ) -> None:
         super().__init__(path, headers=headers)
         self._strong_etag = etag
         self._headers[hdrs.ETAG] = f'"{etag}"'
@@ -112,8 +117,10 @@ async def _may_see_pending(request: web.Request, image: ImageFile) -> bool:
         token = await token_in_any_header(request)
     except Unauthorized:
         return False
-    return token is not None and (SCOPE_ADMIN in token.scopes or (
-        image.uploader_id is not None and image.uploader_id == token.owner_id))
+    return token is not None and (
+        SCOPE_ADMIN in token.scopes
+        or (image.uploader_id is not None and image.uploader_id == token.owner_id)
+    )
 
 
 async def servable_image(request: web.Request, image_id: str) -> ImageFile:
@@ -128,14 +135,14 @@ async def servable_image(request: web.Request, image_id: str) -> ImageFile:
         image = await services.images.get_file(image_id, include_pending=True)
     except NotFound:
         raise NotFound("Image not found") from None
-    if (image.status is Status.PENDING and not signed
-            and not await _may_see_pending(request, image)):
+    if image.status is Status.PENDING and not signed and not await _may_see_pending(request, image):
         raise NotFound("Image not found")
     return image
 
 
-async def image_response(request: web.Request, image: Image | ImageFile, *,
-                         thumbnail: bool = False) -> web.StreamResponse:
+async def image_response(
+    request: web.Request, image: Image | ImageFile, *, thumbnail: bool = False
+) -> web.StreamResponse:
     """The image's bytes (or its JPEG thumbnail) with validators and caching headers;
     304 on a matching If-None-Match, 206 for a Range, bodiless for HEAD."""
     services = request.app[SERVICES]
@@ -153,8 +160,7 @@ async def image_response(request: web.Request, image: Image | ImageFile, *,
         return web.Response(status=304, headers={**headers, hdrs.ETAG: f'"{etag}"'})
     if_match = request.headers.get(hdrs.IF_MATCH)
     if if_match is not None and not _etag_matches(if_match, etag, weak=False):
-        return web.Response(status=412, headers={hdrs.ETAG: f'"{etag}"',
-                                                 hdrs.CACHE_CONTROL: cache})
+        return web.Response(status=412, headers={hdrs.ETAG: f'"{etag}"', hdrs.CACHE_CONTROL: cache})
     # The validators above are ours; FileResponse would compare them with its own
     # mtime-based tag, so they are taken off the request it sees. An If-Range that
     # does not name these bytes means "send everything".
@@ -166,8 +172,7 @@ async def image_response(request: web.Request, image: Image | ImageFile, *,
     if any(h in request.headers for h in drop):
         kept = CIMultiDict((k, v) for k, v in request.headers.items() if k not in drop)
         seen = request.clone(headers=kept)
-    path = (services.images.thumbnail_path(image) if thumbnail
-            else services.images.image_path(image))
+    path = services.images.thumbnail_path(image) if thumbnail else services.images.image_path(image)
     size = image.thumbnail_size if thumbnail else image.size
     cache = request.app.get(FILE_CACHE)
     if cache is not None and size <= MEMORY_MAX_FILE:
@@ -182,8 +187,9 @@ async def image_response(request: web.Request, image: Image | ImageFile, *,
     return _ImageFileResponse(path, etag, headers, seen)
 
 
-def _bytes_response(request: web.BaseRequest, data: bytes, etag: str,
-                    headers: dict[str, str]) -> web.Response:
+def _bytes_response(
+    request: web.BaseRequest, data: bytes, etag: str, headers: dict[str, str]
+) -> web.Response:
     """`data` as FileResponse would send a file of it: whole, or the one byte range
     asked for (206), or 416 for a range outside it. Validators are already applied."""
     size = len(data)
@@ -193,8 +199,7 @@ def _bytes_response(request: web.BaseRequest, data: bytes, etag: str,
     try:
         rng = request.http_range
     except ValueError:
-        return web.Response(status=416, headers={**headers,
-                                                 hdrs.CONTENT_RANGE: f"bytes */{size}"})
+        return web.Response(status=416, headers={**headers, hdrs.CONTENT_RANGE: f"bytes */{size}"})
     start, end = rng.start, rng.stop
     if start is None:
         return web.Response(body=data, headers=headers)
@@ -204,14 +209,14 @@ def _bytes_response(request: web.BaseRequest, data: bytes, etag: str,
     else:
         count = min(end if end is not None else size, size) - start
     if start >= size or count <= 0:
-        return web.Response(status=416, headers={**headers,
-                                                 hdrs.CONTENT_RANGE: f"bytes */{size}"})
+        return web.Response(status=416, headers={**headers, hdrs.CONTENT_RANGE: f"bytes */{size}"})
     headers[hdrs.CONTENT_RANGE] = f"bytes {start}-{start + count - 1}/{size}"
-    return web.Response(status=206, body=data[start:start + count], headers=headers)
+    return web.Response(status=206, body=data[start : start + count], headers=headers)
 
 
-async def serve(request: web.Request, image_id: str, *,
-                thumbnail: bool = False) -> web.StreamResponse:
+async def serve(
+    request: web.Request, image_id: str, *, thumbnail: bool = False
+) -> web.StreamResponse:
     """Look up `image_id` and answer with its bytes (the usual file-route handler body)."""
     image = await servable_image(request, image_id)
     return await image_response(request, image, thumbnail=thumbnail)
@@ -222,8 +227,13 @@ async def serve(request: web.Request, image_id: str, *,
 _BINARY = {"type": "string", "contentMediaType": "application/octet-stream"}
 
 
-def file_operation(summary: str, operation_id: str, params: list[dict[str, Any]],
-                   media_types: tuple[str, ...], error: dict[str, Any]) -> dict[str, Any]:
+def file_operation(
+    summary: str,
+    operation_id: str,
+    params: list[dict[str, Any]],
+    media_types: tuple[str, ...],
+    error: dict[str, Any],
+) -> dict[str, Any]:
     """An OpenAPI GET operation for a file route; `error` is the dialect's error
     response object for 404 (and the other error statuses)."""
     headers = {
@@ -235,16 +245,30 @@ def file_operation(summary: str, operation_id: str, params: list[dict[str, Any]]
         "operationId": operation_id,
         "parameters": [
             *params,
-            {"name": "Range", "in": "header", "required": False,
-             "schema": {"type": "string", "pattern": "^bytes=[0-9]*-[0-9]*$"}},
-            {"name": "If-None-Match", "in": "header", "required": False,
-             "schema": {"type": "string"}},
+            {
+                "name": "Range",
+                "in": "header",
+                "required": False,
+                "schema": {"type": "string", "pattern": "^bytes=[0-9]*-[0-9]*$"},
+            },
+            {
+                "name": "If-None-Match",
+                "in": "header",
+                "required": False,
+                "schema": {"type": "string"},
+            },
         ],
         "responses": {
-            "200": {"description": "The bytes.", "headers": headers,
-                    "content": {m: {"schema": _BINARY} for m in media_types}},
-            "206": {"description": "The requested byte range.", "headers": headers,
-                    "content": {m: {"schema": _BINARY} for m in media_types}},
+            "200": {
+                "description": "The bytes.",
+                "headers": headers,
+                "content": {m: {"schema": _BINARY} for m in media_types},
+            },
+            "206": {
+                "description": "The requested byte range.",
+                "headers": headers,
+                "content": {m: {"schema": _BINARY} for m in media_types},
+            },
             "304": {"description": "Not modified (If-None-Match named these bytes)."},
             "404": error,
             "412": {"description": "If-Match named other bytes."},

@@ -82,11 +82,13 @@ async def read_form(request: web.Request, max_bytes: int) -> Form:
                 data = b"".join(chunks)
                 if _is_file_part(part.headers, part.filename):
                     form.files.setdefault(part.name, []).append(
-                        Upload(part.filename, part.headers.get("Content-Type"), data))
+                        Upload(part.filename, part.headers.get("Content-Type"), data)
+                    )
                 else:
                     charset = part.get_charset(default="utf-8")
                     form.fields.setdefault(part.name, []).append(
-                        data.decode(charset, errors="replace"))
+                        data.decode(charset, errors="replace")
+                    )
         except (ValueError, AssertionError, LookupError, HttpProcessingError) as exc:
             # HttpProcessingError: a part's headers are malformed (e.g. control bytes).
             raise InvalidInput(f"Malformed multipart body: {exc}") from None
@@ -95,8 +97,7 @@ async def read_form(request: web.Request, max_bytes: int) -> Form:
     if ctype == "application/x-www-form-urlencoded":
         from urllib.parse import parse_qsl
 
-        for key, value in parse_qsl(body.decode("utf-8", errors="replace"),
-                                    keep_blank_values=True):
+        for key, value in parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True):
             form.fields.setdefault(key, []).append(value)
         return form
     if body.strip():

@@ -27,8 +27,9 @@ def image_file_path(image: Image) -> str:
     return f"/image/{image.id}.{image.extension}"
 
 
-def signed_image_url(services: Services, image: Image, ttl: int,
-                     now: float | None = None) -> tuple[str, int]:
+def signed_image_url(
+    services: Services, image: Image, ttl: int, now: float | None = None
+) -> tuple[str, int]:
     """An absolute signed URL to the image file valid for `ttl` seconds from `now`,
     and the unix time it expires."""
     now = time.time() if now is None else now
@@ -43,6 +44,7 @@ def check_link_signature(request: web.Request, now: float | None = None) -> bool
     query = request.rel_url.query
     if "expires" not in query and "signature" not in query:
         return False
-    request.app[SERVICES].signer.check(request.path, query.get("expires"),
-                                       query.get("signature"), now=now)
+    request.app[SERVICES].signer.check(
+        request.path, query.get("expires"), query.get("signature"), now=now
+    )
     return True

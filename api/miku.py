@@ -68,7 +68,8 @@ async def all_images(request: web.Request) -> web.Response:
     while len(urls) < ALL_LIMIT:
         page = await service.search(
             SearchQuery(ratings=frozenset({Rating.SFW}), skip=len(urls), limit=_PAGE),
-            count_total=False)
+            count_total=False,
+        )
         urls.extend(_file_url(request, image.filename) for image in page.images)
         if len(page.images) < _PAGE:
             break
@@ -90,10 +91,12 @@ async def add_image(request: web.Request) -> web.Response:
         raise UnsupportedImage("Only .jpg, .png and .gif images are accepted")
     meta = IngestMetadata(original_filename=upload.filename, max_bytes=MAX_UPLOAD_BYTES)
     image = await services.images.ingest(
-        upload.data, meta, User(token.owner_id, token.owner_name),
-        trusted=SCOPE_ADMIN in token.scopes)
-    return json_response({"message": CUID_MESSAGE, "filename": image.filename,
-                          "cuid": image.id})
+        upload.data,
+        meta,
+        User(token.owner_id, token.owner_name),
+        trusted=SCOPE_ADMIN in token.scopes,
+    )
+    return json_response({"message": CUID_MESSAGE, "filename": image.filename, "cuid": image.id})
 
 
 @routes.get("/img/{file}", name=f"{NAME}.file")
@@ -117,72 +120,138 @@ def render_error(error: GazouError) -> web.Response:
 
 # ---- OpenAPI ---------------------------------------------------------------------
 
-_MESSAGE = {"type": "object", "required": ["message"],
-            "properties": {"message": {"type": "string"}, "cuid": {"type": "string"}},
-            "additionalProperties": False}
+_MESSAGE = {
+    "type": "object",
+    "required": ["message"],
+    "properties": {"message": {"type": "string"}, "cuid": {"type": "string"}},
+    "additionalProperties": False,
+}
 
 
 def _error(description: str) -> dict[str, Any]:
-    return {"description": description,
-            "content": {"application/json": {"schema": _MESSAGE}}}
+    return {"description": description, "content": {"application/json": {"schema": _MESSAGE}}}
 
 
-_DENIED = {"description": "No token, or a bad one, or one without `image:upload`.",
-           "content": {"text/plain": {"schema": {"const": ACCESS_DENIED}}}}
+_DENIED = {
+    "description": "No token, or a bad one, or one without `image:upload`.",
+    "content": {"text/plain": {"schema": {"const": ACCESS_DENIED}}},
+}
 
 OPENAPI_PATHS: dict[str, Any] = {
-    "/api/v2/random": {"get": {
-        "summary": "A random image's URL (SFW)",
-        "operationId": "miku.random",
-        "responses": {
-            "200": {"description": "The URL.", "content": {"application/json": {"schema": {
-                "type": "object", "required": ["url"],
-                "properties": {"url": {"type": "string", "format": "uri"}},
-                "additionalProperties": False}}}},
-            "404": _error("The collection has no SFW image yet."),
-        },
-    }},
-    "/api/v2/all": {"get": {
-        "summary": f"URLs of all SFW images (newest {ALL_LIMIT})",
-        "operationId": "miku.all",
-        "responses": {
-            "200": {"description": "The URLs.", "content": {"application/json": {"schema": {
-                "type": "object", "required": ["message", "files"],
-                "properties": {"message": {"type": "string"},
-                               "files": {"type": "array", "maxItems": ALL_LIMIT,
-                                         "items": {"type": "string", "format": "uri"}}},
-                "additionalProperties": False}}}},
-        },
-    }},
-    "/api/add": {"post": {
-        "summary": "Upload an image (jpg, png or gif, at most 5 MB)",
-        "operationId": "miku.add",
-        "parameters": [{"name": "Authorization", "in": "header", "required": False,
-                        "schema": {"type": "string"}}],
-        "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
-            "type": "object", "required": ["image"],
-            "properties": {"image": {"type": "string", "contentMediaType":
-                                     "application/octet-stream"}}}}}},
-        "responses": {
-            "200": {"description": "Stored (pending unless the token is an admin's).",
-                    "content": {"application/json": {"schema": {
-                        "type": "object", "required": ["message", "filename", "cuid"],
-                        "properties": {"message": {"const": CUID_MESSAGE},
-                                       "filename": {"type": "string"},
-                                       "cuid": {"type": "string"}},
-                        "additionalProperties": False}}}},
-            "400": _error("No image, not an image, or not a jpg/png/gif."),
-            "401": _DENIED,
-            "403": _DENIED,
-            "409": _error("These exact bytes are already stored (`cuid` names them)."),
-            "413": _error("Larger than 5 MB (or than the server's request limit)."),
-        },
-    }},
-    "/img/{file}": {"get": files.file_operation(
-        "An image's bytes", "miku.file",
-        [{"name": "file", "in": "path", "required": True, "schema": {"type": "string"}}],
-        ("image/jpeg", "image/png", "image/gif", "image/webp"),
-        _error("No such (public) image."))},
+    "/api/v2/random": {
+        "get": {
+            "summary": "A random image's URL (SFW)",
+            "operationId": "miku.random",
+            "responses": {
+                "200": {
+                    "description": "The URL.",
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["url"],
+                                "properties": {"url": {"type": "string", "format": "uri"}},
+                                "additionalProperties": False,
+                            }
+                        }
+                    },
+                },
+                "404": _error("The collection has no SFW image yet."),
+            },
+        }
+    },
+    "/api/v2/all": {
+        "get": {
+            "summary": f"URLs of all SFW images (newest {ALL_LIMIT})",
+            "operationId": "miku.all",
+            "responses": {
+                "200": {
+                    "description": "The URLs.",
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["message", "files"],
+                                "properties": {
+                                    "message": {"type": "string"},
+                                    "files": {
+                                        "type": "array",
+                                        "maxItems": ALL_LIMIT,
+                                        "items": {"type": "string", "format": "uri"},
+                                    },
+                                },
+                                "additionalProperties": False,
+                            }
+                        }
+                    },
+                },
+            },
+        }
+    },
+    "/api/add": {
+        "post": {
+            "summary": "Upload an image (jpg, png or gif, at most 5 MB)",
+            "operationId": "miku.add",
+            "parameters": [
+                {
+                    "name": "Authorization",
+                    "in": "header",
+                    "required": False,
+                    "schema": {"type": "string"},
+                }
+            ],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "multipart/form-data": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["image"],
+                            "properties": {
+                                "image": {
+                                    "type": "string",
+                                    "contentMediaType": "application/octet-stream",
+                                }
+                            },
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "200": {
+                    "description": "Stored (pending unless the token is an admin's).",
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["message", "filename", "cuid"],
+                                "properties": {
+                                    "message": {"const": CUID_MESSAGE},
+                                    "filename": {"type": "string"},
+                                    "cuid": {"type": "string"},
+                                },
+                                "additionalProperties": False,
+                            }
+                        }
+                    },
+                },
+                "400": _error("No image, not an image, or not a jpg/png/gif."),
+                "401": _DENIED,
+                "403": _DENIED,
+                "409": _error("These exact bytes are already stored (`cuid` names them)."),
+                "413": _error("Larger than 5 MB (or than the server's request limit)."),
+            },
+        }
+    },
+    "/img/{file}": {
+        "get": files.file_operation(
+            "An image's bytes",
+            "miku.file",
+            [{"name": "file", "in": "path", "required": True, "schema": {"type": "string"}}],
+            ("image/jpeg", "image/png", "image/gif", "image/webp"),
+            _error("No such (public) image."),
+        )
+    },
 }
 
 DIALECT = Dialect(

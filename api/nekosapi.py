@@ -36,15 +36,34 @@ SFW_ONLY = frozenset({Rating.SFW})
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _DIGITS = re.compile(r"[0-9]{1,12}")
 # The route list `GET /` reports, relative to the base.
-ROUTES = ("/", "/stats", "/token", "/image", "/image/random", "/image/{id}", "/artist",
-          "/artist/{id}", "/artist/{id}/images", "/character", "/character/{id}",
-          "/category", "/category/{id}")
+ROUTES = (
+    "/",
+    "/stats",
+    "/token",
+    "/image",
+    "/image/random",
+    "/image/{id}",
+    "/artist",
+    "/artist/{id}",
+    "/artist/{id}/images",
+    "/character",
+    "/character/{id}",
+    "/category",
+    "/category/{id}",
+)
 # The seed's wording for each status the dialect answers with a fixed message.
-_MESSAGES = {403: "Missing permission", 404: "Not found", 405: "Method not allowed",
-             413: "Payload too large", 429: "Too many requests", 500: "Internal server error"}
+_MESSAGES = {
+    403: "Missing permission",
+    404: "Not found",
+    405: "Method not allowed",
+    413: "Payload too large",
+    429: "Too many requests",
+    500: "Internal server error",
+}
 
 
 # ---- errors ---------------------------------------------------------------------
+
 
 def render_error(error: GazouError) -> web.Response:
     """`{"code": status, "message": ..., "success": false}` with the seed's wording."""
@@ -60,14 +79,17 @@ def render_error(error: GazouError) -> web.Response:
     if status == 429 and "retry_after" in error.details:
         retry = float(error.details["retry_after"])  # type: ignore[arg-type]
         headers = {"Retry-After": str(max(1, int(retry + 0.999)))}
-    return json_response({"code": status, "message": message, "success": False},
-                         status=status, headers=headers)
+    return json_response(
+        {"code": status, "message": message, "success": False}, status=status, headers=headers
+    )
 
 
 # ---- parameters -----------------------------------------------------------------
 
-def _number(request: web.Request, name: str, default: int, low: int, high: int,
-            message: str) -> int:
+
+def _number(
+    request: web.Request, name: str, default: int, low: int, high: int, message: str
+) -> int:
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
@@ -126,6 +148,7 @@ def _link_ttl(request: web.Request, token: Token | None) -> int:
 
 # ---- shaping --------------------------------------------------------------------
 
+
 def artist_json(artist: Artist) -> dict[str, Any]:
     """Artist object: exactly id, name, url, images."""
     return {"id": artist.id, "name": artist.name, "url": artist.url, "images": artist.images}
@@ -133,17 +156,30 @@ def artist_json(artist: Artist) -> dict[str, Any]:
 
 def category_json(tag: Tag) -> dict[str, Any]:
     """Category object; gazou's tags are all of one type, reported as "tag"."""
-    return {"id": tag.id, "name": tag.name, "description": tag.description, "nsfw": tag.nsfw,
-            "type": "tag", "images": tag.images, "createdAt": iso_ms(tag.created_at)}
+    return {
+        "id": tag.id,
+        "name": tag.name,
+        "description": tag.description,
+        "nsfw": tag.nsfw,
+        "type": "tag",
+        "images": tag.images,
+        "createdAt": iso_ms(tag.created_at),
+    }
 
 
 def character_json(character: Character) -> dict[str, Any]:
     """Character object with every key clients build it from."""
     return {
-        "id": character.id, "name": character.name, "description": character.description,
-        "source": character.source, "gender": character.gender, "ages": list(character.ages),
-        "birth_date": character.birth_date, "nationality": character.nationality,
-        "occupations": list(character.occupations), "createdAt": iso_ms(character.created_at),
+        "id": character.id,
+        "name": character.name,
+        "description": character.description,
+        "source": character.source,
+        "gender": character.gender,
+        "ages": list(character.ages),
+        "birth_date": character.birth_date,
+        "nationality": character.nationality,
+        "occupations": list(character.occupations),
+        "createdAt": iso_ms(character.created_at),
         "images": character.images,
     }
 
@@ -173,8 +209,12 @@ def image_json(request: web.Request, image: Image, ttl: int, now: float) -> dict
             "mimetype": image.mimetype,
             "color": image.dominant_color,
             "expires": iso_ms(datetime.fromtimestamp(expires, UTC)),
-            "dimens": {"width": image.width, "height": image.height,
-                       "aspectRatio": image.aspect_ratio, "orientation": image.orientation},
+            "dimens": {
+                "width": image.width,
+                "height": image.height,
+                "aspectRatio": image.aspect_ratio,
+                "orientation": image.orientation,
+            },
         },
     }
 
@@ -188,19 +228,21 @@ def _ok(data: Any, meta: dict[str, Any] | None = None) -> web.Response:
 
 
 def _page(data: list[Any], limit: int, offset: int, total: int) -> web.Response:
-    return _ok(data, {"pagination": {"limit": limit, "offset": offset, "count": len(data),
-                                     "total": total}})
+    return _ok(
+        data, {"pagination": {"limit": limit, "offset": offset, "count": len(data), "total": total}}
+    )
 
 
 # ---- handlers -------------------------------------------------------------------
+
 
 async def index(request: web.Request) -> web.Response:
     """Route list and version."""
     await _caller(request)
     base = "/v1" if request.path.startswith("/v1") else "/api"
-    return json_response({"data": list(ROUTES),
-                          "meta": {"version": VERSION, "baseApiRoute": base},
-                          "success": True})
+    return json_response(
+        {"data": list(ROUTES), "meta": {"version": VERSION, "baseApiRoute": base}, "success": True}
+    )
 
 
 async def stats(request: web.Request) -> web.Response:
@@ -209,16 +251,21 @@ async def stats(request: web.Request) -> web.Response:
     await _caller(request)
     s = await request.app[SERVICES].images.stats()
     resolution = {k: s.by_resolution.get(k, 0) for k in ("sd", "720p", "1080p", "4k")}
-    return _ok({
-        "images": {"count": s.images,
-                   "nsfw": {r.value: s.by_rating.get(r.value, 0) for r in Rating},
-                   "orientation": {k: s.by_orientation.get(k, 0)
-                                   for k in ("landscape", "portrait", "square")},
-                   "resolution": resolution},
-        "artists": {"count": s.artists},
-        "characters": {"count": s.characters},
-        "categories": {"count": s.categories},
-    })
+    return _ok(
+        {
+            "images": {
+                "count": s.images,
+                "nsfw": {r.value: s.by_rating.get(r.value, 0) for r in Rating},
+                "orientation": {
+                    k: s.by_orientation.get(k, 0) for k in ("landscape", "portrait", "square")
+                },
+                "resolution": resolution,
+            },
+            "artists": {"count": s.artists},
+            "characters": {"count": s.characters},
+            "categories": {"count": s.categories},
+        }
+    )
 
 
 def _person(name: str, user_id: str) -> str:
@@ -229,14 +276,16 @@ async def token_info(request: web.Request) -> web.Response:
     """The caller's token: owner, purpose, scopes, issuer, dates."""
     token = await _caller(request, required=True)
     assert token is not None
-    return _ok({
-        "owner": _person(token.owner_name, token.owner_id),
-        "purpose": token.purpose,
-        "scopes": list(token.scopes),
-        "issuedBy": token.issued_by,
-        "createdAt": iso_ms(token.created_at),
-        "expires": iso_ms(token.expires_at) if token.expires_at else None,
-    })
+    return _ok(
+        {
+            "owner": _person(token.owner_name, token.owner_id),
+            "purpose": token.purpose,
+            "scopes": list(token.scopes),
+            "issuedBy": token.issued_by,
+            "createdAt": iso_ms(token.created_at),
+            "expires": iso_ms(token.expires_at) if token.expires_at else None,
+        }
+    )
 
 
 async def image_list(request: web.Request) -> web.Response:
@@ -248,10 +297,10 @@ async def image_list(request: web.Request) -> web.Response:
         raise Forbidden("Missing permission", scope=SCOPE_LIST)
     ttl = _link_ttl(request, token)
     page = await request.app[SERVICES].images.search(
-        SearchQuery(ratings=SFW_ONLY, skip=offset, limit=limit))
+        SearchQuery(ratings=SFW_ONLY, skip=offset, limit=limit)
+    )
     now = time.time()
-    return _page([image_json(request, i, ttl, now) for i in page.images], limit, offset,
-                 page.total)
+    return _page([image_json(request, i, ttl, now) for i in page.images], limit, offset, page.total)
 
 
 async def image_random(request: web.Request) -> web.Response:
@@ -305,10 +354,10 @@ async def artist_images(request: web.Request) -> web.Response:
     images = request.app[SERVICES].images
     artist = await images.artist(artist_id)
     page = await images.search(
-        SearchQuery(artist_id=artist.id, ratings=SFW_ONLY, skip=offset, limit=limit))
+        SearchQuery(artist_id=artist.id, ratings=SFW_ONLY, skip=offset, limit=limit)
+    )
     now = time.time()
-    return _page([image_json(request, i, ttl, now) for i in page.images], limit, offset,
-                 page.total)
+    return _page([image_json(request, i, ttl, now) for i in page.images], limit, offset, page.total)
 
 
 async def character_list(request: web.Request) -> web.Response:
@@ -379,8 +428,11 @@ def _routes() -> list[web.RouteDef]:
 
 # No published numbers for v1; one a second on average per client and route.
 _LIMIT = RateLimit(60, 60.0, reset="seconds")
-RATE_LIMITS = {route_name(base, suffix): _LIMIT
-               for base in BASES for suffix in [s for _, s, _ in _TABLE] + ["index_bare"]}
+RATE_LIMITS = {
+    route_name(base, suffix): _LIMIT
+    for base in BASES
+    for suffix in [s for _, s, _ in _TABLE] + ["index_bare"]
+}
 
 _STRING = {"type": "string"}
 _NULLABLE_STRING = {"type": ["string", "null"]}
@@ -390,61 +442,112 @@ _COUNT = {"type": "integer", "minimum": 0}
 
 
 def _object(properties: dict[str, Any]) -> dict[str, Any]:
-    return {"type": "object", "properties": properties, "required": list(properties),
-            "additionalProperties": False}
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties),
+        "additionalProperties": False,
+    }
 
 
-ERROR_SCHEMA = _object({"code": {"type": "integer"}, "message": _STRING,
-                        "success": {"const": False}})
-ARTIST_SCHEMA = _object({"id": _UUID_SCHEMA, "name": _STRING, "url": _NULLABLE_STRING,
-                         "images": _COUNT})
-CATEGORY_SCHEMA = _object({"id": _UUID_SCHEMA, "name": _STRING, "description": _STRING,
-                           "nsfw": {"type": "boolean"}, "type": _STRING, "images": _COUNT,
-                           "createdAt": _DATE})
-CHARACTER_SCHEMA = _object({
-    "id": _UUID_SCHEMA, "name": _STRING, "description": _STRING, "source": _STRING,
-    "gender": _STRING, "ages": {"type": "array", "items": {"type": "integer"}},
-    "birth_date": _STRING, "nationality": _STRING,
-    "occupations": {"type": "array", "items": _STRING}, "createdAt": _DATE, "images": _COUNT,
-})
-IMAGE_SCHEMA = _object({
-    "id": _UUID_SCHEMA,
-    "url": {"type": "string", "format": "uri"},
-    "artist": {"oneOf": [ARTIST_SCHEMA, {"type": "null"}]},
-    "source": _object({"name": _NULLABLE_STRING, "url": _NULLABLE_STRING}),
-    "original": {"type": "null"},
-    "nsfw": {"enum": [r.value for r in Rating]},
-    "categories": {"type": "array", "items": CATEGORY_SCHEMA},
-    "characters": {"type": "array", "items": CHARACTER_SCHEMA},
-    "createdAt": _DATE,
-    "meta": _object({
-        "eTag": _STRING, "size": _COUNT, "mimetype": _STRING,
-        "color": {"type": "string", "pattern": "^#[0-9a-fA-F]{6}$"}, "expires": _DATE,
-        "dimens": _object({"width": {"type": "integer", "minimum": 1},
-                           "height": {"type": "integer", "minimum": 1},
-                           "aspectRatio": {"type": "string", "pattern": "^[0-9]+:[0-9]+$"},
-                           "orientation": {"enum": ["landscape", "portrait", "square"]}}),
-    }),
-})
-_PAGINATION = _object({"pagination": _object({"limit": _COUNT, "offset": _COUNT,
-                                              "count": _COUNT, "total": _COUNT})})
+ERROR_SCHEMA = _object(
+    {"code": {"type": "integer"}, "message": _STRING, "success": {"const": False}}
+)
+ARTIST_SCHEMA = _object(
+    {"id": _UUID_SCHEMA, "name": _STRING, "url": _NULLABLE_STRING, "images": _COUNT}
+)
+CATEGORY_SCHEMA = _object(
+    {
+        "id": _UUID_SCHEMA,
+        "name": _STRING,
+        "description": _STRING,
+        "nsfw": {"type": "boolean"},
+        "type": _STRING,
+        "images": _COUNT,
+        "createdAt": _DATE,
+    }
+)
+CHARACTER_SCHEMA = _object(
+    {
+        "id": _UUID_SCHEMA,
+        "name": _STRING,
+        "description": _STRING,
+        "source": _STRING,
+        "gender": _STRING,
+        "ages": {"type": "array", "items": {"type": "integer"}},
+        "birth_date": _STRING,
+        "nationality": _STRING,
+        "occupations": {"type": "array", "items": _STRING},
+        "createdAt": _DATE,
+        "images": _COUNT,
+    }
+)
+IMAGE_SCHEMA = _object(
+    {
+        "id": _UUID_SCHEMA,
+        "url": {"type": "string", "format": "uri"},
+        "artist": {"oneOf": [ARTIST_SCHEMA, {"type": "null"}]},
+        "source": _object({"name": _NULLABLE_STRING, "url": _NULLABLE_STRING}),
+        "original": {"type": "null"},
+        "nsfw": {"enum": [r.value for r in Rating]},
+        "categories": {"type": "array", "items": CATEGORY_SCHEMA},
+        "characters": {"type": "array", "items": CHARACTER_SCHEMA},
+        "createdAt": _DATE,
+        "meta": _object(
+            {
+                "eTag": _STRING,
+                "size": _COUNT,
+                "mimetype": _STRING,
+                "color": {"type": "string", "pattern": "^#[0-9a-fA-F]{6}$"},
+                "expires": _DATE,
+                "dimens": _object(
+                    {
+                        "width": {"type": "integer", "minimum": 1},
+                        "height": {"type": "integer", "minimum": 1},
+                        "aspectRatio": {"type": "string", "pattern": "^[0-9]+:[0-9]+$"},
+                        "orientation": {"enum": ["landscape", "portrait", "square"]},
+                    }
+                ),
+            }
+        ),
+    }
+)
+_PAGINATION = _object(
+    {"pagination": _object({"limit": _COUNT, "offset": _COUNT, "count": _COUNT, "total": _COUNT})}
+)
 _COUNTS = _object({"count": _COUNT})
-STATS_SCHEMA = _object({
-    "images": _object({
-        "count": _COUNT,
-        "nsfw": _object({r.value: _COUNT for r in Rating}),
-        "orientation": _object({k: _COUNT for k in ("landscape", "portrait", "square")}),
-        "resolution": _object({k: _COUNT for k in ("sd", "720p", "1080p", "4k")}),
-    }),
-    "artists": _COUNTS, "characters": _COUNTS, "categories": _COUNTS,
-})
-TOKEN_SCHEMA = _object({"owner": _STRING, "purpose": _STRING,
-                        "scopes": {"type": "array", "items": _STRING},
-                        "issuedBy": _STRING, "createdAt": _DATE,
-                        "expires": {"oneOf": [_DATE, {"type": "null"}]}})
-INDEX_SCHEMA = _object({"data": {"type": "array", "items": _STRING},
-                        "meta": _object({"version": _STRING, "baseApiRoute": _STRING}),
-                        "success": {"const": True}})
+STATS_SCHEMA = _object(
+    {
+        "images": _object(
+            {
+                "count": _COUNT,
+                "nsfw": _object({r.value: _COUNT for r in Rating}),
+                "orientation": _object({k: _COUNT for k in ("landscape", "portrait", "square")}),
+                "resolution": _object({k: _COUNT for k in ("sd", "720p", "1080p", "4k")}),
+            }
+        ),
+        "artists": _COUNTS,
+        "characters": _COUNTS,
+        "categories": _COUNTS,
+    }
+)
+TOKEN_SCHEMA = _object(
+    {
+        "owner": _STRING,
+        "purpose": _STRING,
+        "scopes": {"type": "array", "items": _STRING},
+        "issuedBy": _STRING,
+        "createdAt": _DATE,
+        "expires": {"oneOf": [_DATE, {"type": "null"}]},
+    }
+)
+INDEX_SCHEMA = _object(
+    {
+        "data": {"type": "array", "items": _STRING},
+        "meta": _object({"version": _STRING, "baseApiRoute": _STRING}),
+        "success": {"const": True},
+    }
+)
 
 
 def _envelope(data: dict[str, Any], paged: bool = False) -> dict[str, Any]:
@@ -459,14 +562,19 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-_ERROR_TEXT = {400: "Invalid parameter (limit, offset, expiry, categories, search, ID); "
-                    "a request line too long for the server is plain text",
-               401: "Unauthorized (no token where one is needed) or Invalid token",
-               403: "Missing permission", 404: "Not found", 429: "Too many requests"}
+_ERROR_TEXT = {
+    400: "Invalid parameter (limit, offset, expiry, categories, search, ID); "
+    "a request line too long for the server is plain text",
+    401: "Unauthorized (no token where one is needed) or Invalid token",
+    403: "Missing permission",
+    404: "Not found",
+    429: "Too many requests",
+}
 
 
-def _param(name: str, schema: dict[str, Any], where: str = "query",
-           description: str = "") -> dict[str, Any]:
+def _param(
+    name: str, schema: dict[str, Any], where: str = "query", description: str = ""
+) -> dict[str, Any]:
     param = {"name": name, "in": where, "required": where == "path", "schema": schema}
     if description:
         param["description"] = description
@@ -475,52 +583,103 @@ def _param(name: str, schema: dict[str, Any], where: str = "query",
 
 _LIMIT_P = _param("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT})
 _OFFSET_P = _param("offset", {"type": "integer", "minimum": 0})
-_SEARCH_P = _param("search", {"type": "string", "maxLength": MAX_SEARCH},
-                   description="A LIKE pattern over the whole name (% and _ wildcards)")
-_EXPIRY_P = _param("expiry", {"type": "integer", "minimum": 31, "maximum": MAX_EXPIRY},
-                   description="Link validity in seconds (scope image:custom-expiry)")
+_SEARCH_P = _param(
+    "search",
+    {"type": "string", "maxLength": MAX_SEARCH},
+    description="A LIKE pattern over the whole name (% and _ wildcards)",
+)
+_EXPIRY_P = _param(
+    "expiry",
+    {"type": "integer", "minimum": 31, "maximum": MAX_EXPIRY},
+    description="Link validity in seconds (scope image:custom-expiry)",
+)
 _ID_P = _param("id", _UUID_SCHEMA, "path")
-_CATEGORIES_P = _param("categories", {"type": "string"},
-                       description="Comma-separated category names (case-insensitive)")
+_CATEGORIES_P = _param(
+    "categories",
+    {"type": "string"},
+    description="Comma-separated category names (case-insensitive)",
+)
 
 # suffix -> (summary, params, 200 schema, error statuses, needs a token)
 _DOCS: dict[str, tuple[str, list[dict[str, Any]], dict[str, Any], tuple[int, ...], bool]] = {
     "index": ("API information and routes", [], INDEX_SCHEMA, (401,), False),
     "stats": ("Collection statistics", [], _envelope(STATS_SCHEMA), (401,), False),
     "token": ("The caller's token", [], _envelope(TOKEN_SCHEMA), (401,), True),
-    "image_list": ("All images (sfw; scope image:list)", [_LIMIT_P, _OFFSET_P, _EXPIRY_P],
-                   _envelope({"type": "array", "items": IMAGE_SCHEMA}, paged=True),
-                   (400, 401, 403), True),
-    "image_random": ("Random sfw images", [_CATEGORIES_P, _LIMIT_P, _EXPIRY_P],
-                     _envelope({"type": "array", "items": IMAGE_SCHEMA}),
-                     (400, 401, 403, 404), False),
-    "image_get": ("An image by id", [_ID_P, _EXPIRY_P], _envelope(IMAGE_SCHEMA),
-                  (400, 401, 403, 404), False),
-    "artist_list": ("Search artists", [_LIMIT_P, _OFFSET_P, _SEARCH_P],
-                    _envelope({"type": "array", "items": ARTIST_SCHEMA}, paged=True),
-                    (400, 401), False),
-    "artist_get": ("An artist by id", [_ID_P], _envelope(ARTIST_SCHEMA), (400, 401, 404),
-                   False),
-    "artist_images": ("An artist's sfw images", [_ID_P, _LIMIT_P, _OFFSET_P, _EXPIRY_P],
-                      _envelope({"type": "array", "items": IMAGE_SCHEMA}, paged=True),
-                      (400, 401, 403, 404), False),
-    "character_list": ("Search characters", [_LIMIT_P, _OFFSET_P, _SEARCH_P],
-                       _envelope({"type": "array", "items": CHARACTER_SCHEMA}, paged=True),
-                       (400, 401), False),
-    "character_get": ("A character by id", [_ID_P], _envelope(CHARACTER_SCHEMA),
-                      (400, 401, 404), False),
-    "category_list": ("Search categories", [_LIMIT_P, _OFFSET_P, _SEARCH_P],
-                      _envelope({"type": "array", "items": CATEGORY_SCHEMA}, paged=True),
-                      (400, 401), False),
-    "category_get": ("A category by id", [_ID_P], _envelope(CATEGORY_SCHEMA),
-                     (400, 401, 404), False),
+    "image_list": (
+        "All images (sfw; scope image:list)",
+        [_LIMIT_P, _OFFSET_P, _EXPIRY_P],
+        _envelope({"type": "array", "items": IMAGE_SCHEMA}, paged=True),
+        (400, 401, 403),
+        True,
+    ),
+    "image_random": (
+        "Random sfw images",
+        [_CATEGORIES_P, _LIMIT_P, _EXPIRY_P],
+        _envelope({"type": "array", "items": IMAGE_SCHEMA}),
+        (400, 401, 403, 404),
+        False,
+    ),
+    "image_get": (
+        "An image by id",
+        [_ID_P, _EXPIRY_P],
+        _envelope(IMAGE_SCHEMA),
+        (400, 401, 403, 404),
+        False,
+    ),
+    "artist_list": (
+        "Search artists",
+        [_LIMIT_P, _OFFSET_P, _SEARCH_P],
+        _envelope({"type": "array", "items": ARTIST_SCHEMA}, paged=True),
+        (400, 401),
+        False,
+    ),
+    "artist_get": ("An artist by id", [_ID_P], _envelope(ARTIST_SCHEMA), (400, 401, 404), False),
+    "artist_images": (
+        "An artist's sfw images",
+        [_ID_P, _LIMIT_P, _OFFSET_P, _EXPIRY_P],
+        _envelope({"type": "array", "items": IMAGE_SCHEMA}, paged=True),
+        (400, 401, 403, 404),
+        False,
+    ),
+    "character_list": (
+        "Search characters",
+        [_LIMIT_P, _OFFSET_P, _SEARCH_P],
+        _envelope({"type": "array", "items": CHARACTER_SCHEMA}, paged=True),
+        (400, 401),
+        False,
+    ),
+    "character_get": (
+        "A character by id",
+        [_ID_P],
+        _envelope(CHARACTER_SCHEMA),
+        (400, 401, 404),
+        False,
+    ),
+    "category_list": (
+        "Search categories",
+        [_LIMIT_P, _OFFSET_P, _SEARCH_P],
+        _envelope({"type": "array", "items": CATEGORY_SCHEMA}, paged=True),
+        (400, 401),
+        False,
+    ),
+    "category_get": (
+        "A category by id",
+        [_ID_P],
+        _envelope(CATEGORY_SCHEMA),
+        (400, 401, 404),
+        False,
+    ),
 }
 
 
 def _openapi_paths() -> dict[str, Any]:
     paths: dict[str, Any] = {}
-    auth = _param("Authorization", {"type": "string"}, "header",
-                  "`Bearer <token>` (a raw token is accepted too)")
+    auth = _param(
+        "Authorization",
+        {"type": "string"},
+        "header",
+        "`Bearer <token>` (a raw token is accepted too)",
+    )
     for base in BASES:
         for path, suffix, _ in _TABLE:
             summary, params, schema, errors, needs_token = _DOCS[suffix]
@@ -540,8 +699,9 @@ def _openapi_paths() -> dict[str, Any]:
             full = base + path
             paths[full] = {"get": operation}
             if path == "/":
-                paths[base] = {"get": {**operation,
-                                       "operationId": operation["operationId"] + "_bare"}}
+                paths[base] = {
+                    "get": {**operation, "operationId": operation["operationId"] + "_bare"}
+                }
     return paths
 
 

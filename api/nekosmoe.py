@@ -64,6 +64,7 @@ routes = web.RouteTableDef()
 
 # ---- shaping ---------------------------------------------------------------------
 
+
 def _user(user: User | None) -> dict[str, str]:
     # Imported images have no uploader; clients read uploader.username unconditionally.
     return {"id": user.id, "username": user.name} if user else {"id": "", "username": ""}
@@ -98,6 +99,7 @@ def _public(request: web.Request) -> str:
 
 # ---- reads -----------------------------------------------------------------------
 
+
 @routes.get(f"{BASE}/", name=f"{NAME}.index")
 @routes.get(BASE, name=f"{NAME}.index_bare")
 async def index(request: web.Request) -> web.Response:
@@ -108,8 +110,7 @@ async def index(request: web.Request) -> web.Response:
 @routes.get(BASE + "/images/{id}", name=f"{NAME}.image")
 async def get_image(request: web.Request) -> web.Response:
     """One image by id; pending images too, marked pending."""
-    image = await request.app[SERVICES].images.get(request.match_info["id"],
-                                                   include_pending=True)
+    image = await request.app[SERVICES].images.get(request.match_info["id"], include_pending=True)
     return json_response({"image": image_json(image)})
 
 
@@ -188,8 +189,11 @@ def search_query(body: dict[str, Any]) -> SearchQuery:
         else:
             include.append(tag)
     sort_name = body.get("sort")
-    sort = (Sort(sort_name) if isinstance(sort_name, str) and sort_name in Sort.__members__.values()
-            else Sort.NEWEST)
+    sort = (
+        Sort(sort_name)
+        if isinstance(sort_name, str) and sort_name in Sort.__members__.values()
+        else Sort.NEWEST
+    )
     skip = _int_field(body, "skip")
     if skip is None:
         skip = _int_field(body, "offset")
@@ -200,16 +204,25 @@ def search_query(body: dict[str, Any]) -> SearchQuery:
     if limit is None or limit < 1 or limit > MAX_LIMIT:
         limit = DEFAULT_LIMIT
     return SearchQuery(
-        tags=tuple(include), exclude_tags=tuple(exclude), ratings=ratings, artist=artist,
-        uploader=uploader, posted_before=_ms(body, "posted_before"),
-        posted_after=_ms(body, "posted_after"), sort=sort, skip=skip, limit=limit,
+        tags=tuple(include),
+        exclude_tags=tuple(exclude),
+        ratings=ratings,
+        artist=artist,
+        uploader=uploader,
+        posted_before=_ms(body, "posted_before"),
+        posted_after=_ms(body, "posted_after"),
+        sort=sort,
+        skip=skip,
+        limit=limit,
     )
 
 
 # A popular query's page comes from the core's page cache as one shared object for a
 # second: its answer is encoded once.
-_search_body = Rendered(lambda page: orjson.Fragment(orjson.dumps(
-    {"images": [image_json(i) for i in page.images]})), max_entries=64)
+_search_body = Rendered(
+    lambda page: orjson.Fragment(orjson.dumps({"images": [image_json(i) for i in page.images]})),
+    max_entries=64,
+)
 
 
 @routes.post(BASE + "/images/search", name=f"{NAME}.search")
@@ -222,6 +235,7 @@ async def search(request: web.Request) -> web.Response:
 
 
 # ---- upload ----------------------------------------------------------------------
+
 
 def _nsfw_field(form: Form) -> bool:
     raw = (form.get("nsfw") or "").strip().lower()
@@ -284,19 +298,28 @@ async def upload(request: web.Request) -> web.Response:
     meta = IngestMetadata(
         tags=upload_tags(form.getall("tags") + form.getall("tags[]")),
         rating=Rating.NSFW if _nsfw_field(form) else Rating.SFW,
-        artist=artist or None, original_filename=upload_part.filename,
+        artist=artist or None,
+        original_filename=upload_part.filename,
         max_bytes=MAX_UPLOAD_BYTES,
     )
     image = await services.images.ingest(
-        upload_part.data, meta, User(token.owner_id, token.owner_name),
-        trusted=SCOPE_ADMIN in token.scopes)
+        upload_part.data,
+        meta,
+        User(token.owner_id, token.owner_name),
+        trusted=SCOPE_ADMIN in token.scopes,
+    )
     public = _public(request)
-    return json_response({"image": image_json(image),
-                          "image_url": f"{public}/image/{image.id}.jpg",
-                          "post_url": f"{public}/post/{image.id}"})
+    return json_response(
+        {
+            "image": image_json(image),
+            "image_url": f"{public}/image/{image.id}.jpg",
+            "post_url": f"{public}/post/{image.id}",
+        }
+    )
 
 
 # ---- files -----------------------------------------------------------------------
+
 
 def _file_id(request: web.Request) -> str:
     # /image/{id} and /image/{id}.jpg name the same bytes.
@@ -325,8 +348,12 @@ async def thumbnail_file(request: web.Request) -> web.StreamResponse:
 
 # ---- errors ----------------------------------------------------------------------
 
-_STATUS_MESSAGES = {404: "Not found", 405: "Method not allowed",
-                    413: "Request entity too large", 500: "Internal server error"}
+_STATUS_MESSAGES = {
+    404: "Not found",
+    405: "Method not allowed",
+    413: "Request entity too large",
+    500: "Internal server error",
+}
 
 
 def render_error(error: GazouError) -> web.Response:
@@ -339,8 +366,9 @@ def render_error(error: GazouError) -> web.Response:
         retry_ms = int(float(str(error.details.get("retry_after", 0))) * 1000)
         return json_response({"message": TOO_MANY, "retryAfter": retry_ms}, status=429)
     if isinstance(error, DuplicateImage):
-        return json_response({"message": "Image already uploaded", "id": error.existing_id},
-                             status=409)
+        return json_response(
+            {"message": "Image already uploaded", "id": error.existing_id}, status=409
+        )
     if isinstance(error, NotFound):
         message = error.message if error.message.endswith("not found") else "Not found"
         return json_response({"message": message}, status=404)
@@ -353,9 +381,12 @@ def render_error(error: GazouError) -> web.Response:
 
 # ---- OpenAPI ---------------------------------------------------------------------
 
-_USER = {"type": "object", "required": ["id", "username"],
-         "properties": {"id": {"type": "string"}, "username": {"type": "string"}},
-         "additionalProperties": False}
+_USER = {
+    "type": "object",
+    "required": ["id", "username"],
+    "properties": {"id": {"type": "string"}, "username": {"type": "string"}},
+    "additionalProperties": False,
+}
 _IMAGE_PROPS: dict[str, Any] = {
     "id": {"type": "string"},
     "artist": {"type": "string"},
@@ -368,48 +399,74 @@ _IMAGE_PROPS: dict[str, Any] = {
     "comments": {"type": "array", "maxItems": 0},
     "createdAt": {"type": "string", "format": "date-time"},
 }
-_APPROVED = {"type": "object",
-             "required": ["id", "nsfw", "tags", "likes", "favorites", "uploader", "comments",
-                          "createdAt"],
-             "properties": {**_IMAGE_PROPS, "pending": False},
-             "additionalProperties": False}
-_PENDING = {"type": "object",
-            "required": ["id", "nsfw", "tags", "uploader", "createdAt", "pending"],
-            "properties": {k: v for k, v in _IMAGE_PROPS.items()
-                           if k not in ("likes", "favorites", "comments", "approver")}
-            | {"pending": {"const": True}},
-            "additionalProperties": False}
-_RANDOM_IMAGE = {**_APPROVED,
-                 "required": [*_APPROVED["required"], "originalHash"],
-                 "properties": {**_IMAGE_PROPS,
-                                "originalHash": {"type": "string", "pattern": "^[0-9a-f]{32}$"}}}
-_MESSAGE = {"type": "object", "required": ["message"],
-            "properties": {"message": {"type": "string"}}, "additionalProperties": False}
-_RATE_HEADERS = {name: {"schema": {"type": "string", "pattern": "^[0-9]+$"}}
-                 for name in ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset")}
+_APPROVED = {
+    "type": "object",
+    "required": ["id", "nsfw", "tags", "likes", "favorites", "uploader", "comments", "createdAt"],
+    "properties": {**_IMAGE_PROPS, "pending": False},
+    "additionalProperties": False,
+}
+_PENDING = {
+    "type": "object",
+    "required": ["id", "nsfw", "tags", "uploader", "createdAt", "pending"],
+    "properties": {
+        k: v
+        for k, v in _IMAGE_PROPS.items()
+        if k not in ("likes", "favorites", "comments", "approver")
+    }
+    | {"pending": {"const": True}},
+    "additionalProperties": False,
+}
+_RANDOM_IMAGE = {
+    **_APPROVED,
+    "required": [*_APPROVED["required"], "originalHash"],
+    "properties": {**_IMAGE_PROPS, "originalHash": {"type": "string", "pattern": "^[0-9a-f]{32}$"}},
+}
+_MESSAGE = {
+    "type": "object",
+    "required": ["message"],
+    "properties": {"message": {"type": "string"}},
+    "additionalProperties": False,
+}
+_RATE_HEADERS = {
+    name: {"schema": {"type": "string", "pattern": "^[0-9]+$"}}
+    for name in ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset")
+}
 
 
 def _json(schema: dict[str, Any], description: str, **extra: Any) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}},
-            **extra}
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": schema}},
+        **extra,
+    }
 
 
 def _error(description: str) -> dict[str, Any]:
     return _json(_MESSAGE, description)
 
 
-_TOO_MANY = _json({"type": "object", "required": ["message", "retryAfter"],
-                   "properties": {"message": {"const": TOO_MANY},
-                                  "retryAfter": {"type": "integer", "minimum": 0}},
-                   "additionalProperties": False},
-                  "Over the route's limit for this 10 s window.",
-                  headers={"Retry-After": {"schema": {"type": "string"}}, **_RATE_HEADERS})
+_TOO_MANY = _json(
+    {
+        "type": "object",
+        "required": ["message", "retryAfter"],
+        "properties": {
+            "message": {"const": TOO_MANY},
+            "retryAfter": {"type": "integer", "minimum": 0},
+        },
+        "additionalProperties": False,
+    },
+    "Over the route's limit for this 10 s window.",
+    headers={"Retry-After": {"schema": {"type": "string"}}, **_RATE_HEADERS},
+)
 
 
 def _images(item: dict[str, Any]) -> dict[str, Any]:
-    return {"type": "object", "required": ["images"],
-            "properties": {"images": {"type": "array", "items": item}},
-            "additionalProperties": False}
+    return {
+        "type": "object",
+        "required": ["images"],
+        "properties": {"images": {"type": "array", "items": item}},
+        "additionalProperties": False,
+    }
 
 
 _ID_PARAM = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
@@ -417,114 +474,227 @@ _FILE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
 _TAGS_SCHEMA = {"oneOf": [{"type": "array", "items": {"type": "string"}}, {"type": "string"}]}
 
 OPENAPI_PATHS: dict[str, Any] = {
-    f"{BASE}/": {"get": {
-        "summary": "API information", "operationId": "nekosmoe.index",
-        "responses": {"200": _json({
-            "type": "object", "required": ["docs", "version"],
-            "properties": {"docs": {"type": "string"}, "version": {"const": 1}},
-            "additionalProperties": False}, "Where the docs are.")},
-    }},
-    BASE: {"get": {
-        "summary": "API information (without the trailing slash)",
-        "operationId": "nekosmoe.index_bare",
-        "responses": {"200": _json({
-            "type": "object", "required": ["docs", "version"],
-            "properties": {"docs": {"type": "string"}, "version": {"const": 1}},
-            "additionalProperties": False}, "Where the docs are.")},
-    }},
-    f"{BASE}/images/{{id}}": {"get": {
-        "summary": "Get image", "operationId": "nekosmoe.image",
+    f"{BASE}/": {
+        "get": {
+            "summary": "API information",
+            "operationId": "nekosmoe.index",
+            "responses": {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "required": ["docs", "version"],
+                        "properties": {"docs": {"type": "string"}, "version": {"const": 1}},
+                        "additionalProperties": False,
+                    },
+                    "Where the docs are.",
+                )
+            },
+        }
+    },
+    BASE: {
+        "get": {
+            "summary": "API information (without the trailing slash)",
+            "operationId": "nekosmoe.index_bare",
+            "responses": {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "required": ["docs", "version"],
+                        "properties": {"docs": {"type": "string"}, "version": {"const": 1}},
+                        "additionalProperties": False,
+                    },
+                    "Where the docs are.",
+                )
+            },
+        }
+    },
+    f"{BASE}/images/{{id}}": {
+        "get": {
+            "summary": "Get image",
+            "operationId": "nekosmoe.image",
+            "parameters": [_ID_PARAM],
+            "responses": {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "required": ["image"],
+                        "properties": {"image": {"oneOf": [_APPROVED, _PENDING]}},
+                        "additionalProperties": False,
+                    },
+                    "The image.",
+                    headers=_RATE_HEADERS,
+                ),
+                "404": _error("No such image."),
+                "429": _TOO_MANY,
+            },
+        }
+    },
+    f"{BASE}/random/image": {
+        "get": {
+            "summary": "Get random images",
+            "operationId": "nekosmoe.random",
+            "parameters": [
+                {
+                    "name": "nsfw",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "string"},
+                    "description": "`true` for NSFW only; any other value for SFW only.",
+                },
+                {
+                    "name": "count",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "string"},
+                    "description": "1-100; anything else means 1.",
+                },
+            ],
+            "responses": {
+                "200": _json(_images(_RANDOM_IMAGE), "Random images.", headers=_RATE_HEADERS),
+                "429": _TOO_MANY,
+            },
+        }
+    },
+    f"{BASE}/images/search": {
+        "post": {
+            "summary": "Search images",
+            "operationId": "nekosmoe.search",
+            "requestBody": {
+                "required": False,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {
+                                "id": {"type": "string"},
+                                "nsfw": {"type": "boolean"},
+                                "uploader": {"oneOf": [{"type": "string"}, _USER]},
+                                "artist": {"type": "string"},
+                                "tags": _TAGS_SCHEMA,
+                                "sort": {"enum": [s.value for s in Sort]},
+                                "posted_before": {
+                                    "type": "integer",
+                                    "minimum": 0,
+                                    "maximum": 253402300799999,
+                                },
+                                "posted_after": {
+                                    "type": "integer",
+                                    "minimum": 0,
+                                    "maximum": 253402300799999,
+                                },
+                                "skip": {"type": "integer", "minimum": 0, "maximum": MAX_SKIP},
+                                "offset": {"type": "integer", "minimum": 0, "maximum": MAX_SKIP},
+                                "limit": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+                            },
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "200": _json(_images(_APPROVED), "Matching images.", headers=_RATE_HEADERS),
+                "400": _error("A malformed body, or skip over 2,500."),
+                "413": _error("The body is over the server's request limit."),
+                "429": _TOO_MANY,
+            },
+        }
+    },
+    f"{BASE}/images": {
+        "post": {
+            "summary": "Upload image (creates a pending image)",
+            "operationId": "nekosmoe.upload",
+            "parameters": [
+                {
+                    "name": "Authorization",
+                    "in": "header",
+                    "required": False,
+                    "schema": {"type": "string"},
+                }
+            ],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "multipart/form-data": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["image"],
+                            "properties": {
+                                "image": {
+                                    "type": "string",
+                                    "contentMediaType": "application/octet-stream",
+                                },
+                                "nsfw": {"type": "string"},
+                                "artist": {"type": "string", "maxLength": MAX_ARTIST},
+                                "tags": _TAGS_SCHEMA,
+                            },
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "required": ["image", "image_url", "post_url"],
+                        "properties": {
+                            "image": {"oneOf": [_PENDING, _APPROVED]},
+                            "image_url": {"type": "string"},
+                            "post_url": {"type": "string"},
+                        },
+                        "additionalProperties": False,
+                    },
+                    "The new (pending) image.",
+                    headers=_RATE_HEADERS,
+                ),
+                "400": _error("Bad form, file type or size, or no token."),
+                "401": _error("Invalid token."),
+                "403": _error("The token may not upload."),
+                "409": _json(
+                    {
+                        "type": "object",
+                        "required": ["message", "id"],
+                        "properties": {
+                            "message": {"const": "Image already uploaded"},
+                            "id": {"type": "string"},
+                        },
+                        "additionalProperties": False,
+                    },
+                    "These bytes are already stored.",
+                ),
+                "413": _error("Over the server's request limit, or too many pixels."),
+                "429": _TOO_MANY,
+            },
+        }
+    },
+}
+OPENAPI_PATHS["/post/{id}"] = {
+    "get": {
+        "summary": "An upload's post page (a redirect to the image's JSON)",
+        "operationId": "nekosmoe.post",
         "parameters": [_ID_PARAM],
         "responses": {
-            "200": _json({"type": "object", "required": ["image"],
-                          "properties": {"image": {"oneOf": [_APPROVED, _PENDING]}},
-                          "additionalProperties": False}, "The image.",
-                         headers=_RATE_HEADERS),
-            "404": _error("No such image."),
-            "429": _TOO_MANY,
+            "302": {
+                "description": "Where the image is described.",
+                "headers": {"Location": {"schema": {"type": "string"}}},
+            }
         },
-    }},
-    f"{BASE}/random/image": {"get": {
-        "summary": "Get random images", "operationId": "nekosmoe.random",
-        "parameters": [
-            {"name": "nsfw", "in": "query", "required": False, "schema": {"type": "string"},
-             "description": "`true` for NSFW only; any other value for SFW only."},
-            {"name": "count", "in": "query", "required": False, "schema": {"type": "string"},
-             "description": "1-100; anything else means 1."},
-        ],
-        "responses": {"200": _json(_images(_RANDOM_IMAGE), "Random images.",
-                                   headers=_RATE_HEADERS),
-                      "429": _TOO_MANY},
-    }},
-    f"{BASE}/images/search": {"post": {
-        "summary": "Search images", "operationId": "nekosmoe.search",
-        "requestBody": {"required": False, "content": {"application/json": {"schema": {
-            "type": "object",
-            "properties": {
-                "id": {"type": "string"},
-                "nsfw": {"type": "boolean"},
-                "uploader": {"oneOf": [{"type": "string"}, _USER]},
-                "artist": {"type": "string"},
-                "tags": _TAGS_SCHEMA,
-                "sort": {"enum": [s.value for s in Sort]},
-                "posted_before": {"type": "integer", "minimum": 0,
-                                  "maximum": 253402300799999},
-                "posted_after": {"type": "integer", "minimum": 0,
-                                 "maximum": 253402300799999},
-                "skip": {"type": "integer", "minimum": 0, "maximum": MAX_SKIP},
-                "offset": {"type": "integer", "minimum": 0, "maximum": MAX_SKIP},
-                "limit": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
-            }}}}},
-        "responses": {"200": _json(_images(_APPROVED), "Matching images.",
-                                   headers=_RATE_HEADERS),
-                      "400": _error("A malformed body, or skip over 2,500."),
-                      "413": _error("The body is over the server's request limit."),
-                      "429": _TOO_MANY},
-    }},
-    f"{BASE}/images": {"post": {
-        "summary": "Upload image (creates a pending image)", "operationId": "nekosmoe.upload",
-        "parameters": [{"name": "Authorization", "in": "header", "required": False,
-                        "schema": {"type": "string"}}],
-        "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
-            "type": "object", "required": ["image"],
-            "properties": {
-                "image": {"type": "string", "contentMediaType": "application/octet-stream"},
-                "nsfw": {"type": "string"},
-                "artist": {"type": "string", "maxLength": MAX_ARTIST},
-                "tags": _TAGS_SCHEMA,
-            }}}}},
-        "responses": {
-            "200": _json({"type": "object", "required": ["image", "image_url", "post_url"],
-                          "properties": {"image": {"oneOf": [_PENDING, _APPROVED]},
-                                         "image_url": {"type": "string"},
-                                         "post_url": {"type": "string"}},
-                          "additionalProperties": False}, "The new (pending) image.",
-                         headers=_RATE_HEADERS),
-            "400": _error("Bad form, file type or size, or no token."),
-            "401": _error("Invalid token."),
-            "403": _error("The token may not upload."),
-            "409": _json({"type": "object", "required": ["message", "id"],
-                          "properties": {"message": {"const": "Image already uploaded"},
-                                         "id": {"type": "string"}},
-                          "additionalProperties": False}, "These bytes are already stored."),
-            "413": _error("Over the server's request limit, or too many pixels."),
-            "429": _TOO_MANY,
-        },
-    }},
+    }
 }
-OPENAPI_PATHS["/post/{id}"] = {"get": {
-    "summary": "An upload's post page (a redirect to the image's JSON)",
-    "operationId": "nekosmoe.post",
-    "parameters": [_ID_PARAM],
-    "responses": {"302": {"description": "Where the image is described.",
-                          "headers": {"Location": {"schema": {"type": "string"}}}}},
-}}
-for _path, _thumb in (("/image/{id}", False), ("/image/{id}.jpg", False),
-                      ("/thumbnail/{id}", True), ("/thumbnail/{id}.jpg", True)):
-    OPENAPI_PATHS[_path] = {"get": files.file_operation(
-        "An image's thumbnail (JPEG)" if _thumb else "An image's bytes",
-        f"nekosmoe.{'thumbnail' if _thumb else 'file'}{'_jpg' if _path.endswith('.jpg') else ''}",
-        [_ID_PARAM], ("image/jpeg",) if _thumb else _FILE_TYPES, _error("No such image."))}
+for _path, _thumb in (
+    ("/image/{id}", False),
+    ("/image/{id}.jpg", False),
+    ("/thumbnail/{id}", True),
+    ("/thumbnail/{id}.jpg", True),
+):
+    OPENAPI_PATHS[_path] = {
+        "get": files.file_operation(
+            "An image's thumbnail (JPEG)" if _thumb else "An image's bytes",
+            f"nekosmoe.{'thumbnail' if _thumb else 'file'}"
+            + ("_jpg" if _path.endswith(".jpg") else ""),
+            [_ID_PARAM],
+            ("image/jpeg",) if _thumb else _FILE_TYPES,
+            _error("No such image."),
+        )
+    }
 
 DIALECT = Dialect(
     name=NAME,

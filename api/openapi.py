@@ -21,11 +21,16 @@ _HEALTH = {
         "responses": {
             "200": {
                 "description": "The process is up and the store answers.",
-                "content": {"application/json": {"schema": {
-                    "type": "object", "required": ["status"],
-                    "properties": {"status": {"const": "ok"}},
-                    "additionalProperties": False,
-                }}},
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["status"],
+                            "properties": {"status": {"const": "ok"}},
+                            "additionalProperties": False,
+                        }
+                    }
+                },
             },
         },
     },
@@ -39,17 +44,23 @@ _SELF = {
         "responses": {
             "200": {
                 "description": "The OpenAPI 3.1 description of every route.",
-                "content": {"application/json": {"schema": {
-                    "type": "object", "required": ["openapi", "info", "paths"],
-                }}},
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["openapi", "info", "paths"],
+                        }
+                    }
+                },
             },
         },
     },
 }
 
 
-def build_document(dialects: Iterable[Dialect], public_url: str,
-                   version: str = "0.1.0") -> dict[str, Any]:
+def build_document(
+    dialects: Iterable[Dialect], public_url: str, version: str = "0.1.0"
+) -> dict[str, Any]:
     """The OpenAPI document. Each dialect's operations are tagged with its name; two
     dialects describing the same path (e.g. both under /api) are merged by method."""
     paths: dict[str, Any] = {"/healthz": _HEALTH, "/openapi.json": _SELF}
@@ -72,7 +83,8 @@ def build_document(dialects: Iterable[Dialect], public_url: str,
             "description": (
                 "A self-hosted image collection speaking the dialects of MikuAPI v2, "
                 "nekos.moe v1, Discord Images, NekosAPI v1 and Chevereto v1.1, each at "
-                "its original paths."),
+                "its original paths."
+            ),
         },
         "servers": [{"url": public_url}],
         "tags": tags,
@@ -93,7 +105,10 @@ def openapi_handler(dialects: list[Dialect]) -> web.Handler:
             response = json_response(build_document(dialects, settings.public_url))
             assert isinstance(response.body, bytes)
             cache["doc"] = response.body
-        return web.Response(body=cache["doc"], content_type="application/json",
-                            headers={"Access-Control-Allow-Origin": "*"})
+        return web.Response(
+            body=cache["doc"],
+            content_type="application/json",
+            headers={"Access-Control-Allow-Origin": "*"},
+        )
 
     return openapi_json

@@ -114,8 +114,9 @@ def rate_limit_middleware(limits: dict[str, RateLimit]) -> web.middleware:
         request[_STATE] = state
         if state.refused:
             retry_after = max(0.0, state.reset_at - state.now)
-            raise RateLimited("Too many requests", retry_after=retry_after,
-                              limit=rule.limit, reset=state.reset_at)
+            raise RateLimited(
+                "Too many requests", retry_after=retry_after, limit=rule.limit, reset=state.reset_at
+            )
         return await handler(request)
 
     return middleware

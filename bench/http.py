@@ -46,6 +46,7 @@ P99_TARGET_MS = 20.0
 
 # ---- the store -----------------------------------------------------------------------
 
+
 def _rows(n: int, seed: int = 7):  # type: ignore[no-untyped-def]
     """`n` image rows without files: 90% sfw, 97% approved, 2-4 tags (one in ten has
     the tag `x`), one second apart."""
@@ -63,26 +64,52 @@ def _rows(n: int, seed: int = 7):  # type: ignore[no-untyped-def]
             tags.add("x")
         yield NewImage(
             id=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
-            sha256=f"{rng.getrandbits(256):064x}", md5=f"{rng.getrandbits(128):032x}",
-            phash=rng.getrandbits(64), mimetype="image/jpeg", extension="jpg",
-            size=rng.randrange(100_000, 5_000_000), width=1920, height=1080,
-            aspect_ratio="16:9", orientation="landscape", dominant_color="#808080",
-            animated=False, thumbnail_size=20_000, rating=rng.choice(ratings),
-            status=rng.choice(statuses), title="", description="", source_name=None,
-            source_url=None, original_filename=None,
+            sha256=f"{rng.getrandbits(256):064x}",
+            md5=f"{rng.getrandbits(128):032x}",
+            phash=rng.getrandbits(64),
+            mimetype="image/jpeg",
+            extension="jpg",
+            size=rng.randrange(100_000, 5_000_000),
+            width=1920,
+            height=1080,
+            aspect_ratio="16:9",
+            orientation="landscape",
+            dominant_color="#808080",
+            animated=False,
+            thumbnail_size=20_000,
+            rating=rng.choice(ratings),
+            status=rng.choice(statuses),
+            title="",
+            description="",
+            source_name=None,
+            source_url=None,
+            original_filename=None,
             artist=f"artist {rng.randrange(500)}" if rng.random() < 0.8 else None,
             characters=(f"character {rng.randrange(200)}",) if rng.random() < 0.5 else (),
-            tags=tuple(sorted(tags)), album_id=None, uploader=uploader, approver=uploader,
-            created_at=start + timedelta(seconds=k), expires_at=None, near_duplicate_of=None,
+            tags=tuple(sorted(tags)),
+            album_id=None,
+            uploader=uploader,
+            approver=uploader,
+            created_at=start + timedelta(seconds=k),
+            expires_at=None,
+            near_duplicate_of=None,
         )
 
 
 def _settings(data_dir: Path, port: int):  # type: ignore[no-untyped-def]
     from core.settings import ensure_signing_secret, load_settings
 
-    return ensure_signing_secret(load_settings({
-        "DATA_DIR": str(data_dir), "RATE_LIMITS": "off", "PORT": str(port),
-        "PUBLIC_URL": f"http://127.0.0.1:{port}", "LOG_LEVEL": "WARNING"}))
+    return ensure_signing_secret(
+        load_settings(
+            {
+                "DATA_DIR": str(data_dir),
+                "RATE_LIMITS": "off",
+                "PORT": str(port),
+                "PUBLIC_URL": f"http://127.0.0.1:{port}",
+                "LOG_LEVEL": "WARNING",
+            }
+        )
+    )
 
 
 async def fill_store(data_dir: Path, rows: int) -> str:
@@ -103,18 +130,18 @@ async def fill_store(data_dir: Path, rows: int) -> str:
             img = PILImage.new("RGB", (640, 480))
             for y in range(0, 480, 40):
                 for x in range(0, 640, 40):
-                    img.paste(tuple(rng.randrange(256) for _ in range(3)),
-                              (x, y, x + 40, y + 40))
+                    img.paste(tuple(rng.randrange(256) for _ in range(3)), (x, y, x + 40, y + 40))
             buf = io.BytesIO()
             img.save(buf, "JPEG", quality=85)
             image = await services.images.ingest(
-                buf.getvalue(), IngestMetadata(tags=("x",), rating=Rating.SFW), owner,
-                trusted=True)
+                buf.getvalue(), IngestMetadata(tags=("x",), rating=Rating.SFW), owner, trusted=True
+            )
             image_id = image.id
     return image_id
 
 
 # ---- the two servers (child processes) ---------------------------------------------
+
 
 def serve_gazou(data_dir: Path, port: int) -> None:
     """Child: gazou over the filled store, started as `bot.py serve` starts it."""
@@ -158,8 +185,9 @@ def _free_port() -> int:
 
 def start_child(args: list[str], port: int) -> subprocess.Popen[str]:
     """A server child, once it answers on `port`."""
-    proc = subprocess.Popen([sys.executable, __file__, *args], stdout=subprocess.PIPE,
-                            text=True, cwd=ROOT)
+    proc = subprocess.Popen(
+        [sys.executable, __file__, *args], stdout=subprocess.PIPE, text=True, cwd=ROOT
+    )
     assert proc.stdout is not None
     line = proc.stdout.readline()
     deadline = time.monotonic() + 60
@@ -182,6 +210,7 @@ def stop_child(proc: subprocess.Popen[str]) -> None:
 
 # ---- load generators ---------------------------------------------------------------
 
+
 @dataclass
 class Result:
     rps: float
@@ -195,22 +224,34 @@ def _ms(text: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}[unit]
 
 
-def run_wrk(url: str, seconds: float, connections: int, bodies: list[str] | None,
-            threads: int) -> Result:
+def run_wrk(
+    url: str, seconds: float, connections: int, bodies: list[str] | None, threads: int
+) -> Result:
     """wrk with latency percentiles; for a POST, a Lua script sending one of `bodies`
     (picked at random) each time."""
-    cmd = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds:g}s",
-           "--latency", url]
+    cmd = [
+        "wrk",
+        "-t",
+        str(threads),
+        "-c",
+        str(connections),
+        "-d",
+        f"{seconds:g}s",
+        "--latency",
+        url,
+    ]
     script = None
     if bodies is not None:
         script = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
         listed = ",\n".join(json.dumps(b) for b in bodies)
-        script.write('wrk.method = "POST"\n'
-                     'wrk.headers["Content-Type"] = "application/json"\n'
-                     f"bodies = {{\n{listed}\n}}\n"
-                     "request = function()\n"
-                     "  return wrk.format(nil, nil, nil, bodies[math.random(#bodies)])\n"
-                     "end\n")
+        script.write(
+            'wrk.method = "POST"\n'
+            'wrk.headers["Content-Type"] = "application/json"\n'
+            f"bodies = {{\n{listed}\n}}\n"
+            "request = function()\n"
+            "  return wrk.format(nil, nil, nil, bodies[math.random(#bodies)])\n"
+            "end\n"
+        )
         script.close()
         cmd[1:1] = ["-s", script.name]
     try:
@@ -229,8 +270,7 @@ def run_wrk(url: str, seconds: float, connections: int, bodies: list[str] | None
     return Result(rps, p50, p99, count)
 
 
-def python_generator(url: str, seconds: float, connections: int,
-                     bodies: list[str] | None) -> None:
+def python_generator(url: str, seconds: float, connections: int, bodies: list[str] | None) -> None:
     """Child: keep `connections` requests in flight for `seconds`; print JSON figures."""
     import aiohttp
 
@@ -246,8 +286,12 @@ def python_generator(url: str, seconds: float, connections: int,
                 t0 = time.perf_counter()
                 data = random.choice(encoded) if encoded else None
                 method = "POST" if data is not None else "GET"
-                async with session.request(method, url, data=data, headers={
-                        "Content-Type": "application/json"} if data else None) as response:
+                async with session.request(
+                    method,
+                    url,
+                    data=data,
+                    headers={"Content-Type": "application/json"} if data else None,
+                ) as response:
                     await response.read()
                     if response.status >= 400:
                         errors += 1
@@ -259,47 +303,58 @@ def python_generator(url: str, seconds: float, connections: int,
             await asyncio.gather(*(worker(session) for _ in range(connections)))
             elapsed = time.perf_counter() - started
         latencies.sort()
-        print(json.dumps({
-            "rps": len(latencies) / elapsed,
-            "p50_ms": statistics.median(latencies) * 1000,
-            "p99_ms": latencies[int(len(latencies) * 0.99) - 1] * 1000,
-            "errors": errors}))
+        print(
+            json.dumps(
+                {
+                    "rps": len(latencies) / elapsed,
+                    "p50_ms": statistics.median(latencies) * 1000,
+                    "p99_ms": latencies[int(len(latencies) * 0.99) - 1] * 1000,
+                    "errors": errors,
+                }
+            )
+        )
 
     asyncio.run(main())
 
 
-def run_python(url: str, seconds: float, connections: int,
-               bodies: list[str] | None) -> Result:
+def run_python(url: str, seconds: float, connections: int, bodies: list[str] | None) -> Result:
     args = ["--generate", url, "--seconds", str(seconds), "--connections", str(connections)]
     with tempfile.NamedTemporaryFile("w", suffix=".json") as listed:
         if bodies is not None:
             json.dump(bodies, listed)
             listed.flush()
             args += ["--bodies", listed.name]
-        out = subprocess.run([sys.executable, __file__, *args], capture_output=True,
-                             text=True, check=True, cwd=ROOT).stdout
+        out = subprocess.run(
+            [sys.executable, __file__, *args], capture_output=True, text=True, check=True, cwd=ROOT
+        ).stdout
     return Result(**json.loads(out))
 
 
 # ---- the run -----------------------------------------------------------------------
 
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--generator", choices=("auto", "wrk", "python"), default="auto")
     parser.add_argument("--only", help="run only the endpoints whose label contains this")
-    parser.add_argument("--serve-gazou", nargs=2, metavar=("DATA_DIR", "PORT"),
-                        help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--serve-gazou", nargs=2, metavar=("DATA_DIR", "PORT"), help=argparse.SUPPRESS
+    )
     parser.add_argument("--serve-bare", metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--generate", metavar="URL", help=argparse.SUPPRESS)
     parser.add_argument("--bodies", metavar="JSON_FILE", help=argparse.SUPPRESS)
-    parser.add_argument("--fill", metavar="DATA_DIR",
-                        help="only fill a store there and print a real file's id (for "
-                             "profiling a server started with --serve-gazou DATA_DIR PORT)")
+    parser.add_argument(
+        "--fill",
+        metavar="DATA_DIR",
+        help="only fill a store there and print a real file's id (for "
+        "profiling a server started with --serve-gazou DATA_DIR PORT)",
+    )
     args = parser.parse_args()
 
     if args.fill:
@@ -311,9 +366,12 @@ def main() -> None:
     if args.serve_bare:
         return serve_bare(int(args.serve_bare))
     if args.generate:
-        return python_generator(args.generate, args.seconds, args.connections,
-                                json.loads(Path(args.bodies).read_text())
-                                if args.bodies else None)
+        return python_generator(
+            args.generate,
+            args.seconds,
+            args.connections,
+            json.loads(Path(args.bodies).read_text()) if args.bodies else None,
+        )
 
     generator = args.generator
     if generator == "auto":
@@ -328,9 +386,11 @@ def main() -> None:
         data_dir = Path(tmp) / "data"
         t0 = time.perf_counter()
         file_id = asyncio.run(fill_store(data_dir, args.rows))
-        print(f"store: {args.rows:,} rows + 8 files in {time.perf_counter() - t0:.1f} s; "
-              f"generator: {generator}, {args.connections} connections, "
-              f"{args.seconds:g} s per endpoint, RATE_LIMITS=off, {os.cpu_count()} CPUs")
+        print(
+            f"store: {args.rows:,} rows + 8 files in {time.perf_counter() - t0:.1f} s; "
+            f"generator: {generator}, {args.connections} connections, "
+            f"{args.seconds:g} s per endpoint, RATE_LIMITS=off, {os.cpu_count()} CPUs"
+        )
 
         bare_port, gazou_port = _free_port(), _free_port()
         bare = start_child(["--serve-bare", str(bare_port)], bare_port)
@@ -345,15 +405,25 @@ def main() -> None:
             ("GET /api/v1/ (no store access)", "/api/v1/", None, False),
             ("GET /api/v2/random", "/api/v2/random", None, True),
             ("GET /api/v1/random/image", "/api/v1/random/image", None, True),
-            ("GET /api/image/random?categories=x", "/api/image/random?categories=x", None,
-             True),
+            ("GET /api/image/random?categories=x", "/api/image/random?categories=x", None, True),
             # One popular query (answered from the page cache after the first), and
             # 4,000 distinct ones (tag x page), which mostly reach the store.
-            ("POST /api/v1/images/search (one query)", "/api/v1/images/search",
-             [json.dumps({"tags": ["tag01"], "limit": 20})], False),
-            ("POST /api/v1/images/search (4,000 queries)", "/api/v1/images/search",
-             [json.dumps({"tags": [tag], "skip": skip, "limit": 20})
-              for tag in TAGS[:40] for skip in range(0, 2000, 20)], False),
+            (
+                "POST /api/v1/images/search (one query)",
+                "/api/v1/images/search",
+                [json.dumps({"tags": ["tag01"], "limit": 20})],
+                False,
+            ),
+            (
+                "POST /api/v1/images/search (4,000 queries)",
+                "/api/v1/images/search",
+                [
+                    json.dumps({"tags": [tag], "skip": skip, "limit": 20})
+                    for tag in TAGS[:40]
+                    for skip in range(0, 2000, 20)
+                ],
+                False,
+            ),
             ("GET /image/{id}", f"/image/{file_id}", None, False),
         ]
         if args.only:
@@ -369,16 +439,22 @@ def main() -> None:
             stop_child(gazou)
 
     print()
-    print(f"{'endpoint':44} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'ratio':>6} "
-          f"{'errors':>6}  target")
-    print(f"{'bare aiohttp (constant JSON)':44} {baseline.rps:9.0f} {baseline.p50_ms:8.2f} "
-          f"{baseline.p99_ms:8.2f} {1:6.2f} {baseline.errors:6d}")
+    print(
+        f"{'endpoint':44} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'ratio':>6} "
+        f"{'errors':>6}  target"
+    )
+    print(
+        f"{'bare aiohttp (constant JSON)':44} {baseline.rps:9.0f} {baseline.p50_ms:8.2f} "
+        f"{baseline.p99_ms:8.2f} {1:6.2f} {baseline.errors:6d}"
+    )
     for label, result, is_random in results:
         ratio = result.rps / baseline.rps
         met = result.p99_ms < P99_TARGET_MS and (ratio >= RANDOM_TARGET or not is_random)
         target = ("ratio >= 0.5, " if is_random else "") + "p99 < 20 ms"
-        print(f"{label:44} {result.rps:9.0f} {result.p50_ms:8.2f} {result.p99_ms:8.2f} "
-              f"{ratio:6.2f} {result.errors:6d}  {target}: {'met' if met else 'MISSED'}")
+        print(
+            f"{label:44} {result.rps:9.0f} {result.p50_ms:8.2f} {result.p99_ms:8.2f} "
+            f"{ratio:6.2f} {result.errors:6d}  {target}: {'met' if met else 'MISSED'}"
+        )
 
 
 if __name__ == "__main__":

@@ -69,23 +69,41 @@ def synthetic_rows(n: int, seed: int = 1) -> Iterator[NewImage]:
         width, height = rng.choice(((1920, 1080), (1080, 1920), (1024, 1024), (2480, 3508)))
         yield NewImage(
             id=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
-            sha256=f"{rng.getrandbits(256):064x}", md5=f"{rng.getrandbits(128):032x}",
-            phash=rng.getrandbits(64), mimetype="image/jpeg", extension="jpg",
-            size=rng.randrange(100_000, 5_000_000), width=width, height=height,
-            aspect_ratio="16:9", orientation="landscape", dominant_color="#808080",
-            animated=False, thumbnail_size=20_000, rating=rng.choice(ratings),
-            status=rng.choice(statuses), title="", description="", source_name=None,
-            source_url=None, original_filename=None,
-            artist=(rng.choices(ARTISTS, cum_weights=ARTIST_WEIGHTS)[0]
-                    if rng.random() < 0.8 else None),
+            sha256=f"{rng.getrandbits(256):064x}",
+            md5=f"{rng.getrandbits(128):032x}",
+            phash=rng.getrandbits(64),
+            mimetype="image/jpeg",
+            extension="jpg",
+            size=rng.randrange(100_000, 5_000_000),
+            width=width,
+            height=height,
+            aspect_ratio="16:9",
+            orientation="landscape",
+            dominant_color="#808080",
+            animated=False,
+            thumbnail_size=20_000,
+            rating=rng.choice(ratings),
+            status=rng.choice(statuses),
+            title="",
+            description="",
+            source_name=None,
+            source_url=None,
+            original_filename=None,
+            artist=(
+                rng.choices(ARTISTS, cum_weights=ARTIST_WEIGHTS)[0] if rng.random() < 0.8 else None
+            ),
             characters=tuple({rng.choice(CHARACTERS) for _ in range(rng.randint(0, 2))}),
-            tags=tuple(tags), album_id=None, uploader=UPLOADER, approver=UPLOADER,
-            created_at=start + timedelta(seconds=k), expires_at=None, near_duplicate_of=None,
+            tags=tuple(tags),
+            album_id=None,
+            uploader=UPLOADER,
+            approver=UPLOADER,
+            created_at=start + timedelta(seconds=k),
+            expires_at=None,
+            near_duplicate_of=None,
         )
 
 
-async def median_ms(call: Callable[[], Awaitable[object]], runs: int,
-                    budget: float = 1.0) -> float:
+async def median_ms(call: Callable[[], Awaitable[object]], runs: int, budget: float = 1.0) -> float:
     """Median wall time of `call` in milliseconds, after a short warm-up: at least
     `runs` calls, more (up to 10x) while under `budget` seconds, so that fast calls
     get enough samples to outvote other processes' noise."""
@@ -93,8 +111,7 @@ async def median_ms(call: Callable[[], Awaitable[object]], runs: int,
         await call()
     times: list[float] = []
     started = time.perf_counter()
-    while len(times) < runs or (time.perf_counter() - started < budget
-                                and len(times) < runs * 10):
+    while len(times) < runs or (time.perf_counter() - started < budget and len(times) < runs * 10):
         t0 = time.perf_counter()
         await call()
         times.append(time.perf_counter() - t0)
@@ -114,8 +131,14 @@ class BenchStore:
 
 
 def service_over(repo: SQLiteRepo, root: Path, executor: ThreadPoolExecutor) -> ImageService:
-    return ImageService(repo, FileBlobStore(root / "files"), Events(), executor=executor,
-                        max_pixels=100_000_000, max_bytes=50 * 1024 * 1024)
+    return ImageService(
+        repo,
+        FileBlobStore(root / "files"),
+        Events(),
+        executor=executor,
+        max_pixels=100_000_000,
+        max_bytes=50 * 1024 * 1024,
+    )
 
 
 async def open_store(rows: int, folder: Path) -> BenchStore:
@@ -129,8 +152,12 @@ async def open_store(rows: int, folder: Path) -> BenchStore:
     async with repo.transaction() as tx:
         await tx.execute("ANALYZE")
     executor = image_executor(DEFAULT_IMAGE_WORKERS)
-    ids = [r[0] for r in await repo._all(
-        "SELECT id FROM images WHERE status = 'approved' ORDER BY RANDOM() LIMIT 1000")]
+    ids = [
+        r[0]
+        for r in await repo._all(
+            "SELECT id FROM images WHERE status = 'approved' ORDER BY RANDOM() LIMIT 1000"
+        )
+    ]
     return BenchStore(rows, fill, repo, service_over(repo, folder, executor), executor, ids)
 
 
@@ -147,16 +174,20 @@ def operations(store: BenchStore) -> dict[str, Callable[[], Awaitable[object]]]:
         "random": lambda: images.random(Filters()),
         "random tag": lambda: images.random(Filters(tags=(COMMON,))),
         "random tag+exclude": lambda: images.random(
-            Filters(tags=(COMMON,), exclude_tags=(SECOND,))),
+            Filters(tags=(COMMON,), exclude_tags=(SECOND,))
+        ),
         "search 2 tags": lambda: images.search(two_tags, count_total=False),
         "search 2 tags +total": lambda: images.search(two_tags, count_total=True),
         "get": lambda: images.get(pick.choice(store.ids)),
     }
 
 
-async def paired_medians(small: Callable[[], Awaitable[object]],
-                         large: Callable[[], Awaitable[object]], runs: int,
-                         budget: float = 2.0) -> tuple[float, float]:
+async def paired_medians(
+    small: Callable[[], Awaitable[object]],
+    large: Callable[[], Awaitable[object]],
+    runs: int,
+    budget: float = 2.0,
+) -> tuple[float, float]:
     """Median ms of two calls timed in alternating bursts, so that a change in the
     machine's load (other processes) hits both sizes alike."""
     for _ in range(min(20, runs)):
@@ -165,8 +196,9 @@ async def paired_medians(small: Callable[[], Awaitable[object]],
     times: tuple[list[float], list[float]] = ([], [])
     burst = min(10, runs)
     started = time.perf_counter()
-    while len(times[0]) < runs or (time.perf_counter() - started < budget
-                                   and len(times[0]) < runs * 10):
+    while len(times[0]) < runs or (
+        time.perf_counter() - started < budget and len(times[0]) < runs * 10
+    ):
         for call, out in ((small, times[0]), (large, times[1])):
             for _ in range(burst):
                 t0 = time.perf_counter()
@@ -185,13 +217,20 @@ async def order_by_random_ms(store: BenchStore, runs: int) -> dict[str, float]:
         await repo._images_by_seq(seqs)
 
     return {
-        "random": await median_ms(lambda: draw(
-            "SELECT seq FROM images WHERE status = 'approved' ORDER BY RANDOM() LIMIT 1",
-            ()), runs),
-        "random tag": await median_ms(lambda: draw(
-            "SELECT i.seq FROM image_tags t JOIN images i ON i.seq = t.seq "
-            "WHERE t.tag_rid = ? AND i.status = 'approved' ORDER BY RANDOM() LIMIT 1",
-            (tag_rid,)), runs),
+        "random": await median_ms(
+            lambda: draw(
+                "SELECT seq FROM images WHERE status = 'approved' ORDER BY RANDOM() LIMIT 1", ()
+            ),
+            runs,
+        ),
+        "random tag": await median_ms(
+            lambda: draw(
+                "SELECT i.seq FROM image_tags t JOIN images i ON i.seq = t.seq "
+                "WHERE t.tag_rid = ? AND i.status = 'approved' ORDER BY RANDOM() LIMIT 1",
+                (tag_rid,),
+            ),
+            runs,
+        ),
     }
 
 
@@ -208,8 +247,7 @@ def photo_like_jpeg(width: int, height: int, seed: int) -> bytes:
     for _ in range(40):
         x, y = rng.randrange(width), rng.randrange(height)
         r = rng.randrange(width // 20, width // 3)
-        draw.ellipse((x - r, y - r, x + r, y + r),
-                     fill=tuple(rng.randrange(256) for _ in range(3)))
+        draw.ellipse((x - r, y - r, x + r, y + r), fill=tuple(rng.randrange(256) for _ in range(3)))
     img = img.filter(ImageFilter.GaussianBlur(radius=max(2, width // 200)))
     grain = PILImage.effect_noise((width, height), 24).convert("RGB")
     img = PILImage.blend(img, grain, 0.12)
@@ -282,16 +320,19 @@ async def ingest_round(blobs: list[bytes], folder: Path) -> tuple[float, float, 
     return len(blobs) / elapsed, longest, p99
 
 
-async def measure_ingest(label: str, size: tuple[int, int], count: int, rounds: int,
-                         folder: Path) -> None:
+async def measure_ingest(
+    label: str, size: tuple[int, int], count: int, rounds: int, folder: Path
+) -> None:
     """Print ingest throughput and loop stalls for `rounds` runs over `count` JPEGs."""
     blobs = [photo_like_jpeg(*size, seed=n) for n in range(count)]
     mb = statistics.mean(len(b) for b in blobs) / 1e6
     results = [await ingest_round(blobs, folder / f"{label}-{n}") for n in range(rounds)]
     rates = ", ".join(f"{r:.1f}" for r, _, _ in results)
     stalls = ", ".join(f"{s:.1f}/{p:.1f}" for _, s, p in results)
-    print(f"ingest {label:5} JPEG ({mb:4.1f} MB) x{count}: images/s {rates}; "
-          f"loop stall ms longest/p99 {stalls} (load average {os.getloadavg()[0]:.2f})")
+    print(
+        f"ingest {label:5} JPEG ({mb:4.1f} MB) x{count}: images/s {rates}; "
+        f"loop stall ms longest/p99 {stalls} (load average {os.getloadavg()[0]:.2f})"
+    )
 
 
 async def main() -> None:
@@ -305,10 +346,14 @@ async def main() -> None:
         small = await open_store(1_000, folder)
         big = await open_store(large, folder)
         try:
-            print(f"load average {os.getloadavg()[0]:.2f} (other processes skew timings; "
-                  "the two sizes are timed in alternating bursts)")
-            print(f"fill: {small.rows:,} rows in {small.fill_s:.2f} s, {big.rows:,} rows in "
-                  f"{big.fill_s:.1f} s ({big.rows / big.fill_s:,.0f} rows/s)")
+            print(
+                f"load average {os.getloadavg()[0]:.2f} (other processes skew timings; "
+                "the two sizes are timed in alternating bursts)"
+            )
+            print(
+                f"fill: {small.rows:,} rows in {small.fill_s:.2f} s, {big.rows:,} rows in "
+                f"{big.fill_s:.1f} s ({big.rows / big.fill_s:,.0f} rows/s)"
+            )
             head = f"{'operation':24} {small.rows:>10,} {big.rows:>12,}   ratio"
             print(head)
             print("-" * len(head))
@@ -321,19 +366,27 @@ async def main() -> None:
                 print(f"{name:24} {small_ms:8.3f}ms {big_ms:10.3f}ms   {big_ms / small_ms:5.2f}x")
             for name, slow in (await order_by_random_ms(big, slow_runs)).items():
                 label = "ORDER BY RANDOM()" + name.removeprefix("random")
-                print(f"{label:24} {'':>10} {slow:10.3f}ms   "
-                      f"{slow / fast[name]:5.0f}x slower than the pools")
+                print(
+                    f"{label:24} {'':>10} {slow:10.3f}ms   "
+                    f"{slow / fast[name]:5.0f}x slower than the pools"
+                )
         finally:
             await close_store(small)
             await close_store(big)
         longest, p99 = await idle_stalls(3.0)
-        print(f"idle loop, no ingest (other processes only): stall ms longest/p99 "
-              f"{longest:.1f}/{p99:.1f}")
-        print(f"ingest with IMAGE_WORKERS={DEFAULT_IMAGE_WORKERS} (the default on "
-              f"{os.cpu_count()} cores)")
+        print(
+            f"idle loop, no ingest (other processes only): stall ms longest/p99 "
+            f"{longest:.1f}/{p99:.1f}"
+        )
+        print(
+            f"ingest with IMAGE_WORKERS={DEFAULT_IMAGE_WORKERS} (the default on "
+            f"{os.cpu_count()} cores)"
+        )
         ingest_counts = (6, 2) if args.quick else (24, 6)
-        for label, size, count in (("2MP", (1732, 1155), ingest_counts[0]),
-                                   ("24MP", (6000, 4000), ingest_counts[1])):
+        for label, size, count in (
+            ("2MP", (1732, 1155), ingest_counts[0]),
+            ("24MP", (6000, 4000), ingest_counts[1]),
+        ):
             await measure_ingest(label, size, count, 3, folder)
 
 

@@ -23,7 +23,8 @@ log = logging.getLogger("gazou.bot")
 EXTENSIONS = ("cogs.images", "cogs.tokens", "cogs.moderation")
 # Creating the bot's messages needs no more than this; interaction replies need none.
 INVITE_PERMISSIONS = discord.Permissions(
-    view_channel=True, send_messages=True, embed_links=True, attach_files=True)
+    view_channel=True, send_messages=True, embed_links=True, attach_files=True
+)
 INVITE_SCOPES = ("bot", "applications.commands")
 GENERIC_FAILURE = "Something went wrong on our side; it has been logged. Please try again later."
 
@@ -50,15 +51,22 @@ async def report_error(interaction: discord.Interaction[Any], error: BaseExcepti
     text = error_message(error)
     if interaction.type is discord.InteractionType.autocomplete:
         # Suggestions can't carry a message; an empty list is what the member sees.
-        log.error("autocomplete failed for user %s:\n%s", interaction.user.id,
-                  "".join(traceback.format_exception(error)))
+        log.error(
+            "autocomplete failed for user %s:\n%s",
+            interaction.user.id,
+            "".join(traceback.format_exception(error)),
+        )
         return
     if text is None:
         command = interaction.command.qualified_name if interaction.command else None
         custom_id = (interaction.data or {}).get("custom_id")
-        log.error("interaction failed (command %s, component %s, user %s):\n%s",
-                  command, custom_id, interaction.user.id,
-                  "".join(traceback.format_exception(error)))
+        log.error(
+            "interaction failed (command %s, component %s, user %s):\n%s",
+            command,
+            custom_id,
+            interaction.user.id,
+            "".join(traceback.format_exception(error)),
+        )
         text = GENERIC_FAILURE
     try:
         if not interaction.response.is_done():
@@ -69,8 +77,9 @@ async def report_error(interaction: discord.Interaction[Any], error: BaseExcepti
             await interaction.delete_original_response()
         await interaction.followup.send(text, ephemeral=True)
     except discord.HTTPException:
-        log.warning("could not tell user %s about an error (interaction expired?)",
-                    interaction.user.id)
+        log.warning(
+            "could not tell user %s about an error (interaction expired?)", interaction.user.id
+        )
 
 
 async def defer_public(interaction: discord.Interaction[Any]) -> None:
@@ -97,22 +106,29 @@ def quiet_discord_payload_logs() -> None:
 class GazouTree(app_commands.CommandTree["GazouBot"]):
     """The command tree: one place where command errors become ephemeral replies."""
 
-    async def on_error(self, interaction: discord.Interaction[GazouBot],
-                       error: app_commands.AppCommandError, /) -> None:
+    async def on_error(
+        self, interaction: discord.Interaction[GazouBot], error: app_commands.AppCommandError, /
+    ) -> None:
         await report_error(interaction, error)
 
 
 class GazouBot(commands.Bot):
     """gazou's Discord bot: slash commands over the shared services."""
 
-    def __init__(self, services: Services, *, guild_ready_timeout: float | None = None,
-                 **options: Any) -> None:
+    def __init__(
+        self, services: Services, *, guild_ready_timeout: float | None = None, **options: Any
+    ) -> None:
         if guild_ready_timeout is not None:
             options["guild_ready_timeout"] = guild_ready_timeout
         # No privileged intents: slash commands and DMs need neither members nor content.
         intents = discord.Intents.default()
-        super().__init__(command_prefix=commands.when_mentioned, intents=intents,
-                         tree_cls=GazouTree, help_command=None, **options)
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            intents=intents,
+            tree_cls=GazouTree,
+            help_command=None,
+            **options,
+        )
         quiet_discord_payload_logs()
         self.services = services
         self.synced_commands = False
@@ -122,8 +138,9 @@ class GazouBot(commands.Bot):
             await self.load_extension(extension)
         app_id = self.application_id
         if app_id is not None:
-            url = discord.utils.oauth_url(app_id, permissions=INVITE_PERMISSIONS,
-                                          scopes=INVITE_SCOPES)
+            url = discord.utils.oauth_url(
+                app_id, permissions=INVITE_PERMISSIONS, scopes=INVITE_SCOPES
+            )
             log.info("invite gazou to a server with %s", url)
         self.synced_commands = await self.sync_commands()
 
@@ -180,8 +197,11 @@ class GazouBot(commands.Bot):
         ids = set(self.services.settings.owner_ids)
         app = self.application or await self.application_info()
         if app.team:
-            ids |= {m.id for m in app.team.members
-                    if m.role in (discord.TeamMemberRole.admin, discord.TeamMemberRole.developer)}
+            ids |= {
+                m.id
+                for m in app.team.members
+                if m.role in (discord.TeamMemberRole.admin, discord.TeamMemberRole.developer)
+            }
         elif app.owner:
             ids.add(app.owner.id)
         return ids
@@ -201,12 +221,14 @@ class GazouBot(commands.Bot):
             # 50007: closed DMs, or the user blocked the bot; an everyday case.
             log.info("cannot DM user %s (code %s): %s", user_id, exc.code, exc.text)
         except discord.HTTPException as exc:
-            log.warning("cannot DM user %s (HTTP %s, code %s): %s", user_id, exc.status,
-                        exc.code, exc.text)
+            log.warning(
+                "cannot DM user %s (HTTP %s, code %s): %s", user_id, exc.status, exc.code, exc.text
+            )
         return None
 
-    async def dm_each(self, user_ids: set[int],
-                      build: Callable[[], Awaitable[dict[str, Any]]]) -> list[discord.Message]:
+    async def dm_each(
+        self, user_ids: set[int], build: Callable[[], Awaitable[dict[str, Any]]]
+    ) -> list[discord.Message]:
         """DM every user a freshly built message (files can't be sent twice)."""
         sent = []
         for user_id in sorted(user_ids):

@@ -53,27 +53,39 @@ class RandomAsk:
     @classmethod
     def from_json(cls, text: str) -> RandomAsk:
         data = json.loads(text)
-        return cls(tags=tuple(data["tags"]), exclude=tuple(data["exclude"]),
-                   rating=data["rating"], artist=data["artist"], character=data["character"])
+        return cls(
+            tags=tuple(data["tags"]),
+            exclude=tuple(data["exclude"]),
+            rating=data["rating"],
+            artist=data["artist"],
+            character=data["character"],
+        )
 
 
 def _kv_key(ask_key: str) -> str:
     return f"discord:random:{ask_key}"
 
 
-class AnotherButton(discord.ui.DynamicItem[discord.ui.Button[Any]],
-                    template=r"img:again:(?P<key>[0-9a-f]{16})"):
+class AnotherButton(
+    discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"img:again:(?P<key>[0-9a-f]{16})"
+):
     """Re-roll /random with the filters of the message it sits on."""
 
     def __init__(self, key: str) -> None:
-        super().__init__(discord.ui.Button(label="Another", emoji="\N{GAME DIE}",
-                                           style=discord.ButtonStyle.primary,
-                                           custom_id=f"img:again:{key}"))
+        super().__init__(
+            discord.ui.Button(
+                label="Another",
+                emoji="\N{GAME DIE}",
+                style=discord.ButtonStyle.primary,
+                custom_id=f"img:again:{key}",
+            )
+        )
         self.key = key
 
     @classmethod
-    async def from_custom_id(cls, interaction: discord.Interaction[Any],
-                             item: discord.ui.Button[Any], match: Any) -> AnotherButton:
+    async def from_custom_id(
+        cls, interaction: discord.Interaction[Any], item: discord.ui.Button[Any], match: Any
+    ) -> AnotherButton:
         return cls(match["key"])
 
     async def callback(self, interaction: discord.Interaction[GazouBot]) -> None:
@@ -86,28 +98,37 @@ class AnotherButton(discord.ui.DynamicItem[discord.ui.Button[Any]],
             await report_error(interaction, exc)
 
 
-class LikeButton(discord.ui.DynamicItem[discord.ui.Button[Any]],
-                 template=r"img:like:(?P<id>[0-9a-f-]{36})"):
+class LikeButton(
+    discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"img:like:(?P<id>[0-9a-f-]{36})"
+):
     """Like or unlike the image of the message it sits on."""
 
     def __init__(self, image_id: str) -> None:
-        super().__init__(discord.ui.Button(label="Like", emoji="\N{HEAVY BLACK HEART}",
-                                           style=discord.ButtonStyle.secondary,
-                                           custom_id=f"img:like:{image_id}"))
+        super().__init__(
+            discord.ui.Button(
+                label="Like",
+                emoji="\N{HEAVY BLACK HEART}",
+                style=discord.ButtonStyle.secondary,
+                custom_id=f"img:like:{image_id}",
+            )
+        )
         self.image_id = image_id
 
     @classmethod
-    async def from_custom_id(cls, interaction: discord.Interaction[Any],
-                             item: discord.ui.Button[Any], match: Any) -> LikeButton:
+    async def from_custom_id(
+        cls, interaction: discord.Interaction[Any], item: discord.ui.Button[Any], match: Any
+    ) -> LikeButton:
         return cls(match["id"])
 
     async def callback(self, interaction: discord.Interaction[GazouBot]) -> None:
         try:
             liked, count = await interaction.client.services.images.toggle_like(
-                self.image_id, member(interaction.user))
-            text = ("You like this image" if liked else "You no longer like this image")
+                self.image_id, member(interaction.user)
+            )
+            text = "You like this image" if liked else "You no longer like this image"
             await interaction.response.send_message(
-                f"{text} ({count} like{'s' if count != 1 else ''}).", ephemeral=True)
+                f"{text} ({count} like{'s' if count != 1 else ''}).", ephemeral=True
+            )
         except Exception as exc:
             await report_error(interaction, exc)
 
@@ -127,12 +148,16 @@ async def post_random(interaction: discord.Interaction[GazouBot], ask: RandomAsk
     age-restricted channel, and not one this member saw under the same filters."""
     bot = interaction.client
     ratings = allowed_ratings(interaction.channel, ask.rating)
-    filters = Filters(tags=ask.tags, exclude_tags=ask.exclude, ratings=ratings,
-                      artist=ask.artist, character=ask.character)
+    filters = Filters(
+        tags=ask.tags,
+        exclude_tags=ask.exclude,
+        ratings=ratings,
+        artist=ask.artist,
+        character=ask.character,
+    )
     found = await bot.services.images.random(filters, 1, seen_by=str(interaction.user.id))
     if not found:
-        await interaction.response.send_message("No image matches those filters.",
-                                                ephemeral=True)
+        await interaction.response.send_message("No image matches those filters.", ephemeral=True)
         return
     image = found[0]
     key = ask.key()
@@ -152,7 +177,8 @@ class JumpModal(discord.ui.Modal, title="Go to page"):
     """Ask for a page number."""
 
     page: discord.ui.TextInput[Any] = discord.ui.TextInput(
-        label="Page", placeholder="a page number", max_length=6)
+        label="Page", placeholder="a page number", max_length=6
+    )
 
     def __init__(self, pages: SearchPages) -> None:
         super().__init__(timeout=SEARCH_TIMEOUT)
@@ -161,8 +187,9 @@ class JumpModal(discord.ui.Modal, title="Go to page"):
     async def on_submit(self, interaction: discord.Interaction[GazouBot]) -> None:
         text = self.page.value.strip()
         if not text.isdigit() or int(text) < 1:
-            await interaction.response.send_message("Give a page number (1, 2, ...).",
-                                                    ephemeral=True)
+            await interaction.response.send_message(
+                "Give a page number (1, 2, ...).", ephemeral=True
+            )
             return
         await self.pages.show(interaction, int(text) - 1)
 
@@ -173,8 +200,13 @@ class JumpModal(discord.ui.Modal, title="Go to page"):
 class SearchPages(discord.ui.View):
     """One image per page; only the member who searched can turn the pages."""
 
-    def __init__(self, bot: GazouBot, query: SearchQuery, owner_id: int,
-                 origin: discord.Interaction[GazouBot]) -> None:
+    def __init__(
+        self,
+        bot: GazouBot,
+        query: SearchQuery,
+        owner_id: int,
+        origin: discord.Interaction[GazouBot],
+    ) -> None:
         super().__init__(timeout=SEARCH_TIMEOUT)
         self.bot = bot
         self.query = query
@@ -196,8 +228,7 @@ class SearchPages(discord.ui.View):
 
     async def render(self, index: int) -> tuple[dict[str, Any], bool]:
         """The message for page `index` (0-based); False when that page is empty."""
-        page = await self.bot.services.images.search(
-            replace(self.query, skip=index, limit=1))
+        page = await self.bot.services.images.search(replace(self.query, skip=index, limit=1))
         self.total, self.exact = page.total, page.total_exact
         if not page.images:
             return {}, False
@@ -206,8 +237,12 @@ class SearchPages(discord.ui.View):
         image = page.images[0]
         embed = image_embed(image)
         files = await show_image(self.bot, image, embed, limit=self.limit)
-        return {"content": self.page_label(), "embed": embed, "attachments": files,
-                "view": self}, True
+        return {
+            "content": self.page_label(),
+            "embed": embed,
+            "attachments": files,
+            "view": self,
+        }, True
 
     async def show(self, interaction: discord.Interaction[GazouBot], index: int) -> None:
         """Turn to page `index`, editing the results message."""
@@ -216,8 +251,8 @@ class SearchPages(discord.ui.View):
         if not found:
             last = f"{self.total}{'' if self.exact else '+'}"
             await interaction.response.send_message(
-                f"There is no page {index + 1}; the results have {last} pages.",
-                ephemeral=True)
+                f"There is no page {index + 1}; the results have {last} pages.", ephemeral=True
+            )
             return
         # Acknowledge first: uploading the page's file may outlast Discord's 3 s.
         await interaction.response.defer()
@@ -227,8 +262,8 @@ class SearchPages(discord.ui.View):
         if interaction.user.id == self.owner_id:
             return True
         await interaction.response.send_message(
-            "These results belong to the member who searched; run /search yourself.",
-            ephemeral=True)
+            "These results belong to the member who searched; run /search yourself.", ephemeral=True
+        )
         return False
 
     async def on_timeout(self) -> None:
@@ -240,25 +275,31 @@ class SearchPages(discord.ui.View):
         except discord.HTTPException:
             pass  # the message is gone or the interaction expired: nothing to tidy
 
-    async def on_error(self, interaction: discord.Interaction[Any], error: Exception,
-                       item: discord.ui.Item[Any]) -> None:
+    async def on_error(
+        self, interaction: discord.Interaction[Any], error: Exception, item: discord.ui.Item[Any]
+    ) -> None:
         await report_error(interaction, error)
 
-    @discord.ui.button(label="Previous", emoji="\N{BLACK LEFT-POINTING TRIANGLE}",
-                       custom_id="search:previous")
-    async def previous(self, interaction: discord.Interaction[GazouBot],
-                       button: discord.ui.Button[Any]) -> None:
+    @discord.ui.button(
+        label="Previous", emoji="\N{BLACK LEFT-POINTING TRIANGLE}", custom_id="search:previous"
+    )
+    async def previous(
+        self, interaction: discord.Interaction[GazouBot], button: discord.ui.Button[Any]
+    ) -> None:
         await self.show(interaction, max(self.index - 1, 0))
 
     @discord.ui.button(label="Go to page…", custom_id="search:jump")
-    async def jump(self, interaction: discord.Interaction[GazouBot],
-                   button: discord.ui.Button[Any]) -> None:
+    async def jump(
+        self, interaction: discord.Interaction[GazouBot], button: discord.ui.Button[Any]
+    ) -> None:
         await interaction.response.send_modal(JumpModal(self))
 
-    @discord.ui.button(label="Next", emoji="\N{BLACK RIGHT-POINTING TRIANGLE}",
-                       custom_id="search:next")
-    async def next(self, interaction: discord.Interaction[GazouBot],
-                   button: discord.ui.Button[Any]) -> None:
+    @discord.ui.button(
+        label="Next", emoji="\N{BLACK RIGHT-POINTING TRIANGLE}", custom_id="search:next"
+    )
+    async def next(
+        self, interaction: discord.Interaction[GazouBot], button: discord.ui.Button[Any]
+    ) -> None:
         await self.show(interaction, self.index + 1)
 
 
@@ -279,13 +320,13 @@ class Images(commands.Cog):
 
     # ---- autocomplete --------------------------------------------------------------
 
-    async def complete_tags(self, interaction: discord.Interaction[Any],
-                            current: str) -> list[app_commands.Choice[str]]:
+    async def complete_tags(
+        self, interaction: discord.Interaction[Any], current: str
+    ) -> list[app_commands.Choice[str]]:
         """Complete the last item of a comma-separated tag list."""
         head, comma, last = current.rpartition(",")
         prefix = ", ".join(split_list(head)) + ", " if comma and split_list(head) else ""
-        tags, _ = await self.bot.services.images.tags(f"%{last.strip()}%", 0,
-                                                      AUTOCOMPLETE_MAX)
+        tags, _ = await self.bot.services.images.tags(f"%{last.strip()}%", 0, AUTOCOMPLETE_MAX)
         earlier = {t.lower() for t in split_list(head)}
         choices = []
         for tag in tags:
@@ -294,16 +335,20 @@ class Images(commands.Cog):
                 choices.append(app_commands.Choice(name=value, value=value))
         return choices
 
-    async def complete_artists(self, interaction: discord.Interaction[Any],
-                               current: str) -> list[app_commands.Choice[str]]:
-        artists, _ = await self.bot.services.images.artists(f"%{current.strip()}%", 0,
-                                                            AUTOCOMPLETE_MAX)
+    async def complete_artists(
+        self, interaction: discord.Interaction[Any], current: str
+    ) -> list[app_commands.Choice[str]]:
+        artists, _ = await self.bot.services.images.artists(
+            f"%{current.strip()}%", 0, AUTOCOMPLETE_MAX
+        )
         return [app_commands.Choice(name=a.name[:100], value=a.name[:100]) for a in artists]
 
-    async def complete_characters(self, interaction: discord.Interaction[Any],
-                                  current: str) -> list[app_commands.Choice[str]]:
-        found, _ = await self.bot.services.images.characters(f"%{current.strip()}%", 0,
-                                                             AUTOCOMPLETE_MAX)
+    async def complete_characters(
+        self, interaction: discord.Interaction[Any], current: str
+    ) -> list[app_commands.Choice[str]]:
+        found, _ = await self.bot.services.images.characters(
+            f"%{current.strip()}%", 0, AUTOCOMPLETE_MAX
+        )
         return [app_commands.Choice(name=c.name[:100], value=c.name[:100]) for c in found]
 
     # ---- commands ------------------------------------------------------------------
@@ -313,39 +358,59 @@ class Images(commands.Cog):
         tags="comma-separated tags the image must all have",
         exclude="comma-separated tags the image must not have",
         rating="sfw, questionable or nsfw (above sfw only in age-restricted channels)",
-        artist="the artist's name", character="a character's name")
-    async def random(self, interaction: discord.Interaction[GazouBot],
-                     tags: str | None = None, exclude: str | None = None,
-                     rating: RatingName | None = None, artist: str | None = None,
-                     character: str | None = None) -> None:
+        artist="the artist's name",
+        character="a character's name",
+    )
+    async def random(
+        self,
+        interaction: discord.Interaction[GazouBot],
+        tags: str | None = None,
+        exclude: str | None = None,
+        rating: RatingName | None = None,
+        artist: str | None = None,
+        character: str | None = None,
+    ) -> None:
         """Show a random image (none you've seen under the same filters until all are)."""
-        ask = RandomAsk(tags=split_list(tags), exclude=split_list(exclude), rating=rating,
-                        artist=(artist or "").strip() or None,
-                        character=(character or "").strip() or None)
+        ask = RandomAsk(
+            tags=split_list(tags),
+            exclude=split_list(exclude),
+            rating=rating,
+            artist=(artist or "").strip() or None,
+            character=(character or "").strip() or None,
+        )
         await post_random(interaction, ask)
 
     @app_commands.command(name="search")
     @app_commands.describe(
         tags="comma-separated tags the images must all have",
         exclude="comma-separated tags the images must not have",
-        artist="part of the artist's name", character="a character's name",
-        sort="the order of the results (default: newest first)")
-    async def search(self, interaction: discord.Interaction[GazouBot],
-                     tags: str | None = None, exclude: str | None = None,
-                     artist: str | None = None, character: str | None = None,
-                     sort: SortName = "newest") -> None:
+        artist="part of the artist's name",
+        character="a character's name",
+        sort="the order of the results (default: newest first)",
+    )
+    async def search(
+        self,
+        interaction: discord.Interaction[GazouBot],
+        tags: str | None = None,
+        exclude: str | None = None,
+        artist: str | None = None,
+        character: str | None = None,
+        sort: SortName = "newest",
+    ) -> None:
         """Search the collection and page through the results."""
-        query = SearchQuery(tags=split_list(tags), exclude_tags=split_list(exclude),
-                            ratings=allowed_ratings(interaction.channel, None),
-                            artist=(artist or "").strip() or None,
-                            character=(character or "").strip() or None, sort=Sort(sort))
+        query = SearchQuery(
+            tags=split_list(tags),
+            exclude_tags=split_list(exclude),
+            ratings=allowed_ratings(interaction.channel, None),
+            artist=(artist or "").strip() or None,
+            character=(character or "").strip() or None,
+            sort=Sort(sort),
+        )
         pages = SearchPages(self.bot, query, interaction.user.id, interaction)
         pages.limit = upload_limit(interaction)
-        first = await self.bot.services.images.search(
-            replace(query, limit=1))
+        first = await self.bot.services.images.search(replace(query, limit=1))
         if not first.images:
-            await interaction.response.send_message("No image matches that search.",
-                                                    ephemeral=True)
+            await interaction.response.send_message("No image matches that search.", ephemeral=True)
             return
         message, found = await pages.render(0)
         if not found:  # deleted between the two reads
@@ -356,35 +421,52 @@ class Images(commands.Cog):
 
     @app_commands.command(name="upload")
     @app_commands.describe(
-        image="the image file (JPEG, PNG, GIF or WebP)", tags="comma-separated tags",
-        artist="who made it", source="where it comes from (a link or a name)",
-        rating="sfw (default), questionable or nsfw", title="a title")
-    async def upload(self, interaction: discord.Interaction[GazouBot],
-                     image: discord.Attachment, tags: str, artist: str,
-                     source: str | None = None, rating: RatingName = "sfw",
-                     title: str | None = None) -> None:
+        image="the image file (JPEG, PNG, GIF or WebP)",
+        tags="comma-separated tags",
+        artist="who made it",
+        source="where it comes from (a link or a name)",
+        rating="sfw (default), questionable or nsfw",
+        title="a title",
+    )
+    async def upload(
+        self,
+        interaction: discord.Interaction[GazouBot],
+        image: discord.Attachment,
+        tags: str,
+        artist: str,
+        source: str | None = None,
+        rating: RatingName = "sfw",
+        title: str | None = None,
+    ) -> None:
         """Add an image to the collection (members' uploads wait for an owner's review)."""
         await interaction.response.defer(ephemeral=True, thinking=True)
         services = self.bot.services
         limit = services.images.max_bytes
         if image.size > limit:
-            raise ImageTooLarge(f"Upload refused: the file is larger than "
-                                f"{limit // (1024 * 1024)} MB.")
+            raise ImageTooLarge(
+                f"Upload refused: the file is larger than {limit // (1024 * 1024)} MB."
+            )
         data = await image.read()
         source = (source or "").strip()
         is_link = source.startswith(("http://", "https://"))
         meta = IngestMetadata(
-            tags=split_list(tags), rating=Rating(rating), artist=artist, title=title or "",
+            tags=split_list(tags),
+            rating=Rating(rating),
+            artist=artist,
+            title=title or "",
             source_url=source if is_link else None,
             source_name=None if is_link or not source else source,
-            original_filename=image.filename)
+            original_filename=image.filename,
+        )
         trusted = await self.bot.is_gazou_owner(interaction.user)
         try:
-            stored = await services.images.ingest(data, meta, member(interaction.user),
-                                                  trusted=trusted)
+            stored = await services.images.ingest(
+                data, meta, member(interaction.user), trusted=trusted
+            )
         except DuplicateImage as dup:
-            await interaction.followup.send(await self._duplicate_text(dup.existing_id),
-                                            ephemeral=True)
+            await interaction.followup.send(
+                await self._duplicate_text(dup.existing_id), ephemeral=True
+            )
             return
         except GazouError as exc:
             await interaction.followup.send(f"Upload refused: {exc.message}", ephemeral=True)
@@ -392,8 +474,10 @@ class Images(commands.Cog):
         if stored.status is Status.APPROVED:
             text = f"Added to the collection: {image_url(self.bot, stored)} (id `{stored.id}`)."
         else:
-            text = (f"Thanks! Your image (id `{stored.id}`) is pending: an owner will review "
-                    "it, and you'll get a DM with the outcome if your DMs are open.")
+            text = (
+                f"Thanks! Your image (id `{stored.id}`) is pending: an owner will review "
+                "it, and you'll get a DM with the outcome if your DMs are open."
+            )
         await interaction.followup.send(text, ephemeral=True)
 
     async def _duplicate_text(self, existing_id: str) -> str:
@@ -402,10 +486,14 @@ class Images(commands.Cog):
         except NotFound:
             return f"Duplicate: this image was uploaded before (id `{existing_id}`)."
         if existing.status is Status.APPROVED:
-            return (f"Duplicate: this image is already in the collection: "
-                    f"{image_url(self.bot, existing)} (id `{existing.id}`).")
-        return (f"Duplicate: this image was already uploaded and is {existing.status} "
-                f"(id `{existing.id}`).")
+            return (
+                f"Duplicate: this image is already in the collection: "
+                f"{image_url(self.bot, existing)} (id `{existing.id}`)."
+            )
+        return (
+            f"Duplicate: this image was already uploaded and is {existing.status} "
+            f"(id `{existing.id}`)."
+        )
 
     @app_commands.command(name="stats")
     async def stats(self, interaction: discord.Interaction[GazouBot]) -> None:
@@ -414,10 +502,13 @@ class Images(commands.Cog):
         embed = discord.Embed(title="Collection", colour=discord.Colour.blurple())
         embed.add_field(name="Images", value=str(stats.images))
         embed.add_field(name="Pending review", value=str(stats.pending))
-        embed.add_field(name="By rating", value="\n".join(
-            f"{name}: {n}" for name, n in stats.by_rating.items()))
-        embed.add_field(name="By orientation", value="\n".join(
-            f"{name}: {n}" for name, n in stats.by_orientation.items()))
+        embed.add_field(
+            name="By rating", value="\n".join(f"{name}: {n}" for name, n in stats.by_rating.items())
+        )
+        embed.add_field(
+            name="By orientation",
+            value="\n".join(f"{name}: {n}" for name, n in stats.by_orientation.items()),
+        )
         embed.add_field(name="Artists", value=str(stats.artists))
         embed.add_field(name="Characters", value=str(stats.characters))
         embed.add_field(name="Tags", value=str(stats.categories))

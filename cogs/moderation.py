@@ -38,22 +38,28 @@ def _posts_key(image_id: str) -> str:
     return f"discord:moderation:{image_id}"
 
 
-class ModerationDecision(discord.ui.DynamicItem[discord.ui.Button[Any]],
-                         template=r"mod:(?P<action>approve|reject):(?P<id>[0-9a-f-]{36})"):
+class ModerationDecision(
+    discord.ui.DynamicItem[discord.ui.Button[Any]],
+    template=r"mod:(?P<action>approve|reject):(?P<id>[0-9a-f-]{36})",
+):
     """Approve or Reject on a pending upload's message (persistent)."""
 
     def __init__(self, action: str, image_id: str) -> None:
         approve = action == "approve"
-        super().__init__(discord.ui.Button(
-            label="Approve" if approve else "Reject",
-            style=discord.ButtonStyle.success if approve else discord.ButtonStyle.danger,
-            custom_id=f"mod:{action}:{image_id}"))
+        super().__init__(
+            discord.ui.Button(
+                label="Approve" if approve else "Reject",
+                style=discord.ButtonStyle.success if approve else discord.ButtonStyle.danger,
+                custom_id=f"mod:{action}:{image_id}",
+            )
+        )
         self.action = action
         self.image_id = image_id
 
     @classmethod
-    async def from_custom_id(cls, interaction: discord.Interaction[Any],
-                             item: discord.ui.Button[Any], match: Any) -> ModerationDecision:
+    async def from_custom_id(
+        cls, interaction: discord.Interaction[Any], item: discord.ui.Button[Any], match: Any
+    ) -> ModerationDecision:
         return cls(match["action"], match["id"])
 
     async def callback(self, interaction: discord.Interaction[GazouBot]) -> None:
@@ -153,13 +159,17 @@ class Moderation(commands.Cog):
         channel_id = self.bot.services.settings.moderation_channel_id
         if channel_id:
             try:
-                channel = (self.bot.get_channel(channel_id)
-                           or await self.bot.fetch_channel(channel_id))
+                channel = self.bot.get_channel(channel_id) or await self.bot.fetch_channel(
+                    channel_id
+                )
                 assert isinstance(channel, discord.abc.Messageable)
                 return [await channel.send(**await self.review_message(image, channel))]
             except (discord.HTTPException, AssertionError) as exc:
-                log.error("cannot post to MODERATION_CHANNEL_ID %s (%s); DMing the owners",
-                          channel_id, exc)
+                log.error(
+                    "cannot post to MODERATION_CHANNEL_ID %s (%s); DMing the owners",
+                    channel_id,
+                    exc,
+                )
 
         async def build() -> dict[str, Any]:
             return await self.review_message(image, None)
@@ -174,22 +184,33 @@ class Moderation(commands.Cog):
         uploader = image.uploader
         if uploader is not None:
             uid = discord_user_id(uploader)
-            embed.add_field(name="Uploaded by",
-                            value=f"<@{uid}> ({uploader.name})" if uid else uploader.name)
+            embed.add_field(
+                name="Uploaded by", value=f"<@{uid}> ({uploader.name})" if uid else uploader.name
+            )
         if image.near_duplicate_of:
             embed.add_field(name="Looks like", value=f"`{image.near_duplicate_of}`")
         files: list[discord.File] = []
         if image.rating is Rating.SFW or age_restricted(channel):
             # Pending images are not served over HTTP, so always attach the file.
-            files = await show_image(self.bot, image, embed,
-                                     limit=upload_limit(None, channel), attach=True)
+            files = await show_image(
+                self.bot, image, embed, limit=upload_limit(None, channel), attach=True
+            )
         else:
-            embed.add_field(name="Image", inline=False, value=(
-                f"Not shown: rated {image.rating}, and this is not an age-restricted "
-                "channel. Set MODERATION_CHANNEL_ID to an age-restricted channel to see "
-                "such uploads here."))
-        return {"content": PENDING_CONTENT, "embed": embed, "files": files,
-                "view": moderation_view(image.id)}
+            embed.add_field(
+                name="Image",
+                inline=False,
+                value=(
+                    f"Not shown: rated {image.rating}, and this is not an age-restricted "
+                    "channel. Set MODERATION_CHANNEL_ID to an age-restricted channel to see "
+                    "such uploads here."
+                ),
+            )
+        return {
+            "content": PENDING_CONTENT,
+            "embed": embed,
+            "files": files,
+            "view": moderation_view(image.id),
+        }
 
     # ---- decisions -----------------------------------------------------------------
 
@@ -200,16 +221,22 @@ class Moderation(commands.Cog):
         verdict = "Approved" if approved else "Rejected"
         stored = await self.bot.services.storage.repo.kv_get(_posts_key(image.id))
         if stored:
-            await self.bot.edit_messages([tuple(r) for r in json.loads(stored)],
-                                         content=f"{verdict} by {by.name}", view=None)
+            await self.bot.edit_messages(
+                [tuple(r) for r in json.loads(stored)], content=f"{verdict} by {by.name}", view=None
+            )
         uid = discord_user_id(image.uploader)
         if uid is None:
             return
-        name = f"“{image.title}”" if image.title else (
-            f"“{image.original_filename}”" if image.original_filename else "")
+        name = (
+            f"“{image.title}”"
+            if image.title
+            else (f"“{image.original_filename}”" if image.original_filename else "")
+        )
         if approved:
-            text = (f"Your upload {name} (id `{image.id}`) was approved and is now in the "
-                    f"collection: {image_url(self.bot, image)}")
+            text = (
+                f"Your upload {name} (id `{image.id}`) was approved and is now in the "
+                f"collection: {image_url(self.bot, image)}"
+            )
         else:
             text = f"Your upload {name} (id `{image.id}`) was rejected by the owners."
         await self.bot.send_dm(uid, content=text.replace("  ", " "))

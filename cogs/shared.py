@@ -17,8 +17,10 @@ if TYPE_CHECKING:
 # Discord's upload limit for a message outside a boosted guild.
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
 MAX_UPLOAD_LIMIT = 25 * 1024 * 1024
-NSFW_REFUSAL = ("Images rated above sfw are only posted in age-restricted channels; "
-                "ask here for sfw, or use an age-restricted channel.")
+NSFW_REFUSAL = (
+    "Images rated above sfw are only posted in age-restricted channels; "
+    "ask here for sfw, or use an age-restricted channel."
+)
 
 
 def age_restricted(channel: object) -> bool:
@@ -62,8 +64,7 @@ def split_list(text: str | None) -> tuple[str, ...]:
     return tuple(p.strip() for p in (text or "").split(",") if p.strip())
 
 
-def upload_limit(interaction: discord.Interaction[Any] | None,
-                 channel: object = None) -> int:
+def upload_limit(interaction: discord.Interaction[Any] | None, channel: object = None) -> int:
     """How many bytes a file in a message may have where we are posting."""
     if interaction is not None:
         return min(interaction.filesize_limit, MAX_UPLOAD_LIMIT)
@@ -86,29 +87,28 @@ def _human_size(size: int) -> str:
 
 def image_embed(image: Image, *, title: str | None = None) -> discord.Embed:
     """An image's metadata as an embed coloured by its dominant colour (no image set)."""
-    embed = discord.Embed(title=title or image.title or "Image",
-                          colour=discord.Colour.from_str(image.dominant_color))
+    embed = discord.Embed(
+        title=title or image.title or "Image", colour=discord.Colour.from_str(image.dominant_color)
+    )
     if image.description:
         embed.description = image.description[:2000]  # embeds total 6000
     embed.add_field(name="Artist", value=image.artist.name if image.artist else "unknown")
     if image.characters:
-        embed.add_field(name="Characters",
-                        value=", ".join(c.name for c in image.characters)[:1024])
-    embed.add_field(name="Size",
-                    value=f"{image.width}×{image.height} · {_human_size(image.size)}")
+        embed.add_field(name="Characters", value=", ".join(c.name for c in image.characters)[:1024])
+    embed.add_field(name="Size", value=f"{image.width}×{image.height} · {_human_size(image.size)}")
     if image.source_url:
         name = (image.source_name or image.source_url)[:200]
         embed.add_field(name="Source", value=f"[{name}]({image.source_url})"[:1024])
     elif image.source_name:
         embed.add_field(name="Source", value=image.source_name[:1024])
-    embed.add_field(name="Tags", value=", ".join(image.tag_names)[:1024] or "none",
-                    inline=False)
+    embed.add_field(name="Tags", value=", ".join(image.tag_names)[:1024] or "none", inline=False)
     embed.set_footer(text=f"{image.id} · {image.rating}")
     return embed
 
 
-async def show_image(bot: GazouBot, image: Image, embed: discord.Embed, *, limit: int,
-                     attach: bool | None = None) -> list[discord.File]:
+async def show_image(
+    bot: GazouBot, image: Image, embed: discord.Embed, *, limit: int, attach: bool | None = None
+) -> list[discord.File]:
     """Point `embed` at the image: its public URL when Discord can fetch it, else a file
     to attach (the thumbnail when the original is over `limit` bytes)."""
     if attach is None:

@@ -20,8 +20,11 @@ from core.tokens import KNOWN_SCOPES, SCOPE_CUSTOM_EXPIRY, parse_scopes
 log = logging.getLogger("gazou.bot.tokens")
 
 GAZOU = User(id="gazou", name="gazou")
-STATUS_COLOURS = {"pending": discord.Colour.gold(), "approved": discord.Colour.green(),
-                  "denied": discord.Colour.red()}
+STATUS_COLOURS = {
+    "pending": discord.Colour.gold(),
+    "approved": discord.Colour.green(),
+    "denied": discord.Colour.red(),
+}
 
 
 def _dm_key(request_id: str) -> str:
@@ -30,11 +33,17 @@ def _dm_key(request_id: str) -> str:
 
 def request_embed(request: TokenRequest, note: str | None = None) -> discord.Embed:
     """A token request as the owners see it, with who decided it once decided."""
-    embed = discord.Embed(title="API token request",
-                          colour=STATUS_COLOURS.get(request.status, discord.Colour.default()),
-                          description=request.purpose[:4000])
-    embed.add_field(name="From", value=f"<@{request.requester_id}> ({request.requester_name})"
-                    if request.requester_id.isdigit() else request.requester_name)
+    embed = discord.Embed(
+        title="API token request",
+        colour=STATUS_COLOURS.get(request.status, discord.Colour.default()),
+        description=request.purpose[:4000],
+    )
+    embed.add_field(
+        name="From",
+        value=f"<@{request.requester_id}> ({request.requester_name})"
+        if request.requester_id.isdigit()
+        else request.requester_name,
+    )
     status = request.status
     if request.decided_by:
         status += f" by {request.decided_by}"
@@ -49,27 +58,35 @@ def secret_message(issued: IssuedToken, intro: str) -> str:
     """The one message that carries a secret."""
     token = issued.token
     expiry = f", expires {token.expires_at:%Y-%m-%d}" if token.expires_at else ""
-    return (f"{intro}\n```\n{issued.secret}\n```\nThis is the only time it is shown; keep "
-            f"it safe. Token id `{token.id}`, scopes: {', '.join(token.scopes) or 'none'}"
-            f"{expiry}. Most clients send it as `Authorization: Bearer <token>`.")
+    return (
+        f"{intro}\n```\n{issued.secret}\n```\nThis is the only time it is shown; keep "
+        f"it safe. Token id `{token.id}`, scopes: {', '.join(token.scopes) or 'none'}"
+        f"{expiry}. Most clients send it as `Authorization: Bearer <token>`."
+    )
 
 
-class TokenDecision(discord.ui.DynamicItem[discord.ui.Button[Any]],
-                    template=r"token:(?P<action>approve|deny):(?P<id>[0-9a-f-]{36})"):
+class TokenDecision(
+    discord.ui.DynamicItem[discord.ui.Button[Any]],
+    template=r"token:(?P<action>approve|deny):(?P<id>[0-9a-f-]{36})",
+):
     """Approve or Deny on the owners' copies of a token request (persistent)."""
 
     def __init__(self, action: str, request_id: str) -> None:
         approve = action == "approve"
-        super().__init__(discord.ui.Button(
-            label="Approve" if approve else "Deny",
-            style=discord.ButtonStyle.success if approve else discord.ButtonStyle.danger,
-            custom_id=f"token:{action}:{request_id}"))
+        super().__init__(
+            discord.ui.Button(
+                label="Approve" if approve else "Deny",
+                style=discord.ButtonStyle.success if approve else discord.ButtonStyle.danger,
+                custom_id=f"token:{action}:{request_id}",
+            )
+        )
         self.action = action
         self.request_id = request_id
 
     @classmethod
-    async def from_custom_id(cls, interaction: discord.Interaction[Any],
-                             item: discord.ui.Button[Any], match: Any) -> TokenDecision:
+    async def from_custom_id(
+        cls, interaction: discord.Interaction[Any], item: discord.ui.Button[Any], match: Any
+    ) -> TokenDecision:
         return cls(match["action"], match["id"])
 
     async def callback(self, interaction: discord.Interaction[GazouBot]) -> None:
@@ -86,8 +103,9 @@ def decision_view(request_id: str) -> discord.ui.View:
     return view
 
 
-async def decide_request(interaction: discord.Interaction[GazouBot], request_id: str,
-                         approve: bool) -> None:
+async def decide_request(
+    interaction: discord.Interaction[GazouBot], request_id: str, approve: bool
+) -> None:
     """Approve (issue and DM the token) or deny a request; update every owner's copy."""
     bot = interaction.client
     await require_owner(bot, interaction.user)
@@ -99,24 +117,36 @@ async def decide_request(interaction: discord.Interaction[GazouBot], request_id:
         request, issued = await tokens.approve_request(request_id, owner)
         requester_id = int(request.requester_id) if request.requester_id.isdigit() else None
         sent = requester_id is not None and await bot.send_dm(
-            requester_id, content=secret_message(
-                issued, f"Your API token request was approved by {owner.name}. Your token:"))
+            requester_id,
+            content=secret_message(
+                issued, f"Your API token request was approved by {owner.name}. Your token:"
+            ),
+        )
         if not sent:
             # Undeliverable secrets must not stay valid: nobody will ever see them.
             await tokens.revoke(issued.token.id)
-            note = ("The member's DMs are closed, so the token could not be delivered and "
-                    "was revoked. They can open their DMs and request again.")
+            note = (
+                "The member's DMs are closed, so the token could not be delivered and "
+                "was revoked. They can open their DMs and request again."
+            )
     else:
         request = await tokens.deny_request(request_id, owner)
         if request.requester_id.isdigit():
-            await bot.send_dm(int(request.requester_id), content=(
-                f"Your API token request ({request.purpose[:200]}) was denied by the owners."))
+            await bot.send_dm(
+                int(request.requester_id),
+                content=(
+                    f"Your API token request ({request.purpose[:200]}) was denied by the owners."
+                ),
+            )
     embed = request_embed(request, note)
     await interaction.edit_original_response(embed=embed, view=None)
     stored = await bot.services.storage.repo.kv_get(_dm_key(request_id))
     if stored:
-        others = [(c, m) for c, m in json.loads(stored)
-                  if interaction.message is None or m != interaction.message.id]
+        others = [
+            (c, m)
+            for c, m in json.loads(stored)
+            if interaction.message is None or m != interaction.message.id
+        ]
         await bot.edit_messages(others, embed=embed, view=None)
     if note:
         await interaction.followup.send(note, ephemeral=True)
@@ -138,8 +168,9 @@ class Tokens(commands.Cog):
 
     @token.command(name="request")
     @app_commands.describe(purpose="what you will use the token for")
-    async def request(self, interaction: discord.Interaction[GazouBot],
-                      purpose: app_commands.Range[str, 1, 500]) -> None:
+    async def request(
+        self, interaction: discord.Interaction[GazouBot], purpose: app_commands.Range[str, 1, 500]
+    ) -> None:
         """Ask the owners for an API token; it arrives by DM when approved."""
         await interaction.response.defer(ephemeral=True, thinking=True)
         tokens = self.bot.services.tokens
@@ -153,37 +184,58 @@ class Tokens(commands.Cog):
             await tokens.deny_request(request.id, GAZOU)
             await interaction.followup.send(
                 "No owner can be reached by DM right now, so your request could not be "
-                "delivered. Please try again later.", ephemeral=True)
+                "delivered. Please try again later.",
+                ephemeral=True,
+            )
             return
         refs = [(m.channel.id, m.id) for m in sent]
         await self.bot.services.storage.repo.kv_set(_dm_key(request.id), json.dumps(refs))
         await interaction.followup.send(
             "Your request was sent to the owners. If they approve it, the token arrives by "
-            "DM, so keep DMs from this server open.", ephemeral=True)
+            "DM, so keep DMs from this server open.",
+            ephemeral=True,
+        )
 
     @token.command(name="issue")
     @app_commands.describe(
-        user="who the token is for", scopes="comma-separated scopes, e.g. image:upload,image:list",
+        user="who the token is for",
+        scopes="comma-separated scopes, e.g. image:upload,image:list",
         expires="days until the token stops working (default: never)",
-        purpose="what the token is for")
-    async def issue(self, interaction: discord.Interaction[GazouBot], user: discord.User,
-                    scopes: str, expires: app_commands.Range[int, 1, 3650] | None = None,
-                    purpose: str = "") -> None:
+        purpose="what the token is for",
+    )
+    async def issue(
+        self,
+        interaction: discord.Interaction[GazouBot],
+        user: discord.User,
+        scopes: str,
+        expires: app_commands.Range[int, 1, 3650] | None = None,
+        purpose: str = "",
+    ) -> None:
         """(owners) Issue a token to a member; they get it by DM."""
         await require_owner(self.bot, interaction.user)
         await interaction.response.defer(ephemeral=True, thinking=True)
         issued = await self.bot.services.tokens.issue(
-            member(user), scopes=parse_scopes(scopes),
-            expires_in=timedelta(days=expires) if expires else None, purpose=purpose,
-            issued_by=f"{interaction.user.name} ({interaction.user.id})")
-        sent = await self.bot.send_dm(user.id, content=secret_message(
-            issued, f"{interaction.user.name} issued you an API token for gazou:"))
+            member(user),
+            scopes=parse_scopes(scopes),
+            expires_in=timedelta(days=expires) if expires else None,
+            purpose=purpose,
+            issued_by=f"{interaction.user.name} ({interaction.user.id})",
+        )
+        sent = await self.bot.send_dm(
+            user.id,
+            content=secret_message(
+                issued, f"{interaction.user.name} issued you an API token for gazou:"
+            ),
+        )
         if sent:
-            text = (f"Issued token `{issued.token.id}` to {user.mention} "
-                    f"({', '.join(issued.token.scopes)}); it was sent to them by DM.")
+            text = (
+                f"Issued token `{issued.token.id}` to {user.mention} "
+                f"({', '.join(issued.token.scopes)}); it was sent to them by DM."
+            )
         else:
-            text = secret_message(issued, f"{user.mention} doesn't accept DMs; give them "
-                                          "this token yourself:")
+            text = secret_message(
+                issued, f"{user.mention} doesn't accept DMs; give them this token yourself:"
+            )
         await interaction.followup.send(text, ephemeral=True)
 
     @token.command(name="revoke")
@@ -194,12 +246,14 @@ class Tokens(commands.Cog):
         await require_owner(self.bot, interaction.user)
         revoked = await self.bot.services.tokens.revoke(token_id.strip())
         await interaction.response.send_message(
-            f"Revoked token `{revoked.id}` of {revoked.owner_name}.", ephemeral=True)
+            f"Revoked token `{revoked.id}` of {revoked.owner_name}.", ephemeral=True
+        )
 
     @token.command(name="list")
     @app_commands.describe(user="only this member's tokens")
-    async def list_tokens(self, interaction: discord.Interaction[GazouBot],
-                   user: discord.User | None = None) -> None:
+    async def list_tokens(
+        self, interaction: discord.Interaction[GazouBot], user: discord.User | None = None
+    ) -> None:
         """(owners) List tokens: ids, owners, scopes and state (never the secrets)."""
         await require_owner(self.bot, interaction.user)
         found = await self.bot.services.tokens.list(str(user.id) if user else None)
@@ -208,33 +262,40 @@ class Tokens(commands.Cog):
             return
         lines = [self._line(t) for t in found[:25]]
         more = f"\n… and {len(found) - 25} more" if len(found) > 25 else ""
-        embed = discord.Embed(title=f"Tokens ({len(found)})",
-                              description=("\n".join(lines) + more)[:4096])
+        embed = discord.Embed(
+            title=f"Tokens ({len(found)})", description=("\n".join(lines) + more)[:4096]
+        )
         await interaction.response.send_message(embed=embed, ephemeral=True)
 
     @staticmethod
     def _line(token: Token) -> str:
         now = datetime.now(UTC)
-        state = ("revoked" if token.revoked_at else
-                 "expired" if not token.active(now) else "active")
+        state = "revoked" if token.revoked_at else "expired" if not token.active(now) else "active"
         used = f", last used {token.last_used_at:%Y-%m-%d}" if token.last_used_at else ""
-        return (f"`{token.id[:8]}` **{token.owner_name}** {state} "
-                f"[{' '.join(token.scopes)}]{used}" + (f" — {token.purpose[:60]}"
-                                                       if token.purpose else ""))
+        return (
+            f"`{token.id[:8]}` **{token.owner_name}** {state} "
+            f"[{' '.join(token.scopes)}]{used}"
+            + (f" — {token.purpose[:60]}" if token.purpose else "")
+        )
 
     @issue.autocomplete("scopes")
-    async def complete_scopes(self, interaction: discord.Interaction[Any],
-                              current: str) -> list[app_commands.Choice[str]]:
+    async def complete_scopes(
+        self, interaction: discord.Interaction[Any], current: str
+    ) -> list[app_commands.Choice[str]]:
         head, _, last = current.rpartition(",")
         earlier = split_list(head)
         prefix = ",".join(earlier) + "," if earlier else ""
         options = [*KNOWN_SCOPES, f"{SCOPE_CUSTOM_EXPIRY}:86400"]
-        return [app_commands.Choice(name=prefix + s, value=prefix + s) for s in options
-                if last.strip() in s and s not in earlier]
+        return [
+            app_commands.Choice(name=prefix + s, value=prefix + s)
+            for s in options
+            if last.strip() in s and s not in earlier
+        ]
 
     @revoke.autocomplete("token_id")
-    async def complete_token_ids(self, interaction: discord.Interaction[GazouBot],
-                                 current: str) -> list[app_commands.Choice[str]]:
+    async def complete_token_ids(
+        self, interaction: discord.Interaction[GazouBot], current: str
+    ) -> list[app_commands.Choice[str]]:
         if not await self.bot.is_gazou_owner(interaction.user):
             return []
         now = datetime.now(UTC)

@@ -47,8 +47,16 @@ class _Batch:
 class DrawBuffer:
     """Per-filter batches of random images; `take` is `draw` with fewer round trips."""
 
-    def __init__(self, draw: Draw, *, batch: int = 256, min_batch: int = 8, ttl: float = 1.0,
-                 max_filters: int = 256, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        draw: Draw,
+        *,
+        batch: int = 256,
+        min_batch: int = 8,
+        ttl: float = 1.0,
+        max_filters: int = 256,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._draw = draw
         self.batch = batch
         self.min_batch = min(min_batch, batch)
@@ -106,8 +114,9 @@ class DrawBuffer:
         self.draws += 1
         return await self._draw(filters, count)
 
-    def _start_refill(self, key: str, filters: Filters, count: int, *, grow: bool = False
-                      ) -> asyncio.Future[None]:
+    def _start_refill(
+        self, key: str, filters: Filters, count: int, *, grow: bool = False
+    ) -> asyncio.Future[None]:
         """The in-flight draw of the next batch for `key`, started if there is none:
         room for two takes of `count` at least, twice the last batch when `grow` (it
         ran low within its life)."""
@@ -134,8 +143,9 @@ class DrawBuffer:
         if not task.cancelled():
             task.exception()
 
-    async def _refill(self, key: str, filters: Filters, size: int,
-                      done: asyncio.Future[None]) -> None:
+    async def _refill(
+        self, key: str, filters: Filters, size: int, done: asyncio.Future[None]
+    ) -> None:
         try:
             generation = self.generation
             self.draws += 1
@@ -177,8 +187,13 @@ class PageCache:
     the draw buffers): a popular query asked by many clients at once reaches the store
     once. Concurrent misses of one query share a single store call."""
 
-    def __init__(self, *, ttl: float = 1.0, max_entries: int = 512,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        *,
+        ttl: float = 1.0,
+        max_entries: int = 512,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.ttl = ttl
         self.max_entries = max_entries
         self._clock = clock
@@ -195,8 +210,11 @@ class PageCache:
     async def get(self, key: Any, load: Callable[[], Awaitable[Any]]) -> Any:
         """The page for `key`, from the cache or from `load()`."""
         cached = self._pages.get(key)
-        if cached is not None and cached[1] == self.generation and \
-                self._clock() - cached[0] < self.ttl:
+        if (
+            cached is not None
+            and cached[1] == self.generation
+            and self._clock() - cached[0] < self.ttl
+        ):
             return cached[2]
         pending = self._pending.get(key)
         if pending is not None:

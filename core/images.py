@@ -80,15 +80,25 @@ class ConsistencyReport:
 class ImageService:
     """Ingest, moderation, reads and upkeep of images."""
 
-    def __init__(self, repo: SQLiteRepo, blobs: BlobStore, events: ev.Events, *,
-                 executor: Executor | None, max_pixels: int, max_bytes: int,
-                 thumb_size: tuple[int, int] = (360, 420), buffer_draws: bool = False) -> None:
+    def __init__(
+        self,
+        repo: SQLiteRepo,
+        blobs: BlobStore,
+        events: ev.Events,
+        *,
+        executor: Executor | None,
+        max_pixels: int,
+        max_bytes: int,
+        thumb_size: tuple[int, int] = (360, 420),
+        buffer_draws: bool = False,
+    ) -> None:
         self.repo = repo
         # Anonymous random draws from a short-lived buffer (see core/drawbuffer.py);
         # off by default so store benchmarks measure the store.
-        self.draw_buffer = (DrawBuffer(lambda f, n: repo.random_images(f, n))
-                            if buffer_draws else None)
-        self.file_draw_buffer = (DrawBuffer(self._draw_files) if buffer_draws else None)
+        self.draw_buffer = (
+            DrawBuffer(lambda f, n: repo.random_images(f, n)) if buffer_draws else None
+        )
+        self.file_draw_buffer = DrawBuffer(self._draw_files) if buffer_draws else None
         self.page_cache = PageCache() if buffer_draws else None
         self.blobs = blobs
         self.events = events
@@ -105,37 +115,49 @@ class ImageService:
             raise InvalidInput(f"At most {MAX_TAGS} tags are allowed", field="tags")
         for tag in tags:
             if len(tag) > MAX_TAG_LENGTH:
-                raise InvalidInput(f"Tags are limited to {MAX_TAG_LENGTH} characters",
-                                   field="tags")
-        characters = tuple(dict.fromkeys(c for c in (clean_name(x) for x in meta.characters)
-                                         if c))
+                raise InvalidInput(f"Tags are limited to {MAX_TAG_LENGTH} characters", field="tags")
+        characters = tuple(dict.fromkeys(c for c in (clean_name(x) for x in meta.characters) if c))
         artist = clean_name(meta.artist) if meta.artist else None
         for name in (artist, *characters):
             if name and len(name) > MAX_NAME_LENGTH:
                 raise InvalidInput(f"Names are limited to {MAX_NAME_LENGTH} characters")
         if len(meta.title) > MAX_TITLE_LENGTH:
-            raise InvalidInput(f"The title is limited to {MAX_TITLE_LENGTH} characters",
-                               field="title")
+            raise InvalidInput(
+                f"The title is limited to {MAX_TITLE_LENGTH} characters", field="title"
+            )
         if len(meta.description) > MAX_DESCRIPTION_LENGTH:
             raise InvalidInput(
                 f"The description is limited to {MAX_DESCRIPTION_LENGTH} characters",
-                field="description")
+                field="description",
+            )
         if meta.resize_width is not None and not 16 <= meta.resize_width <= 10_000:
             raise InvalidInput("The width must be between 16 and 10000 pixels", field="width")
-        return replace(meta, tags=tags, characters=characters, artist=artist or None,
-                       title=meta.title.strip(), description=meta.description.strip())
+        return replace(
+            meta,
+            tags=tags,
+            characters=characters,
+            artist=artist or None,
+            title=meta.title.strip(),
+            description=meta.description.strip(),
+        )
 
     async def _process(self, raw: bytes, meta: IngestMetadata) -> ProcessedImage:
         limit = min(self.max_bytes, meta.max_bytes or self.max_bytes)
         if len(raw) > limit:
-            raise ImageTooLarge(f"Image is larger than {limit // (1024 * 1024)} MB",
-                                limit=limit)
-        work = partial(process_image, raw, max_pixels=self.max_pixels, max_bytes=limit,
-                       thumb_size=self.thumb_size, resize_width=meta.resize_width)
+            raise ImageTooLarge(f"Image is larger than {limit // (1024 * 1024)} MB", limit=limit)
+        work = partial(
+            process_image,
+            raw,
+            max_pixels=self.max_pixels,
+            max_bytes=limit,
+            thumb_size=self.thumb_size,
+            resize_width=meta.resize_width,
+        )
         return await asyncio.get_running_loop().run_in_executor(self.executor, work)
 
-    async def ingest(self, raw: bytes, meta: IngestMetadata, uploader: User | None, *,
-                     trusted: bool = False) -> Image:
+    async def ingest(
+        self, raw: bytes, meta: IngestMetadata, uploader: User | None, *, trusted: bool = False
+    ) -> Image:
         """Verify, measure and store an upload. Trusted uploads (owners, imports) are
         approved at once; others start pending and are announced to moderators.
         Raises DuplicateImage with the stored id for bytes already stored."""
@@ -153,19 +175,36 @@ class ImageService:
         await self.blobs.put(keys[1], processed.thumbnail)
         status = Status.APPROVED if trusted else Status.PENDING
         row = NewImage(
-            id=image_id, sha256=processed.sha256, md5=processed.md5, phash=processed.phash,
-            mimetype=processed.mimetype, extension=processed.extension,
-            size=len(processed.data), width=processed.width, height=processed.height,
+            id=image_id,
+            sha256=processed.sha256,
+            md5=processed.md5,
+            phash=processed.phash,
+            mimetype=processed.mimetype,
+            extension=processed.extension,
+            size=len(processed.data),
+            width=processed.width,
+            height=processed.height,
             aspect_ratio=aspect_ratio(processed.width, processed.height),
             orientation=orientation(processed.width, processed.height),
-            dominant_color=processed.dominant_color, animated=processed.animated,
-            thumbnail_size=len(processed.thumbnail), rating=meta.rating, status=status,
-            title=meta.title, description=meta.description, source_name=meta.source_name,
-            source_url=meta.source_url, original_filename=meta.original_filename,
-            artist=meta.artist, characters=meta.characters, tags=meta.tags,
-            album_id=meta.album_id, uploader=uploader,
-            approver=uploader if trusted else None, created_at=datetime.now(UTC),
-            expires_at=meta.expires_at, near_duplicate_of=near,
+            dominant_color=processed.dominant_color,
+            animated=processed.animated,
+            thumbnail_size=len(processed.thumbnail),
+            rating=meta.rating,
+            status=status,
+            title=meta.title,
+            description=meta.description,
+            source_name=meta.source_name,
+            source_url=meta.source_url,
+            original_filename=meta.original_filename,
+            artist=meta.artist,
+            characters=meta.characters,
+            tags=meta.tags,
+            album_id=meta.album_id,
+            uploader=uploader,
+            approver=uploader if trusted else None,
+            created_at=datetime.now(UTC),
+            expires_at=meta.expires_at,
+            near_duplicate_of=near,
         )
         try:
             image = await self.repo.insert_image(row)
@@ -216,7 +255,8 @@ class ImageService:
         """Images waiting for a moderator, oldest first."""
         page = await self.repo.search(
             SearchQuery(statuses=frozenset({Status.PENDING}), sort=Sort.OLDEST, limit=limit),
-            count_total=False)
+            count_total=False,
+        )
         return page.images
 
     async def delete(self, image_id: str) -> Image:
@@ -239,8 +279,9 @@ class ImageService:
         """`get` for serving bytes: only what that needs (one indexed row)."""
         return _readable(await self.repo.get_file(image_id), include_pending)
 
-    async def random(self, filters: Filters, count: int = 1, *,
-                     seen_by: str | None = None) -> list[Image]:
+    async def random(
+        self, filters: Filters, count: int = 1, *, seen_by: str | None = None
+    ) -> list[Image]:
         """Up to `count` distinct approved images, uniformly drawn from the matches."""
         if not 1 <= count <= MAX_PAGE:
             raise InvalidInput(f"count must be between 1 and {MAX_PAGE}")
@@ -267,25 +308,29 @@ class ImageService:
             raise InvalidInput("skip must not be negative")
         if self.page_cache is not None:
             return await self.page_cache.get(
-                (query, count_total), lambda: self.repo.search(query, count_total=count_total))
+                (query, count_total), lambda: self.repo.search(query, count_total=count_total)
+            )
         return await self.repo.search(query, count_total=count_total)
 
     async def list(self, offset: int = 0, limit: int = 25) -> SearchPage:
         """Approved images, newest first."""
         return await self.search(SearchQuery(skip=offset, limit=limit))
 
-    async def tags(self, pattern: str | None = None, offset: int = 0,
-                   limit: int = 25) -> tuple[list[Tag], int]:
+    async def tags(
+        self, pattern: str | None = None, offset: int = 0, limit: int = 25
+    ) -> tuple[list[Tag], int]:
         """Tags (categories) whose name is LIKE `pattern`, with the total."""
         return await self.repo.list_tags(pattern, offset, limit)
 
-    async def artists(self, pattern: str | None = None, offset: int = 0,
-                      limit: int = 25) -> tuple[list[Artist], int]:
+    async def artists(
+        self, pattern: str | None = None, offset: int = 0, limit: int = 25
+    ) -> tuple[list[Artist], int]:
         """Artists whose name is LIKE `pattern`, with the total."""
         return await self.repo.list_artists(pattern, offset, limit)
 
-    async def characters(self, pattern: str | None = None, offset: int = 0,
-                         limit: int = 25) -> tuple[list[Character], int]:
+    async def characters(
+        self, pattern: str | None = None, offset: int = 0, limit: int = 25
+    ) -> tuple[list[Character], int]:
         """Characters whose name is LIKE `pattern`, with the total."""
         return await self.repo.list_characters(pattern, offset, limit)
 
@@ -325,8 +370,7 @@ class ImageService:
         """Counts by rating, orientation, resolution; artists, characters, categories."""
         return await self.repo.stats()
 
-    async def set_like(self, image_id: str, user: User, on: bool = True,
-                       kind: str = "like") -> int:
+    async def set_like(self, image_id: str, user: User, on: bool = True, kind: str = "like") -> int:
         """Like (or unlike) an approved image; returns its like count."""
         await self.get(image_id)
         count = await self.repo.set_like(image_id, user.id, kind, on)
@@ -399,6 +443,9 @@ class ImageService:
         if report.orphans_removed:
             log.warning("removed %d file(s) no image points at", len(report.orphans_removed))
         if report.missing_files:
-            log.error("%d image(s) have no file: %s", len(report.missing_files),
-                      ", ".join(report.missing_files[:20]))
+            log.error(
+                "%d image(s) have no file: %s",
+                len(report.missing_files),
+                ", ".join(report.missing_files[:20]),
+            )
         return report

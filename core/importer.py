@@ -40,9 +40,14 @@ def candidate_files(folder: Path) -> Iterator[Path]:
                 yield Path(root) / name
 
 
-async def import_folder(images: ImageService, folder: Path, meta: IngestMetadata, *,
-                        concurrency: int = 2,
-                        progress: Callable[[Path, str], None] | None = None) -> ImportSummary:
+async def import_folder(
+    images: ImageService,
+    folder: Path,
+    meta: IngestMetadata,
+    *,
+    concurrency: int = 2,
+    progress: Callable[[Path, str], None] | None = None,
+) -> ImportSummary:
     """Ingest every image below `folder` as approved. Safe to re-run after an
     interrupt: what is already stored counts as a duplicate and is skipped."""
     summary = ImportSummary()
@@ -68,8 +73,9 @@ async def import_folder(images: ImageService, folder: Path, meta: IngestMetadata
     return summary
 
 
-async def _import_one(images: ImageService, path: Path, meta: IngestMetadata,
-                      summary: ImportSummary) -> str:
+async def _import_one(
+    images: ImageService, path: Path, meta: IngestMetadata, summary: ImportSummary
+) -> str:
     try:
         raw = await asyncio.to_thread(path.read_bytes)
     except OSError as exc:
@@ -81,8 +87,7 @@ async def _import_one(images: ImageService, path: Path, meta: IngestMetadata,
     try:
         from dataclasses import replace
 
-        await images.ingest(raw, replace(meta, original_filename=path.name), IMPORTER,
-                            trusted=True)
+        await images.ingest(raw, replace(meta, original_filename=path.name), IMPORTER, trusted=True)
     except DuplicateImage:
         summary.duplicates += 1
         return "duplicate"

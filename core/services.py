@@ -44,14 +44,24 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         async with open_storage(settings.data_dir) as storage:
             events = Events()
             images = ImageService(
-                storage.repo, storage.blobs, events, executor=executor,
-                max_pixels=settings.max_image_pixels, max_bytes=settings.max_request_bytes,
-                thumb_size=settings.thumbnail_size, buffer_draws=True,
+                storage.repo,
+                storage.blobs,
+                events,
+                executor=executor,
+                max_pixels=settings.max_image_pixels,
+                max_bytes=settings.max_request_bytes,
+                thumb_size=settings.thumbnail_size,
+                buffer_draws=True,
             )
             tokens = TokenService(storage.repo, settings.default_token_scopes)
-            services = Services(settings=settings, storage=storage, images=images,
-                                tokens=tokens, signer=LinkSigner(settings.signing_secret),
-                                events=events)
+            services = Services(
+                settings=settings,
+                storage=storage,
+                images=images,
+                tokens=tokens,
+                signer=LinkSigner(settings.signing_secret),
+                events=events,
+            )
             try:
                 yield services
             finally:

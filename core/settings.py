@@ -59,8 +59,9 @@ class Settings:
         return addr.is_global
 
 
-def _int(env: Mapping[str, str], name: str, default: int, *, low: int = 0,
-         high: int | None = None) -> int:
+def _int(
+    env: Mapping[str, str], name: str, default: int, *, low: int = 0, high: int | None = None
+) -> int:
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -140,7 +141,8 @@ def _public_url(env: Mapping[str, str], host: str, port: int) -> str:
     parts = urlsplit(raw)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise SettingsError(
-            "PUBLIC_URL", f"expected an http(s) URL like https://img.example.org, got {raw!r}")
+            "PUBLIC_URL", f"expected an http(s) URL like https://img.example.org, got {raw!r}"
+        )
     return raw.rstrip("/")
 
 
@@ -157,7 +159,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     secret = env.get("SIGNING_SECRET", "").strip()
     if secret and len(secret) < 16:
         raise SettingsError(
-            "SIGNING_SECRET", "must be at least 16 characters (or unset to generate one)")
+            "SIGNING_SECRET", "must be at least 16 characters (or unset to generate one)"
+        )
     token = env.get("DISCORD_TOKEN", "").strip() or None
     return Settings(
         discord_token=token,

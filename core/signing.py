@@ -28,13 +28,20 @@ class LinkSigner:
         """The unix time a link signed now for `ttl_seconds` stops working."""
         return int((time.time() if now is None else now) + ttl_seconds)
 
-    def check(self, path: str, expires: str | None, signature: str | None,
-              now: float | None = None) -> None:
+    def check(
+        self, path: str, expires: str | None, signature: str | None, now: float | None = None
+    ) -> None:
         """Forbidden unless the signature matches and has not expired."""
         # Only ASCII digits and hex can be ours; anything else (non-ASCII text, which
         # compare_digest refuses, or a number too long to parse) is simply wrong.
-        if (not expires or not signature or not expires.isascii() or not expires.isdigit()
-                or len(expires) > 12 or not signature.isascii()):
+        if (
+            not expires
+            or not signature
+            or not expires.isascii()
+            or not expires.isdigit()
+            or len(expires) > 12
+            or not signature.isascii()
+        ):
             raise Forbidden("Invalid signature")
         if not hmac.compare_digest(self._mac(path, int(expires)), signature):
             raise Forbidden("Invalid signature")

@@ -45,7 +45,8 @@ def parse_scopes(text: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
         elif scope not in KNOWN_SCOPES:
             raise InvalidInput(
                 f"Unknown scope {scope!r}; known: {', '.join(KNOWN_SCOPES)} "
-                f"(and {SCOPE_CUSTOM_EXPIRY}:SECONDS)")
+                f"(and {SCOPE_CUSTOM_EXPIRY}:SECONDS)"
+            )
         if scope not in scopes:
             scopes.append(scope)
     return tuple(scopes)
@@ -63,8 +64,9 @@ def custom_expiry_limit(token: Token | None) -> int | None:
         return None
     if SCOPE_ADMIN in token.scopes or SCOPE_CUSTOM_EXPIRY in token.scopes:
         return 0
-    limits = [int(s.rsplit(":", 1)[1]) for s in token.scopes
-              if s.startswith(SCOPE_CUSTOM_EXPIRY + ":")]
+    limits = [
+        int(s.rsplit(":", 1)[1]) for s in token.scopes if s.startswith(SCOPE_CUSTOM_EXPIRY + ":")
+    ]
     return max(limits) if limits else None
 
 
@@ -75,9 +77,15 @@ class TokenService:
         self.repo = repo
         self.default_scopes = default_scopes
 
-    async def issue(self, owner: User, *, scopes: tuple[str, ...] | None = None,
-                    expires_in: timedelta | None = None, purpose: str = "",
-                    issued_by: str) -> IssuedToken:
+    async def issue(
+        self,
+        owner: User,
+        *,
+        scopes: tuple[str, ...] | None = None,
+        expires_in: timedelta | None = None,
+        purpose: str = "",
+        issued_by: str,
+    ) -> IssuedToken:
         """Create a token; the returned secret is the only copy there will ever be."""
         scopes = parse_scopes(scopes if scopes is not None else self.default_scopes)
         if expires_in is not None and expires_in <= timedelta(0):
@@ -85,9 +93,15 @@ class TokenService:
         now = datetime.now(UTC)
         secret = "".join(secrets.choice(SECRET_ALPHABET) for _ in range(SECRET_LENGTH))
         token = Token(
-            id=new_id(), owner_id=owner.id, owner_name=owner.name, purpose=purpose,
-            scopes=scopes, issued_by=issued_by, created_at=now,
-            expires_at=now + expires_in if expires_in else None, revoked_at=None,
+            id=new_id(),
+            owner_id=owner.id,
+            owner_name=owner.name,
+            purpose=purpose,
+            scopes=scopes,
+            issued_by=issued_by,
+            created_at=now,
+            expires_at=now + expires_in if expires_in else None,
+            revoked_at=None,
             last_used_at=None,
         )
         await self.repo.insert_token(token, _hash(secret))
@@ -155,8 +169,9 @@ class TokenService:
             raise InvalidInput("The purpose is limited to 500 characters")
         return await self.repo.create_token_request(requester, purpose)
 
-    async def approve_request(self, request_id: str, decided_by: User) -> tuple[
-            TokenRequest, IssuedToken]:
+    async def approve_request(
+        self, request_id: str, decided_by: User
+    ) -> tuple[TokenRequest, IssuedToken]:
         """Issue the token with the default scopes; Conflict if already decided."""
         request = await self.repo.get_token_request(request_id)
         if request is None:
@@ -164,10 +179,13 @@ class TokenService:
         if request.status != "pending":
             raise Conflict(f"This request was already {request.status} by {request.decided_by}")
         issued = await self.issue(
-            User(request.requester_id, request.requester_name), purpose=request.purpose,
-            issued_by=f"{decided_by.name} ({decided_by.id})")
+            User(request.requester_id, request.requester_name),
+            purpose=request.purpose,
+            issued_by=f"{decided_by.name} ({decided_by.id})",
+        )
         if not await self.repo.decide_token_request(
-                request_id, "approved", f"{decided_by.name} ({decided_by.id})", issued.token.id):
+            request_id, "approved", f"{decided_by.name} ({decided_by.id})", issued.token.id
+        ):
             await self.repo.revoke_token(issued.token.id, datetime.now(UTC))
             raise Conflict("This request was decided by another owner meanwhile")
         decided = await self.repo.get_token_request(request_id)
@@ -180,7 +198,8 @@ class TokenService:
         if request is None:
             raise NotFound("No such token request")
         if not await self.repo.decide_token_request(
-                request_id, "denied", f"{decided_by.name} ({decided_by.id})", None):
+            request_id, "denied", f"{decided_by.name} ({decided_by.id})", None
+        ):
             raise Conflict(f"This request was already {request.status} by {request.decided_by}")
         decided = await self.repo.get_token_request(request_id)
         assert decided is not None

@@ -139,8 +139,14 @@ EXTERNAL_CHANGES_EVERY = 1.0
 
 
 def _tag(row: Sequence[Any]) -> Tag:
-    return Tag(id=row[0], name=row[1], description=row[2], nsfw=bool(row[3]),
-               created_at=_dt(row[4]), images=row[5] or 0)
+    return Tag(
+        id=row[0],
+        name=row[1],
+        description=row[2],
+        nsfw=bool(row[3]),
+        created_at=_dt(row[4]),
+        images=row[5] or 0,
+    )
 
 
 def _artist(row: Sequence[Any]) -> Artist:
@@ -149,16 +155,27 @@ def _artist(row: Sequence[Any]) -> Artist:
 
 def _character(row: Sequence[Any]) -> Character:
     return Character(
-        id=row[0], name=row[1], description=row[2], source=row[3], gender=row[4],
-        ages=tuple(json.loads(row[5])), birth_date=row[6], nationality=row[7],
-        occupations=tuple(json.loads(row[8])), created_at=_dt(row[9]), images=row[10] or 0,
+        id=row[0],
+        name=row[1],
+        description=row[2],
+        source=row[3],
+        gender=row[4],
+        ages=tuple(json.loads(row[5])),
+        birth_date=row[6],
+        nationality=row[7],
+        occupations=tuple(json.loads(row[8])),
+        created_at=_dt(row[9]),
+        images=row[10] or 0,
     )
 
 
-_TAG_COLUMNS = "t.id, t.name, t.description, t.nsfw, t.created_at, " \
+_TAG_COLUMNS = (
+    "t.id, t.name, t.description, t.nsfw, t.created_at, "
     "(SELECT size FROM pools WHERE name = 'tag:' || t.rid)"
-_ARTIST_COLUMNS = "a.id, a.name, a.url, a.created_at, " \
-    "(SELECT size FROM pools WHERE name = 'artist:' || a.rid)"
+)
+_ARTIST_COLUMNS = (
+    "a.id, a.name, a.url, a.created_at, (SELECT size FROM pools WHERE name = 'artist:' || a.rid)"
+)
 _CHARACTER_COLUMNS = (
     "c.id, c.name, c.description, c.source, c.gender, c.ages, c.birth_date, c.nationality, "
     "c.occupations, c.created_at, (SELECT size FROM pools WHERE name = 'character:' || c.rid)"
@@ -181,17 +198,30 @@ _REQUEST_COLUMNS = (
 
 def _token(row: Sequence[Any]) -> Token:
     return Token(
-        id=row[0], owner_id=row[1], owner_name=row[2], purpose=row[3],
-        scopes=tuple(s for s in row[4].split(" ") if s), issued_by=row[5],
-        created_at=_dt(row[6]), expires_at=_dt(row[7]), revoked_at=_dt(row[8]),
+        id=row[0],
+        owner_id=row[1],
+        owner_name=row[2],
+        purpose=row[3],
+        scopes=tuple(s for s in row[4].split(" ") if s),
+        issued_by=row[5],
+        created_at=_dt(row[6]),
+        expires_at=_dt(row[7]),
+        revoked_at=_dt(row[8]),
         last_used_at=_dt(row[9]),
     )
 
 
 def _request(row: Sequence[Any]) -> TokenRequest:
     return TokenRequest(
-        id=row[0], requester_id=row[1], requester_name=row[2], purpose=row[3], status=row[4],
-        decided_by=row[5], created_at=_dt(row[6]), decided_at=_dt(row[7]), token_id=row[8],
+        id=row[0],
+        requester_id=row[1],
+        requester_name=row[2],
+        purpose=row[3],
+        status=row[4],
+        decided_by=row[5],
+        created_at=_dt(row[6]),
+        decided_at=_dt(row[7]),
+        token_id=row[8],
     )
 
 
@@ -199,9 +229,16 @@ _FILE_COLUMNS = "id, extension, sha256, mimetype, size, thumbnail_size, status, 
 
 
 def _image_file(row: Sequence[Any]) -> ImageFile:
-    return ImageFile(id=row[0], extension=row[1], sha256=row[2], mimetype=row[3],
-                     size=row[4], thumbnail_size=row[5], status=_STATUS[row[6]],
-                     uploader_id=row[7])
+    return ImageFile(
+        id=row[0],
+        extension=row[1],
+        sha256=row[2],
+        mimetype=row[3],
+        size=row[4],
+        thumbnail_size=row[5],
+        status=_STATUS[row[6]],
+        uploader_id=row[7],
+    )
 
 
 def _like_pattern(text: str) -> str:
@@ -247,8 +284,9 @@ class _ReadCache:
             self.objects[kind] = {}
             self.sets[kind] = {None: ()}
 
-    def keep(self, kind: str, objects: dict[int, Any],
-             sets: dict[str | int | None, tuple[Any, ...]]) -> None:
+    def keep(
+        self, kind: str, objects: dict[int, Any], sets: dict[str | int | None, tuple[Any, ...]]
+    ) -> None:
         # Past the cap, start over (rather than track use): a collection with more
         # distinct tag combinations than that still keeps its tags themselves.
         if len(self.objects[kind]) + len(objects) > CATALOGUE_CAP:
@@ -348,8 +386,7 @@ class SQLiteRepo:
         leaves images alone (tokens, requests, kv, what a member has seen), its commit
         drops everything reads keep."""
         assert self._write is not None, "repo is not open"
-        return _Transaction(self._write, self._lock,
-                            self._cache.clear if touches_images else None)
+        return _Transaction(self._write, self._lock, self._cache.clear if touches_images else None)
 
     # ---- names -> ids ----------------------------------------------------------
 
@@ -368,9 +405,7 @@ class SQLiteRepo:
         """Resolve ids or names (case-insensitive) to row ids; None for unknown ones."""
         out = []
         for key in keys:
-            row = await self._one(
-                f"SELECT rid FROM {table} WHERE id = ? OR name = ?", (key, key)
-            )
+            row = await self._one(f"SELECT rid FROM {table} WHERE id = ? OR name = ?", (key, key))
             out.append(row[0] if row else None)
         return out
 
@@ -422,17 +457,13 @@ class SQLiteRepo:
                 (last_seq,) = await tx.one(
                     "SELECT seq FROM pool_slots WHERE pool = ? AND slot = ?", (pool, last)
                 )
-                await tx.execute(
-                    "DELETE FROM pool_slots WHERE pool = ? AND slot = ?", (pool, last)
-                )
+                await tx.execute("DELETE FROM pool_slots WHERE pool = ? AND slot = ?", (pool, last))
                 await tx.execute(
                     "UPDATE pool_slots SET seq = ? WHERE pool = ? AND slot = ?",
                     (last_seq, pool, slot),
                 )
             else:
-                await tx.execute(
-                    "DELETE FROM pool_slots WHERE pool = ? AND slot = ?", (pool, slot)
-                )
+                await tx.execute("DELETE FROM pool_slots WHERE pool = ? AND slot = ?", (pool, slot))
             await tx.execute("UPDATE pools SET size = ? WHERE pool = ?", (last, pool))
 
     async def _pool_sizes(self, names: Iterable[str]) -> dict[str, tuple[int, int]]:
@@ -473,16 +504,37 @@ class SQLiteRepo:
                     near_duplicate_of)
                 VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
                 (
-                    new.id, new.sha256, new.md5, _signed64(new.phash), *q, new.mimetype,
-                    new.extension, new.size, new.width, new.height, new.aspect_ratio,
-                    new.orientation, new.dominant_color, int(new.animated), new.thumbnail_size,
-                    new.rating.value, new.status.value, new.title, new.description,
-                    new.source_name, new.source_url, new.original_filename, artist_rid,
-                    album_rid, new.uploader.id if new.uploader else None,
+                    new.id,
+                    new.sha256,
+                    new.md5,
+                    _signed64(new.phash),
+                    *q,
+                    new.mimetype,
+                    new.extension,
+                    new.size,
+                    new.width,
+                    new.height,
+                    new.aspect_ratio,
+                    new.orientation,
+                    new.dominant_color,
+                    int(new.animated),
+                    new.thumbnail_size,
+                    new.rating.value,
+                    new.status.value,
+                    new.title,
+                    new.description,
+                    new.source_name,
+                    new.source_url,
+                    new.original_filename,
+                    artist_rid,
+                    album_rid,
+                    new.uploader.id if new.uploader else None,
                     new.uploader.name if new.uploader else None,
                     new.approver.id if new.approver else None,
                     new.approver.name if new.approver else None,
-                    new.created_at.timestamp(), _ts(new.expires_at), new.near_duplicate_of,
+                    new.created_at.timestamp(),
+                    _ts(new.expires_at),
+                    new.near_duplicate_of,
                 ),
             )
             seq = cur.lastrowid
@@ -512,8 +564,12 @@ class SQLiteRepo:
             seq, old = row
             await tx.execute(
                 "UPDATE images SET status = ?, approver_id = ?, approver_name = ? WHERE seq = ?",
-                (status.value, approver.id if approver else None,
-                 approver.name if approver else None, seq),
+                (
+                    status.value,
+                    approver.id if approver else None,
+                    approver.name if approver else None,
+                    seq,
+                ),
             )
             if old == Status.APPROVED and status is not Status.APPROVED:
                 await self._pool_remove(tx, seq)
@@ -590,19 +646,42 @@ class SQLiteRepo:
                 seq, next_seq = next_seq, next_seq + 1
                 artist_rid = await rid_of("artists", new.artist) if new.artist else None
                 album_rid = await album_of(new.album_id) if new.album_id else None
-                image_rows.append((
-                    seq, new.id, new.sha256, new.md5, _signed64(new.phash),
-                    *_quarters(new.phash), new.mimetype, new.extension, new.size, new.width,
-                    new.height, new.aspect_ratio, new.orientation, new.dominant_color,
-                    int(new.animated), new.thumbnail_size, new.rating.value, new.status.value,
-                    new.title, new.description, new.source_name, new.source_url,
-                    new.original_filename, artist_rid, album_rid,
-                    new.uploader.id if new.uploader else None,
-                    new.uploader.name if new.uploader else None,
-                    new.approver.id if new.approver else None,
-                    new.approver.name if new.approver else None,
-                    new.created_at.timestamp(), _ts(new.expires_at), new.near_duplicate_of,
-                ))
+                image_rows.append(
+                    (
+                        seq,
+                        new.id,
+                        new.sha256,
+                        new.md5,
+                        _signed64(new.phash),
+                        *_quarters(new.phash),
+                        new.mimetype,
+                        new.extension,
+                        new.size,
+                        new.width,
+                        new.height,
+                        new.aspect_ratio,
+                        new.orientation,
+                        new.dominant_color,
+                        int(new.animated),
+                        new.thumbnail_size,
+                        new.rating.value,
+                        new.status.value,
+                        new.title,
+                        new.description,
+                        new.source_name,
+                        new.source_url,
+                        new.original_filename,
+                        artist_rid,
+                        album_rid,
+                        new.uploader.id if new.uploader else None,
+                        new.uploader.name if new.uploader else None,
+                        new.approver.id if new.approver else None,
+                        new.approver.name if new.approver else None,
+                        new.created_at.timestamp(),
+                        _ts(new.expires_at),
+                        new.near_duplicate_of,
+                    )
+                )
                 members = ["all", f"rating:{new.rating.value}"]
                 if artist_rid is not None:
                     members.append(f"artist:{artist_rid}")
@@ -610,7 +689,8 @@ class SQLiteRepo:
                     tag_rows.append((tag_rid, seq))
                     members.append(f"tag:{tag_rid}")
                 for char_rid in dict.fromkeys(
-                        [await rid_of("characters", c) for c in new.characters]):
+                    [await rid_of("characters", c) for c in new.characters]
+                ):
                     character_rows.append((char_rid, seq))
                     members.append(f"character:{char_rid}")
                 if new.status is Status.APPROVED:
@@ -618,7 +698,8 @@ class SQLiteRepo:
                         entry = pools.get(name)
                         if entry is None:
                             cur = await tx.execute(
-                                "INSERT INTO pools (name, size) VALUES (?, 0)", (name,))
+                                "INSERT INTO pools (name, size) VALUES (?, 0)", (name,)
+                            )
                             entry = pools[name] = [cur.lastrowid, 0]
                         slot_rows.append((entry[0], entry[1], seq))
                         entry[1] += 1
@@ -630,17 +711,20 @@ class SQLiteRepo:
                     album_rid, uploader_id, uploader_name, approver_id, approver_name,
                     created_at, expires_at, near_duplicate_of)
                 VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
-                image_rows)
+                image_rows,
+            )
+            await tx.executemany("INSERT INTO image_tags (tag_rid, seq) VALUES (?, ?)", tag_rows)
             await tx.executemany(
-                "INSERT INTO image_tags (tag_rid, seq) VALUES (?, ?)", tag_rows)
+                "INSERT INTO image_characters (character_rid, seq) VALUES (?, ?)", character_rows
+            )
             await tx.executemany(
-                "INSERT INTO image_characters (character_rid, seq) VALUES (?, ?)",
-                character_rows)
-            await tx.executemany(
-                "INSERT INTO pool_slots (pool, slot, seq) VALUES (?, ?, ?)", slot_rows)
+                "INSERT INTO pool_slots (pool, slot, seq) VALUES (?, ?, ?)", slot_rows
+            )
             loaded += len(batch)
-        await tx.executemany("UPDATE pools SET size = ? WHERE pool = ?",
-                             [(size, pool) for pool, size in pools.values()])
+        await tx.executemany(
+            "UPDATE pools SET size = ? WHERE pool = ?",
+            [(size, pool) for pool, size in pools.values()],
+        )
         return loaded
 
     async def set_like(self, image_id: str, user_id: str, kind: str, on: bool) -> int | None:
@@ -691,29 +775,46 @@ class SQLiteRepo:
         tags = await self._members("tags", [r[36] for r in rows])
         characters = await self._members("characters", [r[37] for r in rows])
         out = []
-        for r, artist, tag_set, character_set in zip(rows, artists, tags, characters,
-                                                     strict=True):
+        for r, artist, tag_set, character_set in zip(rows, artists, tags, characters, strict=True):
             out.append(
                 Image(
-                    id=r[1], sha256=r[2], md5=r[3], phash=_unsigned64(r[4]), mimetype=r[5],
-                    extension=r[6], size=r[7], width=r[8], height=r[9], aspect_ratio=r[10],
-                    orientation=r[11], dominant_color=r[12], animated=bool(r[13]),
-                    thumbnail_size=r[14], rating=_RATING[r[15]], status=_STATUS[r[16]],
-                    title=r[17], description=r[18], source_name=r[19], source_url=r[20],
+                    id=r[1],
+                    sha256=r[2],
+                    md5=r[3],
+                    phash=_unsigned64(r[4]),
+                    mimetype=r[5],
+                    extension=r[6],
+                    size=r[7],
+                    width=r[8],
+                    height=r[9],
+                    aspect_ratio=r[10],
+                    orientation=r[11],
+                    dominant_color=r[12],
+                    animated=bool(r[13]),
+                    thumbnail_size=r[14],
+                    rating=_RATING[r[15]],
+                    status=_STATUS[r[16]],
+                    title=r[17],
+                    description=r[18],
+                    source_name=r[19],
+                    source_url=r[20],
                     original_filename=r[21],
                     uploader=User(r[22], r[23] or "") if r[22] is not None else None,
                     approver=User(r[24], r[25] or "") if r[24] is not None else None,
-                    likes=r[26], favorites=r[27], created_at=_dt(r[28]),
-                    expires_at=_dt(r[29]), near_duplicate_of=r[30],
+                    likes=r[26],
+                    favorites=r[27],
+                    created_at=_dt(r[28]),
+                    expires_at=_dt(r[29]),
+                    near_duplicate_of=r[30],
                     artist=artist[0] if artist else None,
                     album=Album(r[32], r[33], r[34], _dt(r[35])) if r[32] is not None else None,
-                    tags=tag_set, characters=character_set,
+                    tags=tag_set,
+                    characters=character_set,
                 )
             )
         return out
 
-    async def _members(self, kind: str, keys: Sequence[str | int | None]
-                       ) -> list[tuple[Any, ...]]:
+    async def _members(self, kind: str, keys: Sequence[str | int | None]) -> list[tuple[Any, ...]]:
         """For each key (a rid, or a comma-separated list of rids from group_concat, or
         None for none), the tags, artists or characters it names, sorted by name as
         SQLite's NOCASE sorts. Served from the read cache; what it lacks is read in one
@@ -732,8 +833,10 @@ class SQLiteRepo:
         if unknown:
             alias, columns, build = _MEMBERS[kind]
             marks = ",".join("?" * len(unknown))
-            for row in await self._all(f"SELECT {alias}.rid, {columns} FROM {kind} {alias} "
-                                       f"WHERE {alias}.rid IN ({marks})", unknown):
+            for row in await self._all(
+                f"SELECT {alias}.rid, {columns} FROM {kind} {alias} WHERE {alias}.rid IN ({marks})",
+                unknown,
+            ):
                 fetched[row[0]] = build(row[1:])
         built: dict[str | int | None, tuple[Any, ...]] = {None: ()}
         for key, rids in rid_lists.items():
@@ -743,8 +846,9 @@ class SQLiteRepo:
             built[key] = tuple(found)
         if generation == cache.generation:
             cache.keep(kind, fetched, built)
-        return [found if found is not None else built[key]
-                for key, found in zip(keys, out, strict=True)]
+        return [
+            found if found is not None else built[key] for key, found in zip(keys, out, strict=True)
+        ]
 
     async def _fresh_cache(self) -> _ReadCache:
         """The read cache, first dropped if another process changed images: its own
@@ -828,30 +932,60 @@ class SQLiteRepo:
         for rid in await self._rids("tags", filters.tags):
             if rid is None:
                 return None
-            conditions.append(("EXISTS (SELECT 1 FROM image_tags WHERE tag_rid = ? "
-                               "AND seq = i.seq)", [rid], [f"tag:{rid}"], [f"tag:{rid}"], False))
+            conditions.append(
+                (
+                    "EXISTS (SELECT 1 FROM image_tags WHERE tag_rid = ? AND seq = i.seq)",
+                    [rid],
+                    [f"tag:{rid}"],
+                    [f"tag:{rid}"],
+                    False,
+                )
+            )
         for rid in await self._rids("tags", filters.exclude_tags):
             if rid is not None:
-                conditions.append(("NOT EXISTS (SELECT 1 FROM image_tags WHERE tag_rid = ? "
-                                   "AND seq = i.seq)", [rid], None, [f"tag:{rid}"], True))
+                conditions.append(
+                    (
+                        "NOT EXISTS (SELECT 1 FROM image_tags WHERE tag_rid = ? AND seq = i.seq)",
+                        [rid],
+                        None,
+                        [f"tag:{rid}"],
+                        True,
+                    )
+                )
         if filters.artist:
             (rid,) = await self._rids("artists", [filters.artist])
             if rid is None:
                 return None
-            conditions.append(("i.artist_rid = ?", [rid], [f"artist:{rid}"],
-                               [f"artist:{rid}"], False))
+            conditions.append(
+                ("i.artist_rid = ?", [rid], [f"artist:{rid}"], [f"artist:{rid}"], False)
+            )
         if filters.character:
             (rid,) = await self._rids("characters", [filters.character])
             if rid is None:
                 return None
             pool = f"character:{rid}"
-            conditions.append(("EXISTS (SELECT 1 FROM image_characters WHERE "
-                               "character_rid = ? AND seq = i.seq)", [rid], [pool], [pool], False))
+            conditions.append(
+                (
+                    "EXISTS (SELECT 1 FROM image_characters WHERE "
+                    "character_rid = ? AND seq = i.seq)",
+                    [rid],
+                    [pool],
+                    [pool],
+                    False,
+                )
+            )
         ratings = sorted(filters.ratings)
         if ratings and len(ratings) < len(Rating):
             pools = [f"rating:{r}" for r in ratings]
-            conditions.append((f"i.rating IN ({','.join('?' * len(ratings))})", list(ratings),
-                               pools, pools, False))
+            conditions.append(
+                (
+                    f"i.rating IN ({','.join('?' * len(ratings))})",
+                    list(ratings),
+                    pools,
+                    pools,
+                    False,
+                )
+            )
         sizes = await self._pool_sizes({n for c in conditions for n in c[3]} | {"all"})
 
         def size(names: list[str]) -> int:
@@ -885,7 +1019,8 @@ class SQLiteRepo:
             return []
         marks = ",".join("?" * len(seqs))
         rows = await self._all(
-            f"SELECT seq, {_FILE_COLUMNS} FROM images WHERE seq IN ({marks})", seqs)
+            f"SELECT seq, {_FILE_COLUMNS} FROM images WHERE seq IN ({marks})", seqs
+        )
         by_seq = {r[0]: _image_file(r[1:]) for r in rows}
         return [by_seq[s] for s in seqs if s in by_seq]
 
@@ -908,9 +1043,14 @@ class SQLiteRepo:
             # How many of the matches the member has seen is unknown: the draw learns it
             # from its first round.
             plan = replace(
-                plan, where=[*plan.where, "NOT EXISTS (SELECT 1 FROM seen WHERE user_id = ? "
-                             "AND filter_key = ? AND seq = i.seq)"],
-                params=[*plan.params, seen_by, seen_key])
+                plan,
+                where=[
+                    *plan.where,
+                    "NOT EXISTS (SELECT 1 FROM seen WHERE user_id = ? "
+                    "AND filter_key = ? AND seq = i.seq)",
+                ],
+                params=[*plan.params, seen_by, seen_key],
+            )
         seqs = await self._draw(plan, count)
         if seen_by is not None:
             if not seqs:
@@ -1041,7 +1181,8 @@ class SQLiteRepo:
         for rid in tag_rids:
             if drive and rid != drive[0]:
                 where.append(
-                    "EXISTS (SELECT 1 FROM image_tags x WHERE x.tag_rid = ? AND x.seq = i.seq)")
+                    "EXISTS (SELECT 1 FROM image_tags x WHERE x.tag_rid = ? AND x.seq = i.seq)"
+                )
                 params.append(rid)
         for rid in await self._rids("tags", query.exclude_tags):
             if rid is not None:
@@ -1063,9 +1204,7 @@ class SQLiteRepo:
             params.append(rid)
             constraints.append(f"artist:{rid}")
         if query.artist:
-            where.append(
-                "i.artist_rid IN (SELECT rid FROM artists WHERE name LIKE ? ESCAPE '\\')"
-            )
+            where.append("i.artist_rid IN (SELECT rid FROM artists WHERE name LIKE ? ESCAPE '\\')")
             params.append(_like_pattern(query.artist))
             constraints.append(None)
         if query.character:
@@ -1079,14 +1218,19 @@ class SQLiteRepo:
             params.append(rid)
             constraints.append(f"character:{rid}")
         for sql, value in (
-            ("(i.uploader_id = ? OR i.uploader_name = ? COLLATE NOCASE)",
-             [query.uploader, query.uploader] if query.uploader else None),
-            ("i.album_rid = (SELECT rid FROM albums WHERE id = ?)",
-             [query.album_id] if query.album_id else None),
-            ("i.created_at < ?",
-             [query.posted_before.timestamp()] if query.posted_before else None),
-            ("i.created_at > ?",
-             [query.posted_after.timestamp()] if query.posted_after else None),
+            (
+                "(i.uploader_id = ? OR i.uploader_name = ? COLLATE NOCASE)",
+                [query.uploader, query.uploader] if query.uploader else None,
+            ),
+            (
+                "i.album_rid = (SELECT rid FROM albums WHERE id = ?)",
+                [query.album_id] if query.album_id else None,
+            ),
+            (
+                "i.created_at < ?",
+                [query.posted_before.timestamp()] if query.posted_before else None,
+            ),
+            ("i.created_at > ?", [query.posted_after.timestamp()] if query.posted_after else None),
         ):
             if value is not None:
                 where.append(sql)
@@ -1138,58 +1282,67 @@ class SQLiteRepo:
         if pattern is not None:
             where, params = f"WHERE {alias}.name LIKE ?", [pattern]
         rows = await self._all(
-            f"SELECT {columns} FROM {table} {alias} {where} ORDER BY {alias}.name "
-            "LIMIT ? OFFSET ?",
+            f"SELECT {columns} FROM {table} {alias} {where} ORDER BY {alias}.name LIMIT ? OFFSET ?",
             [*params, limit, offset],
         )
         (total,) = await self._one(f"SELECT COUNT(*) FROM {table} {alias} {where}", params)
         return rows, total
 
-    async def list_tags(self, pattern: str | None = None, offset: int = 0,
-                        limit: int = 25) -> tuple[list[Tag], int]:
+    async def list_tags(
+        self, pattern: str | None = None, offset: int = 0, limit: int = 25
+    ) -> tuple[list[Tag], int]:
         """Tags whose name is LIKE `pattern` (None = all), by name, with the total."""
         rows, total = await self._named_list("tags", "t", _TAG_COLUMNS, pattern, offset, limit)
         return [_tag(r) for r in rows], total
 
-    async def list_artists(self, pattern: str | None = None, offset: int = 0,
-                           limit: int = 25) -> tuple[list[Artist], int]:
+    async def list_artists(
+        self, pattern: str | None = None, offset: int = 0, limit: int = 25
+    ) -> tuple[list[Artist], int]:
         """Artists whose name is LIKE `pattern`, by name, with the total."""
-        rows, total = await self._named_list("artists", "a", _ARTIST_COLUMNS, pattern, offset,
-                                             limit)
+        rows, total = await self._named_list(
+            "artists", "a", _ARTIST_COLUMNS, pattern, offset, limit
+        )
         return [_artist(r) for r in rows], total
 
-    async def list_characters(self, pattern: str | None = None, offset: int = 0,
-                              limit: int = 25) -> tuple[list[Character], int]:
+    async def list_characters(
+        self, pattern: str | None = None, offset: int = 0, limit: int = 25
+    ) -> tuple[list[Character], int]:
         """Characters whose name is LIKE `pattern`, by name, with the total."""
-        rows, total = await self._named_list("characters", "c", _CHARACTER_COLUMNS, pattern,
-                                             offset, limit)
+        rows, total = await self._named_list(
+            "characters", "c", _CHARACTER_COLUMNS, pattern, offset, limit
+        )
         return [_character(r) for r in rows], total
 
     async def get_tag(self, key: str) -> Tag | None:
         """A tag by id or name."""
-        row = await self._one(f"SELECT {_TAG_COLUMNS} FROM tags t WHERE t.id = ? OR t.name = ?",
-                              (key, key))
+        row = await self._one(
+            f"SELECT {_TAG_COLUMNS} FROM tags t WHERE t.id = ? OR t.name = ?", (key, key)
+        )
         return _tag(row) if row else None
 
     async def get_artist(self, key: str) -> Artist | None:
         """An artist by id or name."""
         row = await self._one(
-            f"SELECT {_ARTIST_COLUMNS} FROM artists a WHERE a.id = ? OR a.name = ?", (key, key))
+            f"SELECT {_ARTIST_COLUMNS} FROM artists a WHERE a.id = ? OR a.name = ?", (key, key)
+        )
         return _artist(row) if row else None
 
     async def get_character(self, key: str) -> Character | None:
         """A character by id or name."""
         row = await self._one(
             f"SELECT {_CHARACTER_COLUMNS} FROM characters c WHERE c.id = ? OR c.name = ?",
-            (key, key))
+            (key, key),
+        )
         return _character(row) if row else None
 
     async def upsert_tag(self, name: str, description: str = "", nsfw: bool = False) -> Tag:
         """Create a tag, or update its description and nsfw flag."""
         async with self.transaction() as tx:
             rid = await self._get_or_create(tx, "tags", name)
-            await tx.execute("UPDATE tags SET description = ?, nsfw = ? WHERE rid = ?",
-                             (description, int(nsfw), rid))
+            await tx.execute(
+                "UPDATE tags SET description = ?, nsfw = ? WHERE rid = ?",
+                (description, int(nsfw), rid),
+            )
         tag = await self.get_tag(name)
         assert tag is not None
         return tag
@@ -1205,8 +1358,15 @@ class SQLiteRepo:
 
     async def upsert_character(self, name: str, **fields: Any) -> Character:
         """Create a character, or update the given descriptive fields."""
-        allowed = {"description", "source", "gender", "ages", "birth_date", "nationality",
-                   "occupations"}
+        allowed = {
+            "description",
+            "source",
+            "gender",
+            "ages",
+            "birth_date",
+            "nationality",
+            "occupations",
+        }
         unknown = set(fields) - allowed
         if unknown:
             raise InvalidInput(f"Unknown character fields: {', '.join(sorted(unknown))}")
@@ -1233,20 +1393,26 @@ class SQLiteRepo:
     async def get_album(self, album_id: str) -> Album | None:
         """An album by id."""
         row = await self._one(
-            "SELECT id, name, owner_id, created_at FROM albums WHERE id = ?", (album_id,))
+            "SELECT id, name, owner_id, created_at FROM albums WHERE id = ?", (album_id,)
+        )
         return Album(row[0], row[1], row[2], _dt(row[3])) if row else None
 
     # ---- stats -----------------------------------------------------------------
 
     async def stats(self) -> Stats:
         """Counts over approved images (ratings from the pools, O(1) each)."""
-        sizes = {r[0]: r[1] for r in await self._all(
-            "SELECT name, size FROM pools WHERE name = 'all' OR name LIKE 'rating:%'")}
+        sizes = {
+            r[0]: r[1]
+            for r in await self._all(
+                "SELECT name, size FROM pools WHERE name = 'all' OR name LIKE 'rating:%'"
+            )
+        }
         by_rating = {r.value: sizes.get(f"rating:{r.value}", 0) for r in Rating}
         by_orientation = {o: 0 for o in ("landscape", "portrait", "square")}
         for o, n in await self._all(
             "SELECT orientation, COUNT(*) FROM images WHERE status = 'approved' "
-            "GROUP BY orientation"):
+            "GROUP BY orientation"
+        ):
             by_orientation[o] = n
         by_resolution: dict[str, int] = {}
         for label, n in await self._all(
@@ -1254,16 +1420,22 @@ class SQLiteRepo:
                       WHEN width * height >= 1920 * 1080 THEN '1080p'
                       WHEN width * height >= 1280 * 720 THEN '720p'
                       ELSE 'sd' END AS r, COUNT(*)
-               FROM images WHERE status = 'approved' GROUP BY r"""):
+               FROM images WHERE status = 'approved' GROUP BY r"""
+        ):
             by_resolution[label] = n
         (pending,) = await self._one("SELECT COUNT(*) FROM images WHERE status = 'pending'")
         (artists,) = await self._one("SELECT COUNT(*) FROM artists")
         (characters,) = await self._one("SELECT COUNT(*) FROM characters")
         (categories,) = await self._one("SELECT COUNT(*) FROM tags")
         return Stats(
-            images=sizes.get("all", 0), by_rating=by_rating, by_orientation=by_orientation,
-            by_resolution=by_resolution, pending=pending, artists=artists,
-            characters=characters, categories=categories,
+            images=sizes.get("all", 0),
+            by_rating=by_rating,
+            by_orientation=by_orientation,
+            by_resolution=by_resolution,
+            pending=pending,
+            artists=artists,
+            characters=characters,
+            categories=categories,
         )
 
     # ---- tokens ----------------------------------------------------------------
@@ -1274,16 +1446,27 @@ class SQLiteRepo:
             await tx.execute(
                 f"INSERT INTO tokens ({_TOKEN_COLUMNS}, secret_sha256) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (token.id, token.owner_id, token.owner_name, token.purpose,
-                 " ".join(token.scopes), token.issued_by, _ts(token.created_at),
-                 _ts(token.expires_at), None, None, secret_sha256),
+                (
+                    token.id,
+                    token.owner_id,
+                    token.owner_name,
+                    token.purpose,
+                    " ".join(token.scopes),
+                    token.issued_by,
+                    _ts(token.created_at),
+                    _ts(token.expires_at),
+                    None,
+                    None,
+                    secret_sha256,
+                ),
             )
 
     async def token_by_hash(self, secret_sha256: bytes) -> tuple[Token, bytes] | None:
         """The token whose secret hashes to `secret_sha256`, with the stored hash."""
         row = await self._one(
             f"SELECT {_TOKEN_COLUMNS}, secret_sha256 FROM tokens WHERE secret_sha256 = ?",
-            (secret_sha256,))
+            (secret_sha256,),
+        )
         return (_token(row), row[10]) if row else None
 
     async def get_token(self, token_id: str) -> Token | None:
@@ -1294,15 +1477,17 @@ class SQLiteRepo:
     async def touch_token(self, token_id: str, when: datetime) -> None:
         """Record a use."""
         async with self.transaction(touches_images=False) as tx:
-            await tx.execute("UPDATE tokens SET last_used_at = ? WHERE id = ?",
-                             (when.timestamp(), token_id))
+            await tx.execute(
+                "UPDATE tokens SET last_used_at = ? WHERE id = ?", (when.timestamp(), token_id)
+            )
 
     async def revoke_token(self, token_id: str, when: datetime) -> bool:
         """Revoke; False if unknown or already revoked."""
         async with self.transaction(touches_images=False) as tx:
             cur = await tx.execute(
                 "UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
-                (when.timestamp(), token_id))
+                (when.timestamp(), token_id),
+            )
         return cur.rowcount == 1
 
     async def list_tokens(self, owner_id: str | None = None) -> list[Token]:
@@ -1312,7 +1497,8 @@ class SQLiteRepo:
         else:
             rows = await self._all(
                 f"SELECT {_TOKEN_COLUMNS} FROM tokens WHERE owner_id = ? ORDER BY created_at DESC",
-                (owner_id,))
+                (owner_id,),
+            )
         return [_token(r) for r in rows]
 
     # ---- token requests ----------------------------------------------------------
@@ -1325,7 +1511,8 @@ class SQLiteRepo:
                 await tx.execute(
                     f"INSERT INTO token_requests ({_REQUEST_COLUMNS}) "
                     "VALUES (?, ?, ?, ?, 'pending', NULL, ?, NULL, NULL)",
-                    (request_id, requester.id, requester.name, purpose, now))
+                    (request_id, requester.id, requester.name, purpose, now),
+                )
         except sqlite3.IntegrityError:
             raise Conflict("You already have a token request waiting for an owner.") from None
         request = await self.get_token_request(request_id)
@@ -1335,28 +1522,34 @@ class SQLiteRepo:
     async def get_token_request(self, request_id: str) -> TokenRequest | None:
         """A request by id."""
         row = await self._one(
-            f"SELECT {_REQUEST_COLUMNS} FROM token_requests WHERE id = ?", (request_id,))
+            f"SELECT {_REQUEST_COLUMNS} FROM token_requests WHERE id = ?", (request_id,)
+        )
         return _request(row) if row else None
 
-    async def decide_token_request(self, request_id: str, status: str, decided_by: str,
-                                   token_id: str | None) -> bool:
+    async def decide_token_request(
+        self, request_id: str, status: str, decided_by: str, token_id: str | None
+    ) -> bool:
         """Approve or deny a pending request; False if it was no longer pending."""
         async with self.transaction(touches_images=False) as tx:
             cur = await tx.execute(
                 "UPDATE token_requests SET status = ?, decided_by = ?, decided_at = ?, "
                 "token_id = ? WHERE id = ? AND status = 'pending'",
-                (status, decided_by, time.time(), token_id, request_id))
+                (status, decided_by, time.time(), token_id, request_id),
+            )
         return cur.rowcount == 1
 
     async def list_token_requests(self, status: str | None = "pending") -> list[TokenRequest]:
         """Requests (pending by default), oldest first."""
         if status is None:
             rows = await self._all(
-                f"SELECT {_REQUEST_COLUMNS} FROM token_requests ORDER BY created_at")
+                f"SELECT {_REQUEST_COLUMNS} FROM token_requests ORDER BY created_at"
+            )
         else:
             rows = await self._all(
                 f"SELECT {_REQUEST_COLUMNS} FROM token_requests WHERE status = ? "
-                "ORDER BY created_at", (status,))
+                "ORDER BY created_at",
+                (status,),
+            )
         return [_request(r) for r in rows]
 
     # ---- key/value ---------------------------------------------------------------
@@ -1371,7 +1564,9 @@ class SQLiteRepo:
         async with self.transaction(touches_images=False) as tx:
             await tx.execute(
                 "INSERT INTO kv (key, value) VALUES (?, ?) "
-                "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value))
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
 
     async def integrity_check(self) -> list[str]:
         """SQLite's own integrity and foreign-key checks; empty when healthy."""
@@ -1383,8 +1578,9 @@ class SQLiteRepo:
 class _Transaction:
     """One BEGIN IMMEDIATE ... COMMIT on the write connection, serialised by a lock."""
 
-    def __init__(self, conn: aiosqlite.Connection, lock: asyncio.Lock,
-                 on_commit: Callable[[], None] | None) -> None:
+    def __init__(
+        self, conn: aiosqlite.Connection, lock: asyncio.Lock, on_commit: Callable[[], None] | None
+    ) -> None:
         self.conn = conn
         self.lock = lock
         self.on_commit = on_commit  # None: a write that leaves images alone
@@ -1411,7 +1607,8 @@ class _Transaction:
             if exc_type is None:
                 if self.on_commit is not None:
                     await self.conn.execute(
-                        "UPDATE changes SET counter = counter + 1 WHERE what = 'images'")
+                        "UPDATE changes SET counter = counter + 1 WHERE what = 'images'"
+                    )
                 await self.conn.execute("COMMIT")
                 if self.on_commit is not None:
                     self.on_commit()

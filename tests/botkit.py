@@ -24,8 +24,11 @@ EXTRA_OWNER_ID = 1_190_000_000_000_000_001
 
 def bot_settings(data_dir: Path, **env: str) -> Settings:
     """Settings as a newcomer has them: PUBLIC_URL on loopback, so images are attached."""
-    base = {"RATE_LIMITS": "off", "PUBLIC_URL": "http://127.0.0.1:8080",
-            "OWNER_IDS": str(EXTRA_OWNER_ID)}
+    base = {
+        "RATE_LIMITS": "off",
+        "PUBLIC_URL": "http://127.0.0.1:8080",
+        "OWNER_IDS": str(EXTRA_OWNER_ID),
+    }
     return make_settings(data_dir, **{**base, **env})
 
 
@@ -54,15 +57,28 @@ async def bot(standin: DiscordStandIn, services: Services) -> AsyncIterator[Gazo
         yield b  # type: ignore[misc]
 
 
-async def store_image(services: Services, seed: int, *, tags: tuple[str, ...] = ("cat",),
-                      rating: Rating = Rating.SFW, artist: str | None = "someone",
-                      trusted: bool = True, uploader: User | None = None,
-                      title: str = "", source_url: str | None = None) -> Image:
+async def store_image(
+    services: Services,
+    seed: int,
+    *,
+    tags: tuple[str, ...] = ("cat",),
+    rating: Rating = Rating.SFW,
+    artist: str | None = "someone",
+    trusted: bool = True,
+    uploader: User | None = None,
+    title: str = "",
+    source_url: str | None = None,
+) -> Image:
     """Ingest a real Pillow image through the real pipeline."""
-    meta = IngestMetadata(tags=tags, rating=rating, artist=artist, title=title,
-                          source_url=source_url)
-    return await services.images.ingest(make_image(seed=seed, size=(80, 60)), meta,
-                                        uploader or User("100", "owner"), trusted=trusted)
+    meta = IngestMetadata(
+        tags=tags, rating=rating, artist=artist, title=title, source_url=source_url
+    )
+    return await services.images.ingest(
+        make_image(seed=seed, size=(80, 60)),
+        meta,
+        uploader or User("100", "owner"),
+        trusted=trusted,
+    )
 
 
 def embed_image_id(message: dict) -> str:

@@ -27,8 +27,13 @@ def make_settings(data_dir: Path, **env: str) -> Settings:
     return ensure_signing_secret(load_settings({**base, **env}))
 
 
-def make_image(fmt: str = "PNG", size: tuple[int, int] = (64, 48), seed: int = 0,
-               mode: str = "RGB", **save: object) -> bytes:
+def make_image(
+    fmt: str = "PNG",
+    size: tuple[int, int] = (64, 48),
+    seed: int = 0,
+    mode: str = "RGB",
+    **save: object,
+) -> bytes:
     """A real, distinct image: a seeded pattern, so different seeds differ in content
     and in perceptual hash."""
     rng = random.Random(seed)

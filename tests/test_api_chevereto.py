@@ -37,11 +37,35 @@ from core.services import Services, open_services
 from tests.conftest import MEMBER, OWNER, make_image, make_settings
 
 UPLOAD = "/api/1/upload"
-IMAGE_KEYS = {"name", "extension", "size", "width", "height", "date", "date_gmt", "title",
-              "description", "nsfw", "md5", "original_filename", "expiration_date_gmt",
-              "id_encoded", "filename", "mime", "url", "image", "thumb", "medium",
-              "url_viewer", "url_short", "display_url", "display_width", "display_height",
-              "size_formatted", "delete_url"}
+IMAGE_KEYS = {
+    "name",
+    "extension",
+    "size",
+    "width",
+    "height",
+    "date",
+    "date_gmt",
+    "title",
+    "description",
+    "nsfw",
+    "md5",
+    "original_filename",
+    "expiration_date_gmt",
+    "id_encoded",
+    "filename",
+    "mime",
+    "url",
+    "image",
+    "thumb",
+    "medium",
+    "url_viewer",
+    "url_short",
+    "display_url",
+    "display_width",
+    "display_height",
+    "size_formatted",
+    "delete_url",
+}
 FILE_KEYS = {"filename", "name", "mime", "extension", "url", "size"}
 
 
@@ -67,9 +91,16 @@ def multipart(data: bytes, filename: str = "cat.png", **fields: str) -> FormData
 async def chevereto_error(response, status: int, message: str, code: int) -> None:  # type: ignore[no-untyped-def]
     assert response.status == status
     assert await response.json() == {
-        "status_code": status, "error": {"message": message, "code": code},
-        "status_txt": {400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
-                       405: "Method Not Allowed", 413: "Request Entity Too Large"}[status]}
+        "status_code": status,
+        "error": {"message": message, "code": code},
+        "status_txt": {
+            400: "Bad Request",
+            401: "Unauthorized",
+            404: "Not Found",
+            405: "Method Not Allowed",
+            413: "Request Entity Too Large",
+        }[status],
+    }
 
 
 def url_path(url: str) -> str:
@@ -80,11 +111,14 @@ def url_path(url: str) -> str:
 
 # ---- success shape and key forms ----------------------------------------------------
 
-async def test_multipart_upload_answers_the_chevereto_shape(client: TestClient,
-                                                            admin_key: str) -> None:
+
+async def test_multipart_upload_answers_the_chevereto_shape(
+    client: TestClient, admin_key: str
+) -> None:
     data = make_image(seed=1)
-    response = await client.post(UPLOAD, data=multipart(data, title="A cat"),
-                                 headers={"X-API-Key": admin_key})
+    response = await client.post(
+        UPLOAD, data=multipart(data, title="A cat"), headers={"X-API-Key": admin_key}
+    )
     body = await response.json()
     assert response.status == 200
     assert list(body) == ["status_code", "success", "image", "status_txt"]
@@ -105,11 +139,12 @@ async def test_multipart_upload_answers_the_chevereto_shape(client: TestClient,
     datetime.strptime(image["date_gmt"], "%Y-%m-%d %H:%M:%S")  # Chevereto's date format
 
 
-async def test_the_returned_url_serves_the_uploaded_bytes(client: TestClient,
-                                                          services: Services,
-                                                          admin_key: str) -> None:
-    response = await client.post(UPLOAD, data=multipart(make_image(seed=2)),
-                                 headers={"X-API-Key": admin_key})
+async def test_the_returned_url_serves_the_uploaded_bytes(
+    client: TestClient, services: Services, admin_key: str
+) -> None:
+    response = await client.post(
+        UPLOAD, data=multipart(make_image(seed=2)), headers={"X-API-Key": admin_key}
+    )
     image = (await response.json())["image"]
     served = await client.get(url_path(image["url"]))
     stored = await services.images.get(image["name"])
@@ -130,36 +165,43 @@ async def test_key_in_the_multipart_body(client: TestClient, admin_key: str) -> 
 
 
 async def test_trailing_slash_path_uploads_too(client: TestClient, admin_key: str) -> None:
-    response = await client.post(UPLOAD + "/", data=multipart(make_image(seed=5)),
-                                 headers={"X-API-Key": admin_key})
+    response = await client.post(
+        UPLOAD + "/", data=multipart(make_image(seed=5)), headers={"X-API-Key": admin_key}
+    )
     assert response.status == 200
 
 
 async def test_missing_key_is_400_code_100(client: TestClient) -> None:
-    await chevereto_error(await client.post(UPLOAD, data=multipart(make_image(seed=6))),
-                          400, "Empty API key.", 100)
+    await chevereto_error(
+        await client.post(UPLOAD, data=multipart(make_image(seed=6))), 400, "Empty API key.", 100
+    )
 
 
 async def test_invalid_key_is_400_code_100(client: TestClient) -> None:
-    response = await client.post(UPLOAD, data=multipart(make_image(seed=6)),
-                                 headers={"X-API-Key": "nope"})
+    response = await client.post(
+        UPLOAD, data=multipart(make_image(seed=6)), headers={"X-API-Key": "nope"}
+    )
     await chevereto_error(response, 400, "Invalid API v1 key.", 100)
 
 
-async def test_key_without_upload_scope_is_401_request_denied(client: TestClient,
-                                                              services: Services) -> None:
+async def test_key_without_upload_scope_is_401_request_denied(
+    client: TestClient, services: Services
+) -> None:
     secret = (await services.tokens.issue(MEMBER, scopes=("image:list",), issued_by="x")).secret
-    response = await client.post(UPLOAD, data=multipart(make_image(seed=6)),
-                                 headers={"X-API-Key": secret})
+    response = await client.post(
+        UPLOAD, data=multipart(make_image(seed=6)), headers={"X-API-Key": secret}
+    )
     await chevereto_error(response, 401, "Request denied", 401)
 
 
 # ---- sources ------------------------------------------------------------------------
 
+
 async def test_base64_source_in_a_urlencoded_body(client: TestClient, admin_key: str) -> None:
     data = make_image(seed=7)
-    response = await client.post(UPLOAD, data={"key": admin_key,
-                                               "source": base64.b64encode(data).decode()})
+    response = await client.post(
+        UPLOAD, data={"key": admin_key, "source": base64.b64encode(data).decode()}
+    )
     assert response.status == 200
     assert (await response.json())["image"]["size"] > 0
 
@@ -191,8 +233,9 @@ async def test_no_source_at_all_is_400_code_130(client: TestClient, admin_key: s
     await chevereto_error(response, 400, "Empty upload source.", 130)
 
 
-async def test_imgbb_image_field_answers_data_and_status(client: TestClient,
-                                                         admin_key: str) -> None:
+async def test_imgbb_image_field_answers_data_and_status(
+    client: TestClient, admin_key: str
+) -> None:
     form = FormData()
     form.add_field("image", make_image(seed=10), filename="x.png")
     response = await client.post(f"{UPLOAD}?key={admin_key}", data=form)
@@ -209,16 +252,18 @@ async def test_imgbb_base64_image_field(client: TestClient, admin_key: str) -> N
 
 
 async def test_non_image_bytes_are_400(client: TestClient, admin_key: str) -> None:
-    response = await client.post(UPLOAD, data=multipart(b"hello, not an image"),
-                                 headers={"X-API-Key": admin_key})
+    response = await client.post(
+        UPLOAD, data=multipart(b"hello, not an image"), headers={"X-API-Key": admin_key}
+    )
     body = await response.json()
     assert response.status == 400
     assert body["error"]["code"] == 400
     assert "Unsupported image type" in body["error"]["message"]
 
 
-async def test_duplicate_upload_is_400_duplicated_upload(client: TestClient,
-                                                         admin_key: str) -> None:
+async def test_duplicate_upload_is_400_duplicated_upload(
+    client: TestClient, admin_key: str
+) -> None:
     data = make_image(seed=12)
     first = await client.post(UPLOAD, data=multipart(data), headers={"X-API-Key": admin_key})
     assert first.status == 200
@@ -227,8 +272,9 @@ async def test_duplicate_upload_is_400_duplicated_upload(client: TestClient,
 
 
 async def test_a_private_source_url_is_refused(client: TestClient, admin_key: str) -> None:
-    response = await client.post(UPLOAD, data={"key": admin_key,
-                                               "source": "http://127.0.0.1:9/cat.png"})
+    response = await client.post(
+        UPLOAD, data={"key": admin_key, "source": "http://127.0.0.1:9/cat.png"}
+    )
     body = await response.json()
     assert response.status == 400
     assert body["error"]["message"] == "The source URL points to a private or reserved address"
@@ -248,11 +294,12 @@ async def url_client(tmp_path: Path) -> AsyncIterator[tuple[TestClient, Services
     host = web.Application()
     host.router.add_get("/pics/cat.png", cat)
     host.router.add_get("/moved", moved)
-    settings = make_settings(tmp_path / "data", RATE_LIMITS="off",
-                             URL_FETCH_ALLOW_PRIVATE="on")
-    async with TestServer(host, host="127.0.0.1") as source, \
-            open_services(settings) as services, \
-            TestClient(TestServer(create_app(services), host="127.0.0.1")) as client:
+    settings = make_settings(tmp_path / "data", RATE_LIMITS="off", URL_FETCH_ALLOW_PRIVATE="on")
+    async with (
+        TestServer(host, host="127.0.0.1") as source,
+        open_services(settings) as services,
+        TestClient(TestServer(create_app(services), host="127.0.0.1")) as client,
+    ):
         yield client, services, f"http://127.0.0.1:{source.port}"
 
 
@@ -265,12 +312,15 @@ async def test_url_source_is_downloaded(url_client: tuple[TestClient, Services, 
     assert image["original_filename"] == "cat.png"
     stored = await services.images.get(image["name"])
     assert stored.source_url == f"{source}/moved"
-    assert stored.sha256 == __import__("hashlib").sha256(
-        await services.images.read_bytes(stored)).hexdigest()
+    assert (
+        stored.sha256
+        == __import__("hashlib").sha256(await services.images.read_bytes(stored)).hexdigest()
+    )
 
 
 async def test_url_source_error_status_is_a_clear_400(
-        url_client: tuple[TestClient, Services, str]) -> None:
+    url_client: tuple[TestClient, Services, str],
+) -> None:
     client, services, source = url_client
     secret = (await services.tokens.issue(OWNER, scopes=("admin",), issued_by="x")).secret
     response = await client.get(UPLOAD, params={"key": secret, "source": f"{source}/nope"})
@@ -280,68 +330,88 @@ async def test_url_source_error_status_is_a_clear_400(
 
 # ---- parameters ---------------------------------------------------------------------
 
+
 async def test_name_is_an_alias_of_title(client: TestClient, admin_key: str) -> None:
-    response = await client.post(UPLOAD, data=multipart(make_image(seed=14), name="Named"),
-                                 headers={"X-API-Key": admin_key})
+    response = await client.post(
+        UPLOAD, data=multipart(make_image(seed=14), name="Named"), headers={"X-API-Key": admin_key}
+    )
     assert (await response.json())["image"]["title"] == "Named"
 
 
-async def test_description_is_kept(client: TestClient, services: Services,
-                                   admin_key: str) -> None:
-    response = await client.post(UPLOAD, data=multipart(make_image(seed=15), description="hi"),
-                                 headers={"X-API-Key": admin_key})
+async def test_description_is_kept(client: TestClient, services: Services, admin_key: str) -> None:
+    response = await client.post(
+        UPLOAD,
+        data=multipart(make_image(seed=15), description="hi"),
+        headers={"X-API-Key": admin_key},
+    )
     image = (await response.json())["image"]
     assert image["description"] == "hi"
     assert (await services.images.get(image["name"])).description == "hi"
 
 
-async def test_album_id_puts_the_image_in_the_album(client: TestClient, services: Services,
-                                                    admin_key: str) -> None:
+async def test_album_id_puts_the_image_in_the_album(
+    client: TestClient, services: Services, admin_key: str
+) -> None:
     album = await services.storage.repo.create_album("holiday", OWNER.id)
-    response = await client.post(UPLOAD, data=multipart(make_image(seed=16),
-                                                        album_id=album.id),
-                                 headers={"X-API-Key": admin_key})
+    response = await client.post(
+        UPLOAD,
+        data=multipart(make_image(seed=16), album_id=album.id),
+        headers={"X-API-Key": admin_key},
+    )
     stored = await services.images.get((await response.json())["image"]["name"])
     assert stored.album is not None and stored.album.id == album.id
 
 
 async def test_unknown_album_is_400(client: TestClient, admin_key: str) -> None:
-    response = await client.post(UPLOAD, data=multipart(make_image(seed=17), album_id="nope"),
-                                 headers={"X-API-Key": admin_key})
+    response = await client.post(
+        UPLOAD,
+        data=multipart(make_image(seed=17), album_id="nope"),
+        headers={"X-API-Key": admin_key},
+    )
     await chevereto_error(response, 400, "Invalid album", 400)
 
 
-async def test_someone_elses_album_is_400(client: TestClient, services: Services,
-                                          key: str) -> None:
+async def test_someone_elses_album_is_400(client: TestClient, services: Services, key: str) -> None:
     album = await services.storage.repo.create_album("owner's", OWNER.id)
-    response = await client.post(UPLOAD, data=multipart(make_image(seed=18), album_id=album.id),
-                                 headers={"X-API-Key": key})
+    response = await client.post(
+        UPLOAD, data=multipart(make_image(seed=18), album_id=album.id), headers={"X-API-Key": key}
+    )
     await chevereto_error(response, 400, "Invalid album", 400)
 
 
-async def test_category_id_tags_the_image(client: TestClient, services: Services,
-                                          admin_key: str) -> None:
+async def test_category_id_tags_the_image(
+    client: TestClient, services: Services, admin_key: str
+) -> None:
     tag = await services.storage.repo.upsert_tag("Landscape")
-    response = await client.post(UPLOAD, data=multipart(make_image(seed=19),
-                                                        category_id=tag.id),
-                                 headers={"X-API-Key": admin_key})
+    response = await client.post(
+        UPLOAD,
+        data=multipart(make_image(seed=19), category_id=tag.id),
+        headers={"X-API-Key": admin_key},
+    )
     stored = await services.images.get((await response.json())["image"]["name"])
     assert stored.tag_names == ["Landscape"]
 
 
-async def test_unknown_category_id_is_ignored(client: TestClient, services: Services,
-                                              admin_key: str) -> None:
-    response = await client.post(UPLOAD, data=multipart(make_image(seed=20), category_id="3"),
-                                 headers={"X-API-Key": admin_key})
+async def test_unknown_category_id_is_ignored(
+    client: TestClient, services: Services, admin_key: str
+) -> None:
+    response = await client.post(
+        UPLOAD,
+        data=multipart(make_image(seed=20), category_id="3"),
+        headers={"X-API-Key": admin_key},
+    )
     stored = await services.images.get((await response.json())["image"]["name"])
     assert stored.tag_names == []
 
 
-async def test_width_resizes_keeping_the_aspect_ratio(client: TestClient, services: Services,
-                                                      admin_key: str) -> None:
-    response = await client.post(UPLOAD, data=multipart(make_image(seed=21, size=(400, 300)),
-                                                        width="200"),
-                                 headers={"X-API-Key": admin_key})
+async def test_width_resizes_keeping_the_aspect_ratio(
+    client: TestClient, services: Services, admin_key: str
+) -> None:
+    response = await client.post(
+        UPLOAD,
+        data=multipart(make_image(seed=21, size=(400, 300)), width="200"),
+        headers={"X-API-Key": admin_key},
+    )
     image = (await response.json())["image"]
     assert (image["width"], image["height"]) == (200, 150)
     stored = await services.images.get(image["name"])
@@ -350,19 +420,23 @@ async def test_width_resizes_keeping_the_aspect_ratio(client: TestClient, servic
 
 
 async def test_bad_width_is_400(client: TestClient, admin_key: str) -> None:
-    response = await client.post(UPLOAD, data=multipart(make_image(seed=22), width="wide"),
-                                 headers={"X-API-Key": admin_key})
+    response = await client.post(
+        UPLOAD, data=multipart(make_image(seed=22), width="wide"), headers={"X-API-Key": admin_key}
+    )
     await chevereto_error(response, 400, "Invalid width: a number of pixels", 400)
 
 
-@pytest.mark.parametrize(("value", "seconds"), [("PT5M", 300), ("P1D", 86400),
-                                                ("3600", 3600), ("10", 300)])
-async def test_expiration_sets_the_auto_delete_time(client: TestClient, services: Services,
-                                                    admin_key: str, value: str,
-                                                    seconds: int) -> None:
-    response = await client.post(UPLOAD, data=multipart(make_image(seed=23),
-                                                        expiration=value),
-                                 headers={"X-API-Key": admin_key})
+@pytest.mark.parametrize(
+    ("value", "seconds"), [("PT5M", 300), ("P1D", 86400), ("3600", 3600), ("10", 300)]
+)
+async def test_expiration_sets_the_auto_delete_time(
+    client: TestClient, services: Services, admin_key: str, value: str, seconds: int
+) -> None:
+    response = await client.post(
+        UPLOAD,
+        data=multipart(make_image(seed=23), expiration=value),
+        headers={"X-API-Key": admin_key},
+    )
     image = (await response.json())["image"]
     stored = await services.images.get(image["name"])
     assert stored.expires_at is not None
@@ -372,16 +446,21 @@ async def test_expiration_sets_the_auto_delete_time(client: TestClient, services
 
 
 async def test_bad_expiration_is_400(client: TestClient, admin_key: str) -> None:
-    response = await client.post(UPLOAD, data=multipart(make_image(seed=24), expiration="soon"),
-                                 headers={"X-API-Key": admin_key})
+    response = await client.post(
+        UPLOAD,
+        data=multipart(make_image(seed=24), expiration="soon"),
+        headers={"X-API-Key": admin_key},
+    )
     assert response.status == 400
     assert (await response.json())["error"]["message"].startswith("Invalid expiration")
 
 
-async def test_nsfw_flag_rates_the_image_nsfw(client: TestClient, services: Services,
-                                              admin_key: str) -> None:
-    response = await client.post(UPLOAD, data=multipart(make_image(seed=25), nsfw="1"),
-                                 headers={"X-API-Key": admin_key})
+async def test_nsfw_flag_rates_the_image_nsfw(
+    client: TestClient, services: Services, admin_key: str
+) -> None:
+    response = await client.post(
+        UPLOAD, data=multipart(make_image(seed=25), nsfw="1"), headers={"X-API-Key": admin_key}
+    )
     image = (await response.json())["image"]
     assert image["nsfw"] == 1
     assert (await services.images.get(image["name"])).rating == "nsfw"
@@ -389,9 +468,13 @@ async def test_nsfw_flag_rates_the_image_nsfw(client: TestClient, services: Serv
 
 # ---- formats -------------------------------------------------------------------------
 
+
 async def test_format_txt_answers_the_direct_url(client: TestClient, admin_key: str) -> None:
-    response = await client.post(f"{UPLOAD}?format=txt", data=multipart(make_image(seed=26)),
-                                 headers={"X-API-Key": admin_key})
+    response = await client.post(
+        f"{UPLOAD}?format=txt",
+        data=multipart(make_image(seed=26)),
+        headers={"X-API-Key": admin_key},
+    )
     text = await response.text()
     assert response.status == 200
     assert response.content_type == "text/plain"
@@ -400,8 +483,12 @@ async def test_format_txt_answers_the_direct_url(client: TestClient, admin_key: 
 
 
 async def test_format_redirect_sends_to_the_viewer(client: TestClient, admin_key: str) -> None:
-    response = await client.post(UPLOAD, data=multipart(make_image(seed=27), format="redirect"),
-                                 headers={"X-API-Key": admin_key}, allow_redirects=False)
+    response = await client.post(
+        UPLOAD,
+        data=multipart(make_image(seed=27), format="redirect"),
+        headers={"X-API-Key": admin_key},
+        allow_redirects=False,
+    )
     assert response.status == 302
     assert response.headers["Location"].startswith("http://gazou.test/i/")
     page = await client.get(url_path(response.headers["Location"]))
@@ -415,29 +502,37 @@ async def test_errors_with_format_txt_are_the_plain_message(client: TestClient) 
     assert await response.text() == "Empty API key."
 
 
-async def test_errors_with_format_redirect_are_the_plain_message(client: TestClient,
-                                                                 admin_key: str) -> None:
-    response = await client.post(UPLOAD, data={"key": admin_key, "source": "%%%",
-                                               "format": "redirect"}, allow_redirects=False)
+async def test_errors_with_format_redirect_are_the_plain_message(
+    client: TestClient, admin_key: str
+) -> None:
+    response = await client.post(
+        UPLOAD,
+        data={"key": admin_key, "source": "%%%", "format": "redirect"},
+        allow_redirects=False,
+    )
     assert response.status == 400
     assert await response.text() == "Invalid base64 string."
 
 
 # ---- moderation: pending uploads and their signed links ---------------------------------
 
-async def test_admin_uploads_are_approved(client: TestClient, services: Services,
-                                          admin_key: str) -> None:
-    response = await client.post(UPLOAD, data=multipart(make_image(seed=29)),
-                                 headers={"X-API-Key": admin_key})
+
+async def test_admin_uploads_are_approved(
+    client: TestClient, services: Services, admin_key: str
+) -> None:
+    response = await client.post(
+        UPLOAD, data=multipart(make_image(seed=29)), headers={"X-API-Key": admin_key}
+    )
     stored = await services.images.get((await response.json())["image"]["name"])
     assert stored.status is Status.APPROVED
 
 
-async def test_member_uploads_are_pending_but_their_links_work(client: TestClient,
-                                                              services: Services,
-                                                              key: str) -> None:
-    response = await client.post(UPLOAD, data=multipart(make_image(seed=30)),
-                                 headers={"X-API-Key": key})
+async def test_member_uploads_are_pending_but_their_links_work(
+    client: TestClient, services: Services, key: str
+) -> None:
+    response = await client.post(
+        UPLOAD, data=multipart(make_image(seed=30)), headers={"X-API-Key": key}
+    )
     image = (await response.json())["image"]
     stored = await services.images.get(image["name"], include_pending=True)
     assert stored.status is Status.PENDING
@@ -451,18 +546,21 @@ async def test_member_uploads_are_pending_but_their_links_work(client: TestClien
     assert (await client.get(f"/api/image/{image['name']}")).status == 404
 
 
-async def test_a_rejected_images_signed_link_stops_working(client: TestClient,
-                                                          services: Services, key: str) -> None:
-    response = await client.post(UPLOAD, data=multipart(make_image(seed=31)),
-                                 headers={"X-API-Key": key})
+async def test_a_rejected_images_signed_link_stops_working(
+    client: TestClient, services: Services, key: str
+) -> None:
+    response = await client.post(
+        UPLOAD, data=multipart(make_image(seed=31)), headers={"X-API-Key": key}
+    )
     image = (await response.json())["image"]
     await services.images.reject(image["name"], OWNER)
     assert (await client.get(url_path(image["url"]))).status == 404
 
 
 async def test_a_tampered_viewer_link_is_403(client: TestClient, key: str) -> None:
-    response = await client.post(UPLOAD, data=multipart(make_image(seed=32)),
-                                 headers={"X-API-Key": key})
+    response = await client.post(
+        UPLOAD, data=multipart(make_image(seed=32)), headers={"X-API-Key": key}
+    )
     viewer = url_path((await response.json())["image"]["url_viewer"])
     tampered = viewer[:-1] + ("0" if viewer[-1] != "0" else "1")
     assert (await client.get(tampered)).status == 403
@@ -470,11 +568,15 @@ async def test_a_tampered_viewer_link_is_403(client: TestClient, key: str) -> No
 
 # ---- the viewer page ------------------------------------------------------------------
 
-async def test_viewer_page_escapes_the_title_and_description(client: TestClient,
-                                                             admin_key: str) -> None:
-    response = await client.post(UPLOAD, data=multipart(
-        make_image(seed=33), title="<script>alert(1)</script>", description='"&<b>'),
-        headers={"X-API-Key": admin_key})
+
+async def test_viewer_page_escapes_the_title_and_description(
+    client: TestClient, admin_key: str
+) -> None:
+    response = await client.post(
+        UPLOAD,
+        data=multipart(make_image(seed=33), title="<script>alert(1)</script>", description='"&<b>'),
+        headers={"X-API-Key": admin_key},
+    )
     image = (await response.json())["image"]
     page = await (await client.get(url_path(image["url_viewer"]))).text()
     assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
@@ -491,6 +593,7 @@ async def test_viewer_of_an_unknown_image_is_a_404_page(client: TestClient, path
 
 # ---- transport-level errors --------------------------------------------------------------
 
+
 async def test_wrong_method_is_405_in_chevereto_shape(client: TestClient) -> None:
     response = await client.put(UPLOAD)
     await chevereto_error(response, 405, "Method Not Allowed", 405)
@@ -498,11 +601,14 @@ async def test_wrong_method_is_405_in_chevereto_shape(client: TestClient) -> Non
 
 async def test_a_body_over_the_request_cap_is_413(tmp_path: Path) -> None:
     settings = make_settings(tmp_path / "data", RATE_LIMITS="off", MAX_REQUEST_MB="1")
-    async with open_services(settings) as services, \
-            TestClient(TestServer(create_app(services), host="127.0.0.1")) as client:
+    async with (
+        open_services(settings) as services,
+        TestClient(TestServer(create_app(services), host="127.0.0.1")) as client,
+    ):
         secret = (await services.tokens.issue(OWNER, scopes=("admin",), issued_by="x")).secret
-        response = await client.post(UPLOAD, data=multipart(b"\0" * (1024 * 1024 + 10)),
-                                     headers={"X-API-Key": secret})
+        response = await client.post(
+            UPLOAD, data=multipart(b"\0" * (1024 * 1024 + 10)), headers={"X-API-Key": secret}
+        )
         assert response.status == 413
         body = await response.json()
         assert body["status_code"] == 413 and body["error"]["code"] == 413
@@ -510,14 +616,30 @@ async def test_a_body_over_the_request_cap_is_413(tmp_path: Path) -> None:
 
 # ---- pure helpers ----------------------------------------------------------------------
 
-@pytest.mark.parametrize(("value", "seconds"), [
-    ("PT5M", 300), ("PT15M", 900), ("PT1H", 3600), ("P1D", 86400), ("P1W", 604800),
-    ("P2W", 1209600), ("P1M", 2592000), ("P6M", 15552000), ("P1Y", 31536000),
-    ("pt30m", 1800), ("60", 300), ("P5Y", 31536000), ("999999999999999", 31536000),
-    ("", None), (None, None),
-])
-def test_parse_expiration_reads_the_seed_table_and_clamps(value: str | None,
-                                                          seconds: int | None) -> None:
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        ("PT5M", 300),
+        ("PT15M", 900),
+        ("PT1H", 3600),
+        ("P1D", 86400),
+        ("P1W", 604800),
+        ("P2W", 1209600),
+        ("P1M", 2592000),
+        ("P6M", 15552000),
+        ("P1Y", 31536000),
+        ("pt30m", 1800),
+        ("60", 300),
+        ("P5Y", 31536000),
+        ("999999999999999", 31536000),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_parse_expiration_reads_the_seed_table_and_clamps(
+    value: str | None, seconds: int | None
+) -> None:
     assert parse_expiration(value) == seconds
 
 
@@ -530,7 +652,7 @@ def test_parse_expiration_refuses_other_text(value: str) -> None:
 def test_decode_base64_accepts_the_forms_clients_send() -> None:
     data = make_image(seed=34)
     plain = base64.b64encode(data).decode()
-    wrapped = "\n".join(plain[i:i + 76] for i in range(0, len(plain), 76))
+    wrapped = "\n".join(plain[i : i + 76] for i in range(0, len(plain), 76))
     assert decode_base64(plain) == data
     assert decode_base64(wrapped) == data
     assert decode_base64(plain.rstrip("=")) == data
@@ -539,18 +661,23 @@ def test_decode_base64_accepts_the_forms_clients_send() -> None:
     assert decode_base64("data:image/png;base64," + plain) == data
 
 
-@pytest.mark.parametrize(("size", "text"), [(512, "512 B"), (2048, "2 KB"),
-                                            (53350, "52.1 KB"), (3 * 1024 * 1024, "3 MB")])
+@pytest.mark.parametrize(
+    ("size", "text"),
+    [(512, "512 B"), (2048, "2 KB"), (53350, "52.1 KB"), (3 * 1024 * 1024, "3 MB")],
+)
 def test_size_formatted_like_chevereto(size: int, text: str) -> None:
     assert size_formatted(size) == text
 
 
 async def test_a_bad_header_key_is_refused_before_the_body_is_read(tmp_path: Path) -> None:
     settings = make_settings(tmp_path / "data", RATE_LIMITS="off", MAX_REQUEST_MB="1")
-    async with open_services(settings) as services, \
-            TestClient(TestServer(create_app(services), host="127.0.0.1")) as client:
-        response = await client.post(UPLOAD, data=multipart(b"\0" * (1024 * 1024 + 10)),
-                                     headers={"X-API-Key": "wrong"})
+    async with (
+        open_services(settings) as services,
+        TestClient(TestServer(create_app(services), host="127.0.0.1")) as client,
+    ):
+        response = await client.post(
+            UPLOAD, data=multipart(b"\0" * (1024 * 1024 + 10)), headers={"X-API-Key": "wrong"}
+        )
         await chevereto_error(response, 400, "Invalid API v1 key.", 100)
 
 
@@ -560,8 +687,10 @@ async def test_rate_limit_answers_429_in_chevereto_shape(tmp_path: Path) -> None
     into_window = time.time() % 60
     if into_window > 50:
         await asyncio.sleep(60 - into_window + 0.1)
-    async with open_services(settings) as services, \
-            TestClient(TestServer(create_app(services), host="127.0.0.1")) as client:
+    async with (
+        open_services(settings) as services,
+        TestClient(TestServer(create_app(services), host="127.0.0.1")) as client,
+    ):
         statuses = [(await client.get(UPLOAD)).status for _ in range(30)]
         response = await client.get(UPLOAD)
         assert statuses == [400] * 30  # no key: counted against the address
@@ -569,28 +698,40 @@ async def test_rate_limit_answers_429_in_chevereto_shape(tmp_path: Path) -> None
         assert int(response.headers["Retry-After"]) >= 1
         assert 0 <= int(response.headers["X-RateLimit-Reset"]) <= 60
         assert await response.json() == {
-            "status_code": 429, "error": {"message": "Too many requests", "code": 429},
-            "status_txt": "Too Many Requests"}
+            "status_code": 429,
+            "error": {"message": "Too many requests", "code": 429},
+            "status_txt": "Too Many Requests",
+        }
 
 
-@pytest.mark.parametrize(("error", "status", "message", "code"), [
-    (ImageTooLarge("Image is larger than 50 MB"), 413, "Image is larger than 50 MB", 413),
-    (UnsupportedImage("Unsupported image type"), 400, "Unsupported image type", 400),
-    (CorruptImage("Image data is truncated or corrupt"), 400,
-     "Image data is truncated or corrupt", 400),
-    (DuplicateImage("abc"), 400, "Duplicated upload", 400),
-    (NotFound("Not Found"), 404, "Not Found", 404),
-    (Unauthorized("x", reason="missing"), 400, "Empty API key.", 100),
-    (Unauthorized("x", reason="invalid"), 400, "Invalid API v1 key.", 100),
-    (Forbidden("Missing permission"), 401, "Request denied", 401),
-    (RateLimited("Too many requests", retry_after=0.2), 429, "Too many requests", 429),
-])
+@pytest.mark.parametrize(
+    ("error", "status", "message", "code"),
+    [
+        (ImageTooLarge("Image is larger than 50 MB"), 413, "Image is larger than 50 MB", 413),
+        (UnsupportedImage("Unsupported image type"), 400, "Unsupported image type", 400),
+        (
+            CorruptImage("Image data is truncated or corrupt"),
+            400,
+            "Image data is truncated or corrupt",
+            400,
+        ),
+        (DuplicateImage("abc"), 400, "Duplicated upload", 400),
+        (NotFound("Not Found"), 404, "Not Found", 404),
+        (Unauthorized("x", reason="missing"), 400, "Empty API key.", 100),
+        (Unauthorized("x", reason="invalid"), 400, "Invalid API v1 key.", 100),
+        (Forbidden("Missing permission"), 401, "Request denied", 401),
+        (RateLimited("Too many requests", retry_after=0.2), 429, "Too many requests", 429),
+    ],
+)
 def test_render_error_keeps_the_shape_for_every_domain_error(
-        error: GazouError, status: int, message: str, code: int) -> None:
+    error: GazouError, status: int, message: str, code: int
+) -> None:
     response = render_error(error)
     assert response.status == status
     assert json.loads(response.body) == {
-        "status_code": status, "error": {"message": message, "code": code},
-        "status_txt": HTTPStatus(status).phrase}
+        "status_code": status,
+        "error": {"message": message, "code": code},
+        "status_txt": HTTPStatus(status).phrase,
+    }
     if status == 429:
         assert response.headers["Retry-After"] == "1"

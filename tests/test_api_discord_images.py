@@ -17,8 +17,9 @@ PUBLIC = "http://gazou.test"
 
 
 async def _token(services: Services, *scopes: str, owner: User = MEMBER) -> str:
-    issued = await services.tokens.issue(owner, scopes=scopes or ("image:upload",),
-                                         issued_by="test")
+    issued = await services.tokens.issue(
+        owner, scopes=scopes or ("image:upload",), issued_by="test"
+    )
     return issued.secret
 
 
@@ -29,11 +30,11 @@ def _files(*images: bytes, field: str = "files[]") -> FormData:
     return form
 
 
-async def test_upload_one_file_returns_code_and_url(client: TestClient,
-                                                    services: Services) -> None:
+async def test_upload_one_file_returns_code_and_url(client: TestClient, services: Services) -> None:
     token = await _token(services)
-    response = await client.post("/api/upload", headers={"token": token},
-                                 data=_files(make_image(seed=1)))
+    response = await client.post(
+        "/api/upload", headers={"token": token}, data=_files(make_image(seed=1))
+    )
     assert response.status == 200
     body = await response.json()
     assert set(body) == {"success", "code", "url"}
@@ -47,19 +48,20 @@ async def test_upload_one_file_returns_code_and_url(client: TestClient,
 
 async def test_upload_several_files_lists_each(client: TestClient, services: Services) -> None:
     token = await _token(services)
-    response = await client.post("/api/upload", headers={"token": token},
-                                 data=_files(make_image(seed=1), make_image(seed=2)))
+    response = await client.post(
+        "/api/upload", headers={"token": token}, data=_files(make_image(seed=1), make_image(seed=2))
+    )
     body = await response.json()
     assert len(body["files"]) == 2
     assert body["code"] == body["files"][0]["code"]
     assert len({f["code"] for f in body["files"]}) == 2
 
 
-async def test_upload_with_admin_token_is_approved(client: TestClient,
-                                                   services: Services) -> None:
+async def test_upload_with_admin_token_is_approved(client: TestClient, services: Services) -> None:
     token = await _token(services, "admin")
-    body = await (await client.post("/api/upload", headers={"token": token},
-                                    data=_files(make_image(seed=1)))).json()
+    body = await (
+        await client.post("/api/upload", headers={"token": token}, data=_files(make_image(seed=1)))
+    ).json()
     stored = await services.images.get(body["code"].split(".")[0])
     assert stored.status is Status.APPROVED
 
@@ -71,17 +73,16 @@ async def test_upload_without_token_is_401(client: TestClient) -> None:
 
 
 async def test_upload_with_bad_token_is_401(client: TestClient) -> None:
-    response = await client.post("/api/upload", headers={"token": "x" * 100},
-                                 data=_files(make_image()))
+    response = await client.post(
+        "/api/upload", headers={"token": "x" * 100}, data=_files(make_image())
+    )
     assert response.status == 401
     assert await response.json() == {"success": False, "message": "Invalid token."}
 
 
-async def test_upload_without_upload_scope_is_403(client: TestClient,
-                                                 services: Services) -> None:
+async def test_upload_without_upload_scope_is_403(client: TestClient, services: Services) -> None:
     token = await _token(services, "image:list")
-    response = await client.post("/api/upload", headers={"token": token},
-                                 data=_files(make_image()))
+    response = await client.post("/api/upload", headers={"token": token}, data=_files(make_image()))
     assert response.status == 403
     assert (await response.json())["success"] is False
 
@@ -97,27 +98,33 @@ async def test_upload_without_files_is_400(client: TestClient, services: Service
 
 async def test_upload_of_non_image_is_400(client: TestClient, services: Services) -> None:
     token = await _token(services)
-    response = await client.post("/api/upload", headers={"token": token},
-                                 data=_files(b"plain text, not a picture"))
+    response = await client.post(
+        "/api/upload", headers={"token": token}, data=_files(b"plain text, not a picture")
+    )
     assert response.status == 400
     body = await response.json()
     assert body["success"] is False and body["message"]
 
 
-async def test_duplicate_upload_returns_409_with_existing_id(client: TestClient,
-                                                             services: Services) -> None:
-    existing = await services.images.ingest(make_image(seed=4), IngestMetadata(), OWNER,
-                                            trusted=True)
+async def test_duplicate_upload_returns_409_with_existing_id(
+    client: TestClient, services: Services
+) -> None:
+    existing = await services.images.ingest(
+        make_image(seed=4), IngestMetadata(), OWNER, trusted=True
+    )
     token = await _token(services)
-    response = await client.post("/api/upload", headers={"token": token},
-                                 data=_files(make_image(seed=4)))
+    response = await client.post(
+        "/api/upload", headers={"token": token}, data=_files(make_image(seed=4))
+    )
     assert response.status == 409
-    assert await response.json() == {"success": False, "message": "Image already uploaded",
-                                     "id": existing.id}
+    assert await response.json() == {
+        "success": False,
+        "message": "Image already uploaded",
+        "id": existing.id,
+    }
 
 
-async def test_uploads_lists_only_the_callers_files(client: TestClient,
-                                                   services: Services) -> None:
+async def test_uploads_lists_only_the_callers_files(client: TestClient, services: Services) -> None:
     token = await _token(services)
     mine = await services.images.ingest(make_image("JPEG", seed=1), IngestMetadata(), MEMBER)
     await services.images.ingest(make_image(seed=2), IngestMetadata(), OWNER, trusted=True)
@@ -190,11 +197,15 @@ async def test_wrong_method_is_405_in_its_shape(client: TestClient) -> None:
 
 
 @pytest.mark.filterwarnings("ignore::aiohttp.BadContentDispositionHeader")
-async def test_part_with_unparsable_disposition_is_skipped(client: TestClient,
-                                                          services: Services) -> None:
+async def test_part_with_unparsable_disposition_is_skipped(
+    client: TestClient, services: Services
+) -> None:
     token = await _token(services)
-    body = (b'--b\r\nContent-Disposition: form-data; name="a b"c\r\n\r\nx\r\n--b--\r\n')
-    response = await client.post("/api/upload", data=body, headers={
-        "token": token, "Content-Type": "multipart/form-data; boundary=b"})
+    body = b'--b\r\nContent-Disposition: form-data; name="a b"c\r\n\r\nx\r\n--b--\r\n'
+    response = await client.post(
+        "/api/upload",
+        data=body,
+        headers={"token": token, "Content-Type": "multipart/form-data; boundary=b"},
+    )
     assert response.status == 400
     assert await response.json() == {"success": False, "message": "No files."}

@@ -27,18 +27,26 @@ def serving_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
     return request.param
 
 
-async def _stored(services: Services, *, fmt: str = "PNG", trusted: bool = True,
-                  uploader: User = OWNER, seed: int = 1) -> Image:
-    return await services.images.ingest(make_image(fmt, size=(200, 150), seed=seed),
-                                        IngestMetadata(), uploader, trusted=trusted)
+async def _stored(
+    services: Services,
+    *,
+    fmt: str = "PNG",
+    trusted: bool = True,
+    uploader: User = OWNER,
+    seed: int = 1,
+) -> Image:
+    return await services.images.ingest(
+        make_image(fmt, size=(200, 150), seed=seed), IngestMetadata(), uploader, trusted=trusted
+    )
 
 
 def _bytes(services: Services, image: Image) -> bytes:
     return services.images.image_path(image).read_bytes()
 
 
-async def test_file_has_type_strong_etag_and_immutable_caching(client: TestClient,
-                                                               services: Services) -> None:
+async def test_file_has_type_strong_etag_and_immutable_caching(
+    client: TestClient, services: Services
+) -> None:
     image = await _stored(services, fmt="GIF")
     response = await client.get(f"/img/{image.filename}")
     assert response.status == 200
@@ -49,34 +57,38 @@ async def test_file_has_type_strong_etag_and_immutable_caching(client: TestClien
     assert await response.read() == _bytes(services, image)
 
 
-async def test_if_none_match_with_the_etag_is_304(client: TestClient,
-                                                  services: Services) -> None:
+async def test_if_none_match_with_the_etag_is_304(client: TestClient, services: Services) -> None:
     image = await _stored(services)
-    response = await client.get(f"/image/{image.id}",
-                                headers={"If-None-Match": f'"{image.sha256}"'})
+    response = await client.get(
+        f"/image/{image.id}", headers={"If-None-Match": f'"{image.sha256}"'}
+    )
     assert response.status == 304
     assert response.headers["ETag"] == f'"{image.sha256}"'
     assert await response.read() == b""
 
 
-async def test_if_none_match_weak_or_in_a_list_is_304(client: TestClient,
-                                                     services: Services) -> None:
+async def test_if_none_match_weak_or_in_a_list_is_304(
+    client: TestClient, services: Services
+) -> None:
     image = await _stored(services)
-    response = await client.get(f"/image/{image.id}",
-                                headers={"If-None-Match": f'"other", W/"{image.sha256}"'})
+    response = await client.get(
+        f"/image/{image.id}", headers={"If-None-Match": f'"other", W/"{image.sha256}"'}
+    )
     assert response.status == 304
 
 
-async def test_if_none_match_with_other_etag_sends_bytes(client: TestClient,
-                                                         services: Services) -> None:
+async def test_if_none_match_with_other_etag_sends_bytes(
+    client: TestClient, services: Services
+) -> None:
     image = await _stored(services)
     response = await client.get(f"/image/{image.id}", headers={"If-None-Match": '"stale"'})
     assert response.status == 200
     assert await response.read() == _bytes(services, image)
 
 
-async def test_range_request_returns_206_with_the_slice(client: TestClient,
-                                                        services: Services) -> None:
+async def test_range_request_returns_206_with_the_slice(
+    client: TestClient, services: Services
+) -> None:
     image = await _stored(services)
     data = _bytes(services, image)
     response = await client.get(f"/image/{image.id}", headers={"Range": "bytes=10-19"})
@@ -97,26 +109,31 @@ async def test_suffix_range_returns_the_tail(client: TestClient, services: Servi
 async def test_range_past_the_end_is_416(client: TestClient, services: Services) -> None:
     image = await _stored(services)
     size = len(_bytes(services, image))
-    response = await client.get(f"/image/{image.id}",
-                                headers={"Range": f"bytes={size + 10}-{size + 20}"})
+    response = await client.get(
+        f"/image/{image.id}", headers={"Range": f"bytes={size + 10}-{size + 20}"}
+    )
     assert response.status == 416
     assert response.headers["Content-Range"] == f"bytes */{size}"
 
 
-async def test_if_range_with_the_etag_honours_the_range(client: TestClient,
-                                                        services: Services) -> None:
+async def test_if_range_with_the_etag_honours_the_range(
+    client: TestClient, services: Services
+) -> None:
     image = await _stored(services)
-    response = await client.get(f"/image/{image.id}", headers={
-        "Range": "bytes=0-3", "If-Range": f'"{image.sha256}"'})
+    response = await client.get(
+        f"/image/{image.id}", headers={"Range": "bytes=0-3", "If-Range": f'"{image.sha256}"'}
+    )
     assert response.status == 206
     assert await response.read() == _bytes(services, image)[:4]
 
 
-async def test_if_range_with_other_etag_sends_everything(client: TestClient,
-                                                         services: Services) -> None:
+async def test_if_range_with_other_etag_sends_everything(
+    client: TestClient, services: Services
+) -> None:
     image = await _stored(services)
-    response = await client.get(f"/image/{image.id}", headers={
-        "Range": "bytes=0-3", "If-Range": '"stale"'})
+    response = await client.get(
+        f"/image/{image.id}", headers={"Range": "bytes=0-3", "If-Range": '"stale"'}
+    )
     assert response.status == 200
     assert await response.read() == _bytes(services, image)
 
@@ -127,11 +144,9 @@ async def test_if_match_with_other_etag_is_412(client: TestClient, services: Ser
     assert response.status == 412
 
 
-async def test_if_match_with_the_etag_sends_bytes(client: TestClient,
-                                                  services: Services) -> None:
+async def test_if_match_with_the_etag_sends_bytes(client: TestClient, services: Services) -> None:
     image = await _stored(services)
-    response = await client.get(f"/image/{image.id}",
-                                headers={"If-Match": f'"{image.sha256}"'})
+    response = await client.get(f"/image/{image.id}", headers={"If-Match": f'"{image.sha256}"'})
     assert response.status == 200
 
 
@@ -149,31 +164,34 @@ async def test_thumbnail_has_its_own_etag(client: TestClient, services: Services
     response = await client.get(f"/thumbnail/{image.id}")
     assert response.headers["ETag"] == f'"{image.sha256}-thumb"'
     assert response.headers["Content-Type"] == "image/jpeg"
-    again = await client.get(f"/thumbnail/{image.id}",
-                             headers={"If-None-Match": response.headers["ETag"]})
+    again = await client.get(
+        f"/thumbnail/{image.id}", headers={"If-None-Match": response.headers["ETag"]}
+    )
     assert again.status == 304
 
 
-async def test_pending_image_is_not_served_publicly(client: TestClient,
-                                                    services: Services) -> None:
+async def test_pending_image_is_not_served_publicly(client: TestClient, services: Services) -> None:
     image = await _stored(services, trusted=False, uploader=MEMBER)
     for path in (f"/img/{image.filename}", f"/image/{image.id}", f"/thumbnail/{image.id}"):
         assert (await client.get(path)).status == 404, path
 
 
-async def test_pending_image_is_served_privately_to_its_uploader(client: TestClient,
-                                                                 services: Services) -> None:
+async def test_pending_image_is_served_privately_to_its_uploader(
+    client: TestClient, services: Services
+) -> None:
     image = await _stored(services, trusted=False, uploader=MEMBER)
     issued = await services.tokens.issue(MEMBER, issued_by="test")
-    response = await client.get(f"/img/{image.filename}",
-                                headers={"Authorization": f"Bearer {issued.secret}"})
+    response = await client.get(
+        f"/img/{image.filename}", headers={"Authorization": f"Bearer {issued.secret}"}
+    )
     assert response.status == 200
     assert response.headers["Cache-Control"] == "private, no-store"
     assert await response.read() == _bytes(services, image)
 
 
-async def test_pending_image_is_hidden_from_other_tokens(client: TestClient,
-                                                         services: Services) -> None:
+async def test_pending_image_is_hidden_from_other_tokens(
+    client: TestClient, services: Services
+) -> None:
     image = await _stored(services, trusted=False, uploader=MEMBER)
     issued = await services.tokens.issue(User("300", "someone"), issued_by="test")
     response = await client.get(f"/img/{image.filename}", headers={"token": issued.secret})
@@ -184,8 +202,9 @@ async def test_rejected_image_is_never_served(client: TestClient, services: Serv
     image = await _stored(services, trusted=False, uploader=MEMBER)
     await services.images.reject(image.id, OWNER)
     issued = await services.tokens.issue(OWNER, scopes=("admin",), issued_by="test")
-    response = await client.get(f"/image/{image.id}",
-                                headers={"Authorization": f"Bearer {issued.secret}"})
+    response = await client.get(
+        f"/image/{image.id}", headers={"Authorization": f"Bearer {issued.secret}"}
+    )
     assert response.status == 404
 
 
@@ -199,6 +218,7 @@ async def test_approving_makes_the_file_public(client: TestClient, services: Ser
 
 # ---- request bodies over MAX_REQUEST_MB ------------------------------------------------
 
+
 @pytest.fixture
 async def small_client(tmp_path: Path) -> AsyncIterator[tuple[TestClient, Services]]:
     """The app with a 1 MB request limit."""
@@ -210,8 +230,12 @@ async def small_client(tmp_path: Path) -> AsyncIterator[tuple[TestClient, Servic
 
 def _big_form(field: str) -> FormData:
     form = FormData()
-    form.add_field(field, io.BytesIO(b"\x89PNG\r\n\x1a\n" + b"\0" * (2 * 1024 * 1024)),
-                   filename="big.png", content_type="image/png")
+    form.add_field(
+        field,
+        io.BytesIO(b"\x89PNG\r\n\x1a\n" + b"\0" * (2 * 1024 * 1024)),
+        filename="big.png",
+        content_type="image/png",
+    )
     return form
 
 
@@ -223,8 +247,9 @@ async def _chunks(total: int) -> AsyncIterator[bytes]:
 async def test_oversized_miku_upload_is_413_in_miku_shape(small_client) -> None:
     client, services = small_client
     token = (await services.tokens.issue(MEMBER, issued_by="t")).secret
-    response = await client.post("/api/add", data=_big_form("image"),
-                                 headers={"Authorization": f"Bearer {token}"})
+    response = await client.post(
+        "/api/add", data=_big_form("image"), headers={"Authorization": f"Bearer {token}"}
+    )
     assert response.status == 413
     assert set(await response.json()) == {"message"}
 
@@ -232,8 +257,9 @@ async def test_oversized_miku_upload_is_413_in_miku_shape(small_client) -> None:
 async def test_oversized_nekosmoe_upload_is_413_in_nekos_shape(small_client) -> None:
     client, services = small_client
     token = (await services.tokens.issue(MEMBER, issued_by="t")).secret
-    response = await client.post("/api/v1/images", data=_big_form("image"),
-                                 headers={"Authorization": token})
+    response = await client.post(
+        "/api/v1/images", data=_big_form("image"), headers={"Authorization": token}
+    )
     assert response.status == 413
     assert set(await response.json()) == {"message"}
 
@@ -241,8 +267,7 @@ async def test_oversized_nekosmoe_upload_is_413_in_nekos_shape(small_client) -> 
 async def test_oversized_discord_upload_is_413_in_its_shape(small_client) -> None:
     client, services = small_client
     token = (await services.tokens.issue(MEMBER, issued_by="t")).secret
-    response = await client.post("/api/upload", data=_big_form("files[]"),
-                                 headers={"token": token})
+    response = await client.post("/api/upload", data=_big_form("files[]"), headers={"token": token})
     assert response.status == 413
     body = await response.json()
     assert body["success"] is False and body["message"]
@@ -251,7 +276,8 @@ async def test_oversized_discord_upload_is_413_in_its_shape(small_client) -> Non
 async def test_oversized_chunked_search_body_is_413_not_a_hang(small_client) -> None:
     client, _ = small_client
     response = await asyncio.wait_for(
-        client.post("/api/v1/images/search", data=_chunks(3 * 1024 * 1024)), timeout=10)
+        client.post("/api/v1/images/search", data=_chunks(3 * 1024 * 1024)), timeout=10
+    )
     assert response.status == 413
     assert set(await response.json()) == {"message"}
 
@@ -259,8 +285,9 @@ async def test_oversized_chunked_search_body_is_413_not_a_hang(small_client) -> 
 async def test_nothing_is_stored_from_an_oversized_upload(small_client) -> None:
     client, services = small_client
     token = (await services.tokens.issue(MEMBER, scopes=("admin",), issued_by="t")).secret
-    await client.post("/api/add", data=_big_form("image"),
-                      headers={"Authorization": f"Bearer {token}"})
+    await client.post(
+        "/api/add", data=_big_form("image"), headers={"Authorization": f"Bearer {token}"}
+    )
     assert await services.images.pending() == []
     assert (await services.images.list()).images == []
 
@@ -289,11 +316,25 @@ async def test_multiple_ranges_are_416(client: TestClient, services: Services) -
 
 
 async def test_get_file_carries_what_serving_needs(services: Services) -> None:
-    image = await services.images.ingest(make_image(seed=3), IngestMetadata(tags=("a", "b")),
-                                         MEMBER)
+    image = await services.images.ingest(
+        make_image(seed=3), IngestMetadata(tags=("a", "b")), MEMBER
+    )
     found = await services.images.get_file(image.id, include_pending=True)
-    assert (found.id, found.extension, found.sha256, found.mimetype, found.size,
-            found.thumbnail_size, found.uploader_id) == (
-        image.id, image.extension, image.sha256, image.mimetype, image.size,
-        image.thumbnail_size, MEMBER.id)
+    assert (
+        found.id,
+        found.extension,
+        found.sha256,
+        found.mimetype,
+        found.size,
+        found.thumbnail_size,
+        found.uploader_id,
+    ) == (
+        image.id,
+        image.extension,
+        image.sha256,
+        image.mimetype,
+        image.size,
+        image.thumbnail_size,
+        MEMBER.id,
+    )
     assert found.status is image.status

@@ -27,11 +27,32 @@ from core.models import Image, IngestMetadata, Rating, User
 from core.services import Services, open_services
 from tests.conftest import MEMBER, OWNER, make_image, make_settings
 
-IMAGE_KEYS = {"id", "url", "artist", "source", "original", "nsfw", "categories", "characters",
-              "createdAt", "meta"}
+IMAGE_KEYS = {
+    "id",
+    "url",
+    "artist",
+    "source",
+    "original",
+    "nsfw",
+    "categories",
+    "characters",
+    "createdAt",
+    "meta",
+}
 CATEGORY_KEYS = {"id", "name", "description", "nsfw", "type", "images", "createdAt"}
-CHARACTER_KEYS = {"id", "name", "description", "source", "gender", "ages", "birth_date",
-                  "nationality", "occupations", "createdAt", "images"}
+CHARACTER_KEYS = {
+    "id",
+    "name",
+    "description",
+    "source",
+    "gender",
+    "ages",
+    "birth_date",
+    "nationality",
+    "occupations",
+    "createdAt",
+    "images",
+}
 ARTIST_KEYS = {"id", "name", "url", "images"}
 UNKNOWN_UUID = "00000000-0000-4000-8000-000000000000"
 
@@ -47,24 +68,37 @@ class Seeded:
 async def seeded(services: Services) -> Seeded:
     images = services.images
     await services.storage.repo.upsert_character(
-        "Neko", description="a cat girl", source="Nekopara", gender="female", ages=(16, 17),
-        birth_date="Feb 22", nationality="Japanese", occupations=("baker",))
+        "Neko",
+        description="a cat girl",
+        source="Nekopara",
+        gender="female",
+        ages=(16, 17),
+        birth_date="Feb 22",
+        nationality="Japanese",
+        occupations=("baker",),
+    )
     await services.storage.repo.upsert_artist("Alice Artist", url="https://alice.example")
-    meta = IngestMetadata(tags=("Cat", "Cute"), artist="Alice Artist", characters=("Neko",),
-                          source_name="pixiv", source_url="https://pixiv.example/1")
-    cats = [await images.ingest(make_image(seed=n), meta, OWNER, trusted=True)
-            for n in range(3)]
-    dog = await images.ingest(make_image(seed=10, size=(40, 80)), IngestMetadata(tags=("Dog",)),
-                              OWNER, trusted=True)
-    spicy = await images.ingest(make_image(seed=20),
-                                IngestMetadata(tags=("Cat",), rating=Rating.NSFW), OWNER,
-                                trusted=True)
+    meta = IngestMetadata(
+        tags=("Cat", "Cute"),
+        artist="Alice Artist",
+        characters=("Neko",),
+        source_name="pixiv",
+        source_url="https://pixiv.example/1",
+    )
+    cats = [await images.ingest(make_image(seed=n), meta, OWNER, trusted=True) for n in range(3)]
+    dog = await images.ingest(
+        make_image(seed=10, size=(40, 80)), IngestMetadata(tags=("Dog",)), OWNER, trusted=True
+    )
+    spicy = await images.ingest(
+        make_image(seed=20), IngestMetadata(tags=("Cat",), rating=Rating.NSFW), OWNER, trusted=True
+    )
     return Seeded(cats, dog, spicy)
 
 
 async def bearer(services: Services, *scopes: str, user: User = MEMBER) -> dict[str, str]:
-    issued = await services.tokens.issue(user, scopes=scopes, purpose="tests",
-                                         issued_by="owner (100)")
+    issued = await services.tokens.issue(
+        user, scopes=scopes, purpose="tests", issued_by="owner (100)"
+    )
     return {"Authorization": f"Bearer {issued.secret}"}
 
 
@@ -74,6 +108,7 @@ async def error_of(response, status: int, message: str) -> None:  # type: ignore
 
 
 # ---- index, stats, token ----------------------------------------------------------
+
 
 @pytest.mark.parametrize("base", ["/api", "/v1"])
 async def test_index_lists_routes_and_base(client: TestClient, base: str) -> None:
@@ -86,12 +121,14 @@ async def test_index_lists_routes_and_base(client: TestClient, base: str) -> Non
 
 
 async def test_index_without_trailing_slash_is_the_same(client: TestClient) -> None:
-    assert (await (await client.get("/api")).json())["data"] == \
-        (await (await client.get("/api/")).json())["data"]
+    assert (await (await client.get("/api")).json())["data"] == (
+        await (await client.get("/api/")).json()
+    )["data"]
 
 
-async def test_stats_counts_ratings_orientations_and_names(client: TestClient,
-                                                           seeded: Seeded) -> None:
+async def test_stats_counts_ratings_orientations_and_names(
+    client: TestClient, seeded: Seeded
+) -> None:
     data = (await (await client.get("/api/stats")).json())["data"]
     assert data["images"]["count"] == 5
     assert data["images"]["nsfw"] == {"sfw": 4, "questionable": 0, "nsfw": 1}
@@ -102,24 +139,30 @@ async def test_stats_counts_ratings_orientations_and_names(client: TestClient,
 
 
 async def test_token_shows_the_callers_token(client: TestClient, services: Services) -> None:
-    issued = await services.tokens.issue(User("123456789012345678", "mika"),
-                                         scopes=("image:list", "image:custom-expiry:86400"),
-                                         purpose="my bot", issued_by="owner (100)",
-                                         expires_in=timedelta(days=2))
-    response = await client.get("/api/token",
-                                headers={"Authorization": f"Bearer {issued.secret}"})
+    issued = await services.tokens.issue(
+        User("123456789012345678", "mika"),
+        scopes=("image:list", "image:custom-expiry:86400"),
+        purpose="my bot",
+        issued_by="owner (100)",
+        expires_in=timedelta(days=2),
+    )
+    response = await client.get("/api/token", headers={"Authorization": f"Bearer {issued.secret}"})
     data = (await response.json())["data"]
     assert data == {
-        "owner": "mika (Discord ID: 123456789012345678)", "purpose": "my bot",
-        "scopes": ["image:list", "image:custom-expiry:86400"], "issuedBy": "owner (100)",
-        "createdAt": data["createdAt"], "expires": data["expires"],
+        "owner": "mika (Discord ID: 123456789012345678)",
+        "purpose": "my bot",
+        "scopes": ["image:list", "image:custom-expiry:86400"],
+        "issuedBy": "owner (100)",
+        "createdAt": data["createdAt"],
+        "expires": data["expires"],
     }
     expires = datetime.fromisoformat(data["expires"].replace("Z", "+00:00"))
     assert timedelta(days=1, hours=23) < expires - datetime.now(UTC) <= timedelta(days=2)
 
 
-async def test_token_accepts_a_raw_token_without_bearer(client: TestClient,
-                                                        services: Services) -> None:
+async def test_token_accepts_a_raw_token_without_bearer(
+    client: TestClient, services: Services
+) -> None:
     issued = await services.tokens.issue(MEMBER, scopes=("image:list",), issued_by="x")
     response = await client.get("/api/token", headers={"Authorization": issued.secret})
     assert (await response.json())["data"]["purpose"] == ""
@@ -129,39 +172,51 @@ async def test_token_without_a_token_is_401_unauthorized(client: TestClient) -> 
     await error_of(await client.get("/api/token"), 401, "Unauthorized")
 
 
-@pytest.mark.parametrize("path", ["/api/", "/api/stats", "/api/token", "/api/image",
-                                  "/api/image/random", f"/api/image/{UNKNOWN_UUID}",
-                                  "/api/artist", "/api/category", "/api/character",
-                                  f"/v1/category/{UNKNOWN_UUID}"])
-async def test_a_bad_token_on_any_route_is_401_invalid_token(client: TestClient,
-                                                             path: str) -> None:
-    await error_of(await client.get(path, headers={"Authorization": "Bearer " + "x" * 100}),
-                   401, "Invalid token")
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/",
+        "/api/stats",
+        "/api/token",
+        "/api/image",
+        "/api/image/random",
+        f"/api/image/{UNKNOWN_UUID}",
+        "/api/artist",
+        "/api/category",
+        "/api/character",
+        f"/v1/category/{UNKNOWN_UUID}",
+    ],
+)
+async def test_a_bad_token_on_any_route_is_401_invalid_token(client: TestClient, path: str) -> None:
+    await error_of(
+        await client.get(path, headers={"Authorization": "Bearer " + "x" * 100}),
+        401,
+        "Invalid token",
+    )
 
 
-async def test_a_revoked_token_is_401_invalid_token(client: TestClient,
-                                                    services: Services) -> None:
+async def test_a_revoked_token_is_401_invalid_token(client: TestClient, services: Services) -> None:
     issued = await services.tokens.issue(MEMBER, scopes=("image:list",), issued_by="x")
     await services.tokens.revoke(issued.token.id)
-    response = await client.get("/api/token",
-                                headers={"Authorization": f"Bearer {issued.secret}"})
+    response = await client.get("/api/token", headers={"Authorization": f"Bearer {issued.secret}"})
     await error_of(response, 401, "Invalid token")
 
 
 # ---- /image -----------------------------------------------------------------------
 
+
 async def test_image_list_without_token_is_401_unauthorized(client: TestClient) -> None:
     await error_of(await client.get("/api/image"), 401, "Unauthorized")
 
 
-async def test_image_list_without_list_scope_is_403(client: TestClient,
-                                                    services: Services) -> None:
+async def test_image_list_without_list_scope_is_403(client: TestClient, services: Services) -> None:
     headers = await bearer(services, "image:upload")
     await error_of(await client.get("/api/image", headers=headers), 403, "Missing permission")
 
 
 async def test_image_list_pages_sfw_images_with_pagination_meta(
-        client: TestClient, services: Services, seeded: Seeded) -> None:
+    client: TestClient, services: Services, seeded: Seeded
+) -> None:
     headers = await bearer(services, "image:list")
     body = await (await client.get("/api/image?limit=2&offset=1", headers=headers)).json()
     assert body["meta"] == {"pagination": {"limit": 2, "offset": 1, "count": 2, "total": 4}}
@@ -169,8 +224,9 @@ async def test_image_list_pages_sfw_images_with_pagination_meta(
     assert [i["id"] for i in body["data"]] == [seeded.cats[2].id, seeded.cats[1].id]
 
 
-async def test_image_list_never_includes_nsfw_images(client: TestClient, services: Services,
-                                                     seeded: Seeded) -> None:
+async def test_image_list_never_includes_nsfw_images(
+    client: TestClient, services: Services, seeded: Seeded
+) -> None:
     headers = await bearer(services, "image:list")
     body = await (await client.get("/api/image?limit=25", headers=headers)).json()
     assert {i["nsfw"] for i in body["data"]} == {"sfw"}
@@ -178,25 +234,32 @@ async def test_image_list_never_includes_nsfw_images(client: TestClient, service
 
 
 @pytest.mark.parametrize("limit", ["0", "26", "abc", "-1", "2.5", "١"])
-async def test_image_list_bad_limit_is_400_invalid_limit(client: TestClient,
-                                                         services: Services,
-                                                         limit: str) -> None:
+async def test_image_list_bad_limit_is_400_invalid_limit(
+    client: TestClient, services: Services, limit: str
+) -> None:
     headers = await bearer(services, "image:list")
-    await error_of(await client.get("/api/image", params={"limit": limit}, headers=headers),
-                   400, "Invalid limit")
+    await error_of(
+        await client.get("/api/image", params={"limit": limit}, headers=headers),
+        400,
+        "Invalid limit",
+    )
 
 
 @pytest.mark.parametrize("offset", ["-1", "x"])
-async def test_image_list_bad_offset_is_400_invalid_offset(client: TestClient,
-                                                           services: Services,
-                                                           offset: str) -> None:
+async def test_image_list_bad_offset_is_400_invalid_offset(
+    client: TestClient, services: Services, offset: str
+) -> None:
     headers = await bearer(services, "image:list")
-    await error_of(await client.get("/api/image", params={"offset": offset}, headers=headers),
-                   400, "Invalid offset")
+    await error_of(
+        await client.get("/api/image", params={"offset": offset}, headers=headers),
+        400,
+        "Invalid offset",
+    )
 
 
-async def test_image_object_has_exactly_the_documented_keys(client: TestClient,
-                                                            seeded: Seeded) -> None:
+async def test_image_object_has_exactly_the_documented_keys(
+    client: TestClient, seeded: Seeded
+) -> None:
     image = seeded.cats[0]
     data = (await (await client.get(f"/api/image/{image.id}")).json())["data"]
     assert set(data) == IMAGE_KEYS
@@ -212,8 +275,12 @@ async def test_image_object_has_exactly_the_documented_keys(client: TestClient,
     assert data["characters"][0]["ages"] == [16, 17]
     assert data["characters"][0]["occupations"] == ["baker"]
     assert set(data["meta"]) == {"eTag", "size", "mimetype", "color", "expires", "dimens"}
-    assert data["meta"]["dimens"] == {"width": 64, "height": 48, "aspectRatio": "4:3",
-                                      "orientation": "landscape"}
+    assert data["meta"]["dimens"] == {
+        "width": 64,
+        "height": 48,
+        "aspectRatio": "4:3",
+        "orientation": "landscape",
+    }
     assert data["meta"]["size"] == image.size
     assert data["meta"]["mimetype"] == "image/png"
     assert data["meta"]["color"].startswith("#") and len(data["meta"]["color"]) == 7
@@ -226,8 +293,9 @@ async def test_image_without_artist_has_null_artist(client: TestClient, seeded: 
     assert data["source"] == {"name": None, "url": None}
 
 
-async def test_image_get_returns_an_nsfw_image_asked_for_by_id(client: TestClient,
-                                                               seeded: Seeded) -> None:
+async def test_image_get_returns_an_nsfw_image_asked_for_by_id(
+    client: TestClient, seeded: Seeded
+) -> None:
     data = (await (await client.get(f"/api/image/{seeded.spicy.id}")).json())["data"]
     assert data["nsfw"] == "nsfw"
 
@@ -252,14 +320,15 @@ async def test_image_get_pending_image_is_404(client: TestClient, services: Serv
 
 # ---- /image/random ----------------------------------------------------------------
 
-async def test_random_filters_by_category_case_insensitively(client: TestClient,
-                                                             seeded: Seeded) -> None:
+
+async def test_random_filters_by_category_case_insensitively(
+    client: TestClient, seeded: Seeded
+) -> None:
     body = await (await client.get("/api/image/random?categories=cAT,cute&limit=25")).json()
     assert sorted(i["id"] for i in body["data"]) == sorted(i.id for i in seeded.cats)
 
 
-async def test_random_empty_categories_means_no_filter(client: TestClient,
-                                                       seeded: Seeded) -> None:
+async def test_random_empty_categories_means_no_filter(client: TestClient, seeded: Seeded) -> None:
     body = await (await client.get("/api/image/random?categories=&limit=25")).json()
     assert len(body["data"]) == 4
 
@@ -278,10 +347,12 @@ async def test_random_never_draws_nsfw_images(client: TestClient, seeded: Seeded
     assert {i["nsfw"] for i in body["data"]} == {"sfw"}
 
 
-async def test_random_unknown_category_is_400_invalid_categories(client: TestClient,
-                                                                 seeded: Seeded) -> None:
-    await error_of(await client.get("/api/image/random?categories=cat,unicorn"), 400,
-                   "Invalid categories")
+async def test_random_unknown_category_is_400_invalid_categories(
+    client: TestClient, seeded: Seeded
+) -> None:
+    await error_of(
+        await client.get("/api/image/random?categories=cat,unicorn"), 400, "Invalid categories"
+    )
 
 
 async def test_random_without_matches_is_404(client: TestClient, seeded: Seeded) -> None:
@@ -294,18 +365,19 @@ async def test_random_on_an_empty_collection_is_404(client: TestClient) -> None:
 
 @pytest.mark.parametrize("limit", ["0", "26"])
 async def test_random_limit_outside_1_to_25_is_400(client: TestClient, limit: str) -> None:
-    await error_of(await client.get("/api/image/random", params={"limit": limit}), 400,
-                   "Invalid limit")
+    await error_of(
+        await client.get("/api/image/random", params={"limit": limit}), 400, "Invalid limit"
+    )
 
 
 # ---- link expiry --------------------------------------------------------------------
+
 
 def _link_expiry(image_json: dict) -> int:
     return int(parse_qs(urlsplit(image_json["url"]).query)["expires"][0])
 
 
-async def test_links_are_signed_for_an_hour_by_default(client: TestClient,
-                                                       seeded: Seeded) -> None:
+async def test_links_are_signed_for_an_hour_by_default(client: TestClient, seeded: Seeded) -> None:
     before = time.time()
     data = (await (await client.get(f"/api/image/{seeded.dog.id}")).json())["data"]
     url = urlsplit(data["url"])
@@ -317,55 +389,64 @@ async def test_links_are_signed_for_an_hour_by_default(client: TestClient,
     assert int(expires.timestamp()) == _link_expiry(data)
 
 
-async def test_custom_expiry_with_scope_sets_the_link_life(client: TestClient,
-                                                           services: Services,
-                                                           seeded: Seeded) -> None:
+async def test_custom_expiry_with_scope_sets_the_link_life(
+    client: TestClient, services: Services, seeded: Seeded
+) -> None:
     headers = await bearer(services, "image:custom-expiry:86400")
     response = await client.get(f"/api/image/{seeded.dog.id}?expiry=600", headers=headers)
     data = (await response.json())["data"]
     assert abs(_link_expiry(data) - (time.time() + 600)) <= 2
 
 
-async def test_custom_expiry_unbounded_scope_allows_long_links(client: TestClient,
-                                                               services: Services,
-                                                               seeded: Seeded) -> None:
+async def test_custom_expiry_unbounded_scope_allows_long_links(
+    client: TestClient, services: Services, seeded: Seeded
+) -> None:
     headers = await bearer(services, "image:custom-expiry")
     response = await client.get("/v1/image/random?expiry=604800", headers=headers)
     assert abs(_link_expiry((await response.json())["data"][0]) - (time.time() + 604800)) <= 2
 
 
-async def test_custom_expiry_without_the_scope_is_403(client: TestClient, services: Services,
-                                                      seeded: Seeded) -> None:
+async def test_custom_expiry_without_the_scope_is_403(
+    client: TestClient, services: Services, seeded: Seeded
+) -> None:
     headers = await bearer(services, "image:list")
-    await error_of(await client.get(f"/api/image/{seeded.dog.id}?expiry=600", headers=headers),
-                   403, "Missing permission")
+    await error_of(
+        await client.get(f"/api/image/{seeded.dog.id}?expiry=600", headers=headers),
+        403,
+        "Missing permission",
+    )
 
 
-async def test_custom_expiry_above_the_token_bound_is_403(client: TestClient,
-                                                          services: Services,
-                                                          seeded: Seeded) -> None:
+async def test_custom_expiry_above_the_token_bound_is_403(
+    client: TestClient, services: Services, seeded: Seeded
+) -> None:
     headers = await bearer(services, "image:custom-expiry:600")
-    await error_of(await client.get("/api/image/random?expiry=601", headers=headers), 403,
-                   "Missing permission")
+    await error_of(
+        await client.get("/api/image/random?expiry=601", headers=headers), 403, "Missing permission"
+    )
 
 
 @pytest.mark.parametrize("expiry", ["30", "0", "abc", "-5"])
-async def test_custom_expiry_of_30_or_less_is_400_invalid_expiry(client: TestClient,
-                                                                 services: Services,
-                                                                 expiry: str) -> None:
+async def test_custom_expiry_of_30_or_less_is_400_invalid_expiry(
+    client: TestClient, services: Services, expiry: str
+) -> None:
     headers = await bearer(services, "image:custom-expiry")
-    await error_of(await client.get("/api/image/random", params={"expiry": expiry},
-                                    headers=headers), 400, "Invalid expiry")
+    await error_of(
+        await client.get("/api/image/random", params={"expiry": expiry}, headers=headers),
+        400,
+        "Invalid expiry",
+    )
 
 
-async def test_custom_expiry_without_a_token_is_401_unauthorized(client: TestClient,
-                                                                 seeded: Seeded) -> None:
-    await error_of(await client.get(f"/api/image/{seeded.dog.id}?expiry=600"), 401,
-                   "Unauthorized")
+async def test_custom_expiry_without_a_token_is_401_unauthorized(
+    client: TestClient, seeded: Seeded
+) -> None:
+    await error_of(await client.get(f"/api/image/{seeded.dog.id}?expiry=600"), 401, "Unauthorized")
 
 
-async def test_image_list_takes_custom_expiry_too(client: TestClient, services: Services,
-                                                  seeded: Seeded) -> None:
+async def test_image_list_takes_custom_expiry_too(
+    client: TestClient, services: Services, seeded: Seeded
+) -> None:
     headers = await bearer(services, "image:list", "image:custom-expiry:100")
     response = await client.get("/api/image?expiry=100", headers=headers)
     data = (await response.json())["data"]
@@ -374,8 +455,10 @@ async def test_image_list_takes_custom_expiry_too(client: TestClient, services: 
 
 # ---- artists, characters, categories -------------------------------------------------
 
-async def test_artist_search_is_a_like_pattern_over_the_whole_name(client: TestClient,
-                                                                    seeded: Seeded) -> None:
+
+async def test_artist_search_is_a_like_pattern_over_the_whole_name(
+    client: TestClient, seeded: Seeded
+) -> None:
     async def names(search: str) -> list[str]:
         body = await (await client.get("/api/artist", params={"search": search})).json()
         return [a["name"] for a in body["data"]]
@@ -385,8 +468,9 @@ async def test_artist_search_is_a_like_pattern_over_the_whole_name(client: TestC
     assert await names("Alice") == []  # the whole name, not a substring
 
 
-async def test_artist_list_pages_with_pagination_meta(client: TestClient,
-                                                      services: Services) -> None:
+async def test_artist_list_pages_with_pagination_meta(
+    client: TestClient, services: Services
+) -> None:
     for name in ("Ann", "Bob", "Cid"):
         await services.storage.repo.upsert_artist(name)
     body = await (await client.get("/api/artist?limit=1&offset=1")).json()
@@ -396,16 +480,21 @@ async def test_artist_list_pages_with_pagination_meta(client: TestClient,
 
 
 async def test_search_longer_than_50_characters_is_400(client: TestClient) -> None:
-    await error_of(await client.get("/api/character", params={"search": "a" * 51}), 400,
-                   "Invalid search query")
+    await error_of(
+        await client.get("/api/character", params={"search": "a" * 51}), 400, "Invalid search query"
+    )
 
 
 async def test_artist_get_counts_images(client: TestClient, seeded: Seeded) -> None:
     artist = seeded.cats[0].artist
     assert artist is not None
     data = (await (await client.get(f"/api/artist/{artist.id}")).json())["data"]
-    assert data == {"id": artist.id, "name": "Alice Artist", "url": "https://alice.example",
-                    "images": 3}
+    assert data == {
+        "id": artist.id,
+        "name": "Alice Artist",
+        "url": "https://alice.example",
+        "images": 3,
+    }
 
 
 async def test_artist_get_unknown_is_404_and_non_uuid_400(client: TestClient) -> None:
@@ -413,8 +502,9 @@ async def test_artist_get_unknown_is_404_and_non_uuid_400(client: TestClient) ->
     await error_of(await client.get("/api/artist/alice"), 400, "Invalid ID")
 
 
-async def test_artist_images_lists_only_that_artists_images(client: TestClient,
-                                                            seeded: Seeded) -> None:
+async def test_artist_images_lists_only_that_artists_images(
+    client: TestClient, seeded: Seeded
+) -> None:
     artist = seeded.cats[0].artist
     assert artist is not None
     body = await (await client.get(f"/api/artist/{artist.id}/images?limit=2")).json()
@@ -462,6 +552,7 @@ async def test_named_lists_bad_limit_is_400(client: TestClient, path: str) -> No
 
 # ---- the /v1 base, unknown routes, methods ---------------------------------------------
 
+
 async def test_v1_base_serves_the_same_images(client: TestClient, seeded: Seeded) -> None:
     a = await (await client.get(f"/api/image/{seeded.dog.id}")).json()
     b = await (await client.get(f"/v1/image/{seeded.dog.id}")).json()
@@ -481,14 +572,17 @@ async def test_wrong_method_is_405_in_the_dialect_shape(client: TestClient) -> N
 
 # ---- rate limits and error rendering ----------------------------------------------------
 
+
 async def test_rate_limit_answers_429_with_retry_after(tmp_path) -> None:  # type: ignore[no-untyped-def]
     settings = make_settings(tmp_path / "data", RATE_LIMITS="on")
     # Windows are aligned to whole minutes: start well inside one so all 61 land in it.
     into_window = time.time() % 60
     if into_window > 50:
         await asyncio.sleep(60 - into_window + 0.1)
-    async with open_services(settings) as services, \
-            TestClient(TestServer(create_app(services), host="127.0.0.1")) as client:
+    async with (
+        open_services(settings) as services,
+        TestClient(TestServer(create_app(services), host="127.0.0.1")) as client,
+    ):
         statuses = [(await client.get("/api/stats")).status for _ in range(60)]
         response = await client.get("/api/stats")
         assert statuses == [200] * 60
@@ -499,17 +593,24 @@ async def test_rate_limit_answers_429_with_retry_after(tmp_path) -> None:  # typ
         await error_of(response, 429, "Too many requests")
 
 
-@pytest.mark.parametrize(("error", "status", "message"), [
-    (ImageTooLarge("Image is larger than 50 MB"), 413, "Payload too large"),
-    (UnsupportedImage("Unsupported image type"), 400, "Unsupported image type"),
-    (CorruptImage("Image data is truncated or corrupt"), 400,
-     "Image data is truncated or corrupt"),
-    (DuplicateImage("abc"), 409, "Image already uploaded"),
-    (InvalidInput("Invalid limit"), 400, "Invalid limit"),
-    (RateLimited("Too many requests", retry_after=2.5), 429, "Too many requests"),
-])
-def test_render_error_keeps_the_shape_for_every_domain_error(error, status: int,
-                                                             message: str) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(
+    ("error", "status", "message"),
+    [
+        (ImageTooLarge("Image is larger than 50 MB"), 413, "Payload too large"),
+        (UnsupportedImage("Unsupported image type"), 400, "Unsupported image type"),
+        (
+            CorruptImage("Image data is truncated or corrupt"),
+            400,
+            "Image data is truncated or corrupt",
+        ),
+        (DuplicateImage("abc"), 409, "Image already uploaded"),
+        (InvalidInput("Invalid limit"), 400, "Invalid limit"),
+        (RateLimited("Too many requests", retry_after=2.5), 429, "Too many requests"),
+    ],
+)
+def test_render_error_keeps_the_shape_for_every_domain_error(
+    error, status: int, message: str
+) -> None:  # type: ignore[no-untyped-def]
     response = render_error(error)
     assert response.status == status
     assert response.content_type == "application/json"

@@ -34,9 +34,11 @@ async def run_random(standin: DiscordStandIn, options: dict | None = None, **whe
 
 
 async def test_random_posts_the_image_as_an_attachment_with_its_metadata(
-        standin: DiscordStandIn, bot: GazouBot, services: Services) -> None:
-    image = await store_image(services, 1, tags=("cat", "cute"), title="Nap",
-                              source_url="https://example.org/nap")
+    standin: DiscordStandIn, bot: GazouBot, services: Services
+) -> None:
+    image = await store_image(
+        services, 1, tags=("cat", "cute"), title="Nap", source_url="https://example.org/nap"
+    )
     message = await run_random(standin)
     embed = message["embeds"][0]
     assert embed["title"] == "Nap"
@@ -53,14 +55,16 @@ async def test_random_posts_the_image_as_an_attachment_with_its_metadata(
 
 
 async def test_random_in_an_age_restricted_channel_shows_nsfw_images(
-        standin: DiscordStandIn, bot: GazouBot, services: Services) -> None:
+    standin: DiscordStandIn, bot: GazouBot, services: Services
+) -> None:
     image = await store_image(services, 1, rating=Rating.NSFW)
     message = await run_random(standin, channel=standin.nsfw_channel)
     assert embed_image_id(message) == image.id
 
 
 async def test_random_in_a_sfw_channel_only_shows_sfw_images(
-        standin: DiscordStandIn, bot: GazouBot, services: Services) -> None:
+    standin: DiscordStandIn, bot: GazouBot, services: Services
+) -> None:
     sfw = await store_image(services, 1)
     for seed in (2, 3, 4):
         await store_image(services, seed, rating=Rating.QUESTIONABLE)
@@ -69,7 +73,8 @@ async def test_random_in_a_sfw_channel_only_shows_sfw_images(
 
 
 async def test_random_asking_for_nsfw_outside_an_age_restricted_channel_is_refused(
-        standin: DiscordStandIn, bot: GazouBot, services: Services) -> None:
+    standin: DiscordStandIn, bot: GazouBot, services: Services
+) -> None:
     await store_image(services, 1, rating=Rating.NSFW)
     inter = await standin.invoke_command("random", {"rating": "nsfw"})
     reply = await standin.wait_for_reply(inter)
@@ -78,7 +83,8 @@ async def test_random_asking_for_nsfw_outside_an_age_restricted_channel_is_refus
 
 
 async def test_random_in_a_dm_is_sfw_only(
-        standin: DiscordStandIn, bot: GazouBot, services: Services) -> None:
+    standin: DiscordStandIn, bot: GazouBot, services: Services
+) -> None:
     sfw = await store_image(services, 1)
     await store_image(services, 2, rating=Rating.NSFW)
     shown = {embed_image_id(await run_random(standin, dm=True)) for _ in range(2)}
@@ -86,7 +92,8 @@ async def test_random_in_a_dm_is_sfw_only(
 
 
 async def test_random_asking_for_nsfw_in_a_dm_is_refused(
-        standin: DiscordStandIn, bot: GazouBot, services: Services) -> None:
+    standin: DiscordStandIn, bot: GazouBot, services: Services
+) -> None:
     await store_image(services, 1, rating=Rating.NSFW)
     inter = await standin.invoke_command("random", {"rating": "nsfw"}, dm=True)
     reply = await standin.wait_for_reply(inter)
@@ -94,14 +101,16 @@ async def test_random_asking_for_nsfw_in_a_dm_is_refused(
 
 
 async def test_random_shows_every_match_once_before_repeating(
-        standin: DiscordStandIn, bot: GazouBot, services: Services) -> None:
+    standin: DiscordStandIn, bot: GazouBot, services: Services
+) -> None:
     ids = {(await store_image(services, seed)).id for seed in range(4)}
     shown = [embed_image_id(await run_random(standin)) for _ in range(4)]
     assert sorted(shown) == sorted(ids)
 
 
 async def test_random_with_no_match_says_so_ephemerally(
-        standin: DiscordStandIn, bot: GazouBot, services: Services) -> None:
+    standin: DiscordStandIn, bot: GazouBot, services: Services
+) -> None:
     await store_image(services, 1, tags=("dog",))
     inter = await standin.invoke_command("random", {"tags": "cat"})
     reply = await standin.wait_for_reply(inter)
@@ -109,7 +118,8 @@ async def test_random_with_no_match_says_so_ephemerally(
 
 
 async def test_another_rerolls_with_the_same_filters(
-        standin: DiscordStandIn, bot: GazouBot, services: Services) -> None:
+    standin: DiscordStandIn, bot: GazouBot, services: Services
+) -> None:
     cats = {(await store_image(services, seed, tags=("cat",))).id for seed in (1, 2)}
     await store_image(services, 3, tags=("dog",))
     first = await run_random(standin, {"tags": "cat"})
@@ -121,7 +131,8 @@ async def test_another_rerolls_with_the_same_filters(
 
 
 async def test_another_in_a_sfw_channel_keeps_to_sfw(
-        standin: DiscordStandIn, bot: GazouBot, services: Services) -> None:
+    standin: DiscordStandIn, bot: GazouBot, services: Services
+) -> None:
     sfw = await store_image(services, 1)
     await store_image(services, 2, rating=Rating.NSFW)
     first = await run_random(standin)
@@ -132,7 +143,8 @@ async def test_another_in_a_sfw_channel_keeps_to_sfw(
 
 
 async def test_like_button_toggles_the_members_like(
-        standin: DiscordStandIn, bot: GazouBot, services: Services) -> None:
+    standin: DiscordStandIn, bot: GazouBot, services: Services
+) -> None:
     image = await store_image(services, 1)
     message = await run_random(standin)
     like = f"img:like:{image.id}"
@@ -143,7 +155,8 @@ async def test_like_button_toggles_the_members_like(
 
 
 async def test_random_with_a_public_url_points_the_embed_at_it(
-        standin: DiscordStandIn, tmp_path) -> None:
+    standin: DiscordStandIn, tmp_path
+) -> None:
     settings = bot_settings(tmp_path / "pub", PUBLIC_URL="https://img.example.org")
     async with open_services(settings) as services:
         image = await store_image(services, 1)
@@ -154,8 +167,8 @@ async def test_random_with_a_public_url_points_the_embed_at_it(
 
 
 async def test_unexpected_error_is_a_short_ephemeral_message_and_logged(
-        standin: DiscordStandIn, bot: GazouBot, services: Services,
-        caplog: pytest.LogCaptureFixture) -> None:
+    standin: DiscordStandIn, bot: GazouBot, services: Services, caplog: pytest.LogCaptureFixture
+) -> None:
     image = await store_image(services, 1)
     services.images.image_path(image).unlink()  # the file vanished behind gazou's back
     inter = await standin.invoke_command("random")
@@ -184,7 +197,8 @@ async def turn_page(standin: DiscordStandIn, message: dict, custom_id: str) -> N
 
 
 async def test_search_pages_through_results_with_buttons(
-        standin: DiscordStandIn, bot: GazouBot, services: Services) -> None:
+    standin: DiscordStandIn, bot: GazouBot, services: Services
+) -> None:
     stored = [await store_image(services, seed) for seed in range(3)]
     message = await run_search(standin, {"sort": "oldest"})
     assert message.content == "Page 1 of 3"
@@ -202,7 +216,8 @@ async def test_search_pages_through_results_with_buttons(
 
 
 async def test_search_jumps_to_a_page_through_a_modal(
-        standin: DiscordStandIn, bot: GazouBot, services: Services) -> None:
+    standin: DiscordStandIn, bot: GazouBot, services: Services
+) -> None:
     stored = [await store_image(services, seed) for seed in range(4)]
     message = await run_search(standin, {"sort": "oldest"})
     jump = await standin.click(message, "search:jump")
@@ -215,18 +230,21 @@ async def test_search_jumps_to_a_page_through_a_modal(
 
 
 async def test_search_buttons_refuse_another_member(
-        standin: DiscordStandIn, bot: GazouBot, services: Services) -> None:
+    standin: DiscordStandIn, bot: GazouBot, services: Services
+) -> None:
     for seed in range(2):
         await store_image(services, seed)
     message = await run_search(standin)
     reply = await standin.wait_for_reply(
-        await standin.click(message, "search:next", user=standin.owner))
+        await standin.click(message, "search:next", user=standin.owner)
+    )
     assert reply.ephemeral and "belong to the member who searched" in reply.content
     assert message.content == "Page 1 of 2"
 
 
 async def test_search_in_a_sfw_channel_leaves_out_nsfw_images(
-        standin: DiscordStandIn, bot: GazouBot, services: Services) -> None:
+    standin: DiscordStandIn, bot: GazouBot, services: Services
+) -> None:
     sfw = await store_image(services, 1)
     await store_image(services, 2, rating=Rating.NSFW)
     message = await run_search(standin)
@@ -235,7 +253,8 @@ async def test_search_in_a_sfw_channel_leaves_out_nsfw_images(
 
 
 async def test_search_with_no_results_says_so(
-        standin: DiscordStandIn, bot: GazouBot, services: Services) -> None:
+    standin: DiscordStandIn, bot: GazouBot, services: Services
+) -> None:
     await store_image(services, 1, tags=("dog",))
     inter = await standin.invoke_command("search", {"tags": "cat"})
     reply = await standin.wait_for_reply(inter)
@@ -245,11 +264,13 @@ async def test_search_with_no_results_says_so(
 # ---- /upload ------------------------------------------------------------------------
 
 
-async def run_upload(standin: DiscordStandIn, data: bytes, user=None,
-                     filename: str = "pic.png") -> str:
+async def run_upload(
+    standin: DiscordStandIn, data: bytes, user=None, filename: str = "pic.png"
+) -> str:
     attachment = standin.add_attachment(filename, data)
     inter = await standin.invoke_command(
-        "upload", {"image": attachment, "tags": "cat, cute", "artist": "alice"}, user=user)
+        "upload", {"image": attachment, "tags": "cat, cute", "artist": "alice"}, user=user
+    )
     reply = await standin.wait_for_reply(inter)
     assert reply.type == 5 and reply.ephemeral
     followup = await standin.wait_for_followup(inter)
@@ -258,7 +279,8 @@ async def run_upload(standin: DiscordStandIn, data: bytes, user=None,
 
 
 async def test_member_upload_starts_pending(
-        standin: DiscordStandIn, bot: GazouBot, services: Services) -> None:
+    standin: DiscordStandIn, bot: GazouBot, services: Services
+) -> None:
     text = await run_upload(standin, make_image(seed=7))
     assert "is pending" in text
     image_id = text.split("`")[1]
@@ -269,7 +291,8 @@ async def test_member_upload_starts_pending(
 
 
 async def test_owner_upload_is_approved_at_once(
-        standin: DiscordStandIn, bot: GazouBot, services: Services) -> None:
+    standin: DiscordStandIn, bot: GazouBot, services: Services
+) -> None:
     text = await run_upload(standin, make_image(seed=7), user=standin.owner)
     assert text.startswith("Added to the collection: http://127.0.0.1:8080/image/")
     image_id = text.split("`")[1]
@@ -277,15 +300,19 @@ async def test_owner_upload_is_approved_at_once(
 
 
 async def test_duplicate_upload_links_the_existing_image(
-        standin: DiscordStandIn, bot: GazouBot, services: Services) -> None:
+    standin: DiscordStandIn, bot: GazouBot, services: Services
+) -> None:
     existing = await store_image(services, 7)
     text = await run_upload(standin, make_image(seed=7, size=(80, 60)))
-    assert text == ("Duplicate: this image is already in the collection: "
-                    f"http://127.0.0.1:8080/image/{existing.id} (id `{existing.id}`).")
+    assert text == (
+        "Duplicate: this image is already in the collection: "
+        f"http://127.0.0.1:8080/image/{existing.id} (id `{existing.id}`)."
+    )
 
 
 async def test_upload_of_a_non_image_is_refused_with_the_reason(
-        standin: DiscordStandIn, bot: GazouBot, services: Services) -> None:
+    standin: DiscordStandIn, bot: GazouBot, services: Services
+) -> None:
     text = await run_upload(standin, b"%PDF-1.4 not an image", filename="doc.png")
     assert text.startswith("Upload refused: ")
     assert len(text) > len("Upload refused: ")
@@ -296,7 +323,8 @@ async def test_upload_of_a_non_image_is_refused_with_the_reason(
 
 
 async def test_tag_autocomplete_completes_the_last_item_of_a_list(
-        standin: DiscordStandIn, bot: GazouBot, services: Services) -> None:
+    standin: DiscordStandIn, bot: GazouBot, services: Services
+) -> None:
     await store_image(services, 1, tags=("cat", "catgirl", "dog"))
     inter = await standin.autocomplete("random", {"tags": "dog, ca"}, focused="tags")
     reply = await standin.wait_for_reply(inter)
@@ -305,7 +333,8 @@ async def test_tag_autocomplete_completes_the_last_item_of_a_list(
 
 
 async def test_artist_autocomplete_matches_anywhere_in_the_name(
-        standin: DiscordStandIn, bot: GazouBot, services: Services) -> None:
+    standin: DiscordStandIn, bot: GazouBot, services: Services
+) -> None:
     await store_image(services, 1, artist="Hokusai")
     await store_image(services, 2, artist="Hiroshige")
     inter = await standin.autocomplete("search", {"artist": "kus"}, focused="artist")
@@ -314,7 +343,8 @@ async def test_artist_autocomplete_matches_anywhere_in_the_name(
 
 
 async def test_stats_shows_the_counts(
-        standin: DiscordStandIn, bot: GazouBot, services: Services) -> None:
+    standin: DiscordStandIn, bot: GazouBot, services: Services
+) -> None:
     await store_image(services, 1)
     await store_image(services, 2, rating=Rating.NSFW)
     await store_image(services, 3, trusted=False)
@@ -326,8 +356,8 @@ async def test_stats_shows_the_counts(
 
 
 async def test_search_shows_a_lower_bound_when_the_total_is_not_exact(
-        standin: DiscordStandIn, bot: GazouBot, services: Services,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    standin: DiscordStandIn, bot: GazouBot, services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr("storage.sqlite.TOTAL_CAP", 2)  # counting stops here, as at 10 000
     for seed in range(3):
         await store_image(services, seed)
@@ -340,7 +370,8 @@ async def test_search_shows_a_lower_bound_when_the_total_is_not_exact(
 
 
 async def test_image_over_the_upload_limit_is_shown_by_its_thumbnail(
-        bot: GazouBot, services: Services) -> None:
+    bot: GazouBot, services: Services
+) -> None:
     image = await store_image(services, 1)
     embed = image_embed(image)
     [attached] = await show_image(bot, image, embed, limit=image.size - 1)
@@ -350,8 +381,8 @@ async def test_image_over_the_upload_limit_is_shown_by_its_thumbnail(
 
 
 async def test_search_buttons_are_disabled_when_the_results_expire(
-        standin: DiscordStandIn, bot: GazouBot, services: Services,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    standin: DiscordStandIn, bot: GazouBot, services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # 10 minutes in production; the module the bot loaded as its extension is patched.
     monkeypatch.setattr(sys.modules["cogs.images"], "SEARCH_TIMEOUT", 0.2)
     for seed in range(2):
@@ -362,23 +393,30 @@ async def test_search_buttons_are_disabled_when_the_results_expire(
         return [c for c in message.iter_components() if c.get("type") == 2]
 
     assert not all(b["disabled"] for b in buttons())
-    await standin.wait_until(lambda: all(b["disabled"] for b in buttons()),
-                             what="the buttons disabled")
+    await standin.wait_until(
+        lambda: all(b["disabled"] for b in buttons()), what="the buttons disabled"
+    )
     assert len(buttons()) == 3 and message.content == "Page 1 of 2"
 
 
 async def test_failure_after_a_public_defer_replaces_the_loading_message_privately(
-        standin: DiscordStandIn, bot: GazouBot, services: Services,
-        caplog: pytest.LogCaptureFixture) -> None:
+    standin: DiscordStandIn, bot: GazouBot, services: Services, caplog: pytest.LogCaptureFixture
+) -> None:
     await store_image(services, 1)
     # Discord refuses the message that would fill the "thinking..." reply.
-    standin.override("POST", r"/webhooks/\d+/[^/]+", 400,
-                     {"message": "Invalid Form Body", "code": 50035}, times=1)
+    standin.override(
+        "POST",
+        r"/webhooks/\d+/[^/]+",
+        400,
+        {"message": "Invalid Form Body", "code": 50035},
+        times=1,
+    )
     inter = await standin.invoke_command("random")
     assert (await standin.wait_for_reply(inter)).type == 5
     notice = await standin.wait_until(
         lambda: next((m for m in standin.sent_messages() if m.source == "followup"), None),
-        what="the error follow-up")
+        what="the error follow-up",
+    )
     assert notice.ephemeral and notice.content == GENERIC_FAILURE
     assert inter.original is not None and inter.original.deleted
     assert "Invalid Form Body" in caplog.text

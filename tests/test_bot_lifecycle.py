@@ -32,7 +32,8 @@ def new_bot(services: Services) -> GazouBot:
 
 
 async def test_commands_sync_globally_once_and_not_again_on_restart(
-        standin: DiscordStandIn, services: Services) -> None:
+    standin: DiscordStandIn, services: Services
+) -> None:
     async with connected_bot(standin, new_bot(services)):
         pass
     async with connected_bot(standin, new_bot(services)) as second:
@@ -43,7 +44,8 @@ async def test_commands_sync_globally_once_and_not_again_on_restart(
 
 
 async def test_changed_commands_are_synced_on_the_next_start(
-        standin: DiscordStandIn, services: Services) -> None:
+    standin: DiscordStandIn, services: Services
+) -> None:
     async with connected_bot(standin, new_bot(services)):
         pass
     key = f"discord:commands:{standin.application_id}:global"
@@ -54,7 +56,8 @@ async def test_changed_commands_are_synced_on_the_next_start(
 
 
 async def test_commands_sync_to_the_dev_guild_when_set(
-        standin: DiscordStandIn, tmp_path: Path) -> None:
+    standin: DiscordStandIn, tmp_path: Path
+) -> None:
     settings = bot_settings(tmp_path / "data", DEV_GUILD_ID=str(standin.guild.id))
     async with open_services(settings) as services:
         async with connected_bot(standin, new_bot(services)):
@@ -65,7 +68,8 @@ async def test_commands_sync_to_the_dev_guild_when_set(
 
 
 async def test_failed_sync_is_logged_and_the_bot_still_runs(
-        standin: DiscordStandIn, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    standin: DiscordStandIn, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     settings = bot_settings(tmp_path / "data", DEV_GUILD_ID="1190000000000000999")
     async with open_services(settings) as services:
         async with connected_bot(standin, new_bot(services)) as bot:
@@ -76,16 +80,20 @@ async def test_failed_sync_is_logged_and_the_bot_still_runs(
 
 
 async def test_invite_link_is_logged_at_start(
-        standin: DiscordStandIn, services: Services, caplog: pytest.LogCaptureFixture) -> None:
+    standin: DiscordStandIn, services: Services, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO, logger="gazou.bot")
     async with connected_bot(standin, new_bot(services)):
         pass
-    assert (f"https://discord.com/oauth2/authorize?client_id={standin.application_id}"
-            "&scope=bot+applications.commands&permissions=52224") in caplog.text
+    assert (
+        f"https://discord.com/oauth2/authorize?client_id={standin.application_id}"
+        "&scope=bot+applications.commands&permissions=52224"
+    ) in caplog.text
 
 
 async def test_token_buttons_keep_working_after_a_restart(
-        standin: DiscordStandIn, services: Services) -> None:
+    standin: DiscordStandIn, services: Services
+) -> None:
     async with connected_bot(standin, new_bot(services)):
         inter = await standin.invoke_command("token request", {"purpose": "after restart"})
         await standin.wait_for_followup(inter)
@@ -100,10 +108,12 @@ async def test_token_buttons_keep_working_after_a_restart(
 
 
 async def test_moderation_buttons_keep_working_after_a_restart(
-        standin: DiscordStandIn, services: Services) -> None:
+    standin: DiscordStandIn, services: Services
+) -> None:
     async with connected_bot(standin, new_bot(services)):
-        image = await store_image(services, 1, trusted=False,
-                                  uploader=User(str(standin.user.id), "alice"))
+        image = await store_image(
+            services, 1, trusted=False, uploader=User(str(standin.user.id), "alice")
+        )
         dm = await standin.wait_for_dm(standin.owner)
     async with connected_bot(standin, new_bot(services)):
         await standin.click(dm, f"mod:approve:{image.id}")
@@ -112,7 +122,8 @@ async def test_moderation_buttons_keep_working_after_a_restart(
 
 
 async def test_random_buttons_keep_working_after_a_restart(
-        standin: DiscordStandIn, services: Services) -> None:
+    standin: DiscordStandIn, services: Services
+) -> None:
     images = {(await store_image(services, seed)).id for seed in (1, 2)}
     async with connected_bot(standin, new_bot(services)):
         inter = await standin.invoke_command("random")
@@ -128,7 +139,8 @@ async def test_random_buttons_keep_working_after_a_restart(
 
 
 async def test_upload_pending_while_the_bot_was_away_is_posted_at_start(
-        standin: DiscordStandIn, services: Services) -> None:
+    standin: DiscordStandIn, services: Services
+) -> None:
     image = await store_image(services, 1, trusted=False)
     async with connected_bot(standin, new_bot(services)):
         dm = await standin.wait_for_dm(standin.owner)
@@ -139,7 +151,8 @@ async def test_upload_pending_while_the_bot_was_away_is_posted_at_start(
 
 
 async def test_bot_asks_for_no_privileged_intents(
-        standin: DiscordStandIn, services: Services) -> None:
+    standin: DiscordStandIn, services: Services
+) -> None:
     async with connected_bot(standin, new_bot(services)):
         pass
     intents = discord.Intents._from_value(standin.identifies[-1]["intents"])
@@ -147,7 +160,8 @@ async def test_bot_asks_for_no_privileged_intents(
 
 
 async def test_bot_py_runs_the_bot_with_the_configured_token(
-        standin: DiscordStandIn, tmp_path: Path) -> None:
+    standin: DiscordStandIn, tmp_path: Path
+) -> None:
     import bot as composition_root
 
     settings = bot_settings(tmp_path / "data", DISCORD_TOKEN=standin.token)
@@ -166,7 +180,8 @@ async def test_bot_py_runs_the_bot_with_the_configured_token(
 
 
 async def test_leaving_dev_guild_mode_removes_the_guild_copies(
-        standin: DiscordStandIn, tmp_path: Path) -> None:
+    standin: DiscordStandIn, tmp_path: Path
+) -> None:
     data = tmp_path / "data"
     dev = bot_settings(data, DEV_GUILD_ID=str(standin.guild.id))
     async with open_services(dev) as services:

@@ -25,13 +25,15 @@ standin = botkit.standin
 bot = botkit.bot
 
 
-async def http_style_upload(services: Services, standin: DiscordStandIn, seed: int = 1,
-                            rating: Rating = Rating.SFW) -> Image:
+async def http_style_upload(
+    services: Services, standin: DiscordStandIn, seed: int = 1, rating: Rating = Rating.SFW
+) -> Image:
     """A pending upload as the HTTP API makes it: untrusted, by a token owner whose id
     is the Discord id it was issued to."""
     uploader = User(id=str(standin.user.id), name="alice")
-    return await store_image(services, seed, trusted=False, uploader=uploader,
-                             title="Sunset", rating=rating)
+    return await store_image(
+        services, seed, trusted=False, uploader=uploader, title="Sunset", rating=rating
+    )
 
 
 def button(message: SentMessage, action: str) -> str:
@@ -39,7 +41,8 @@ def button(message: SentMessage, action: str) -> str:
 
 
 async def test_pending_upload_is_dmed_to_every_owner_with_the_image(
-        standin: DiscordStandIn, bot: GazouBot, services: Services) -> None:
+    standin: DiscordStandIn, bot: GazouBot, services: Services
+) -> None:
     image = await http_style_upload(services, standin)
     for owner in (standin.owner.id, EXTRA_OWNER_ID):
         dm = await standin.wait_for_dm(owner)
@@ -50,20 +53,24 @@ async def test_pending_upload_is_dmed_to_every_owner_with_the_image(
 
 
 async def test_approve_makes_the_image_public_and_dms_the_uploader(
-        standin: DiscordStandIn, bot: GazouBot, services: Services) -> None:
+    standin: DiscordStandIn, bot: GazouBot, services: Services
+) -> None:
     image = await http_style_upload(services, standin)
     dm = await standin.wait_for_dm(standin.owner)
     click = await standin.click(dm, button(dm, "approve"))
     assert (await standin.wait_for_reply(click)).type == 6
     told = await standin.wait_for_dm(standin.user)
-    assert told.content == (f"Your upload “Sunset” (id `{image.id}`) was approved and is "
-                            f"now in the collection: http://127.0.0.1:8080/image/{image.id}")
+    assert told.content == (
+        f"Your upload “Sunset” (id `{image.id}`) was approved and is "
+        f"now in the collection: http://127.0.0.1:8080/image/{image.id}"
+    )
     approved = await services.images.get(image.id)
     assert approved.approver == User(str(standin.owner.id), "owner")
 
 
 async def test_decision_is_shown_on_every_owners_copy(
-        standin: DiscordStandIn, bot: GazouBot, services: Services) -> None:
+    standin: DiscordStandIn, bot: GazouBot, services: Services
+) -> None:
     await http_style_upload(services, standin)
     mine = await standin.wait_for_dm(standin.owner)
     other = await standin.wait_for_dm(EXTRA_OWNER_ID)
@@ -75,7 +82,8 @@ async def test_decision_is_shown_on_every_owners_copy(
 
 
 async def test_reject_keeps_the_image_private_and_tells_the_uploader(
-        standin: DiscordStandIn, bot: GazouBot, services: Services) -> None:
+    standin: DiscordStandIn, bot: GazouBot, services: Services
+) -> None:
     image = await http_style_upload(services, standin)
     dm = await standin.wait_for_dm(standin.owner)
     await standin.click(dm, button(dm, "reject"))
@@ -86,8 +94,8 @@ async def test_reject_keeps_the_image_private_and_tells_the_uploader(
 
 
 async def test_uploader_with_closed_dms_is_skipped_quietly(
-        standin: DiscordStandIn, bot: GazouBot, services: Services,
-        caplog: pytest.LogCaptureFixture) -> None:
+    standin: DiscordStandIn, bot: GazouBot, services: Services, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO)
     image = await http_style_upload(services, standin)
     standin.close_dms(standin.user)
@@ -101,7 +109,8 @@ async def test_uploader_with_closed_dms_is_skipped_quietly(
 
 
 async def test_deciding_an_already_decided_upload_says_so(
-        standin: DiscordStandIn, bot: GazouBot, services: Services) -> None:
+    standin: DiscordStandIn, bot: GazouBot, services: Services
+) -> None:
     image = await http_style_upload(services, standin)
     dm = await standin.wait_for_dm(standin.owner)
     await services.images.approve(image.id, User("100", "someone"))
@@ -111,7 +120,8 @@ async def test_deciding_an_already_decided_upload_says_so(
 
 
 async def test_nsfw_upload_is_described_but_not_shown_in_dms(
-        standin: DiscordStandIn, bot: GazouBot, services: Services) -> None:
+    standin: DiscordStandIn, bot: GazouBot, services: Services
+) -> None:
     await http_style_upload(services, standin, rating=Rating.NSFW)
     dm = await standin.wait_for_dm(standin.owner)
     assert dm.files == []
@@ -120,9 +130,9 @@ async def test_nsfw_upload_is_described_but_not_shown_in_dms(
 
 
 async def test_moderation_channel_gets_the_post_instead_of_dms(
-        standin: DiscordStandIn, tmp_path: Path) -> None:
-    settings = bot_settings(tmp_path / "data",
-                            MODERATION_CHANNEL_ID=str(standin.nsfw_channel.id))
+    standin: DiscordStandIn, tmp_path: Path
+) -> None:
+    settings = bot_settings(tmp_path / "data", MODERATION_CHANNEL_ID=str(standin.nsfw_channel.id))
     async with open_services(settings) as services:
         async with connected_bot(standin, GazouBot(services)):
             image = await http_style_upload(services, standin, rating=Rating.NSFW)
@@ -132,7 +142,8 @@ async def test_moderation_channel_gets_the_post_instead_of_dms(
 
 
 async def test_members_cannot_decide_uploads_in_the_moderation_channel(
-        standin: DiscordStandIn, tmp_path: Path) -> None:
+    standin: DiscordStandIn, tmp_path: Path
+) -> None:
     settings = bot_settings(tmp_path / "data", MODERATION_CHANNEL_ID=str(standin.channel.id))
     async with open_services(settings) as services:
         async with connected_bot(standin, GazouBot(services)):
@@ -141,5 +152,4 @@ async def test_members_cannot_decide_uploads_in_the_moderation_channel(
             click = await standin.click(post, f"mod:approve:{image.id}", user=standin.user)
             reply = await standin.wait_for_reply(click)
             assert reply.ephemeral and reply.content == "Only the bot's owners can do that."
-            assert (await services.images.get(image.id, include_pending=True)).status \
-                == "pending"
+            assert (await services.images.get(image.id, include_pending=True)).status == "pending"

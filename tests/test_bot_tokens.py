@@ -48,7 +48,8 @@ def decision_button(dm: SentMessage, action: str) -> str:
 
 
 async def test_token_request_is_dmed_to_every_owner_with_buttons(
-        standin: DiscordStandIn, bot: GazouBot) -> None:
+    standin: DiscordStandIn, bot: GazouBot
+) -> None:
     answer = await request_token(standin)
     assert answer.startswith("Your request was sent to the owners.")
     for owner in (standin.owner.id, EXTRA_OWNER_ID):
@@ -58,7 +59,8 @@ async def test_token_request_is_dmed_to_every_owner_with_buttons(
 
 
 async def test_approved_request_dms_the_token_to_the_requester_once(
-        standin: DiscordStandIn, bot: GazouBot, services: Services) -> None:
+    standin: DiscordStandIn, bot: GazouBot, services: Services
+) -> None:
     await request_token(standin)
     dm = await standin.wait_for_dm(standin.owner)
     click = await standin.click(dm, decision_button(dm, "approve"))
@@ -72,7 +74,8 @@ async def test_approved_request_dms_the_token_to_the_requester_once(
 
 
 async def test_decision_is_shown_on_every_owners_copy(
-        standin: DiscordStandIn, bot: GazouBot) -> None:
+    standin: DiscordStandIn, bot: GazouBot
+) -> None:
     await request_token(standin)
     mine = await standin.wait_for_dm(standin.owner)
     other = await standin.wait_for_dm(EXTRA_OWNER_ID)
@@ -85,7 +88,8 @@ async def test_decision_is_shown_on_every_owners_copy(
 
 
 async def test_denied_request_tells_the_requester(
-        standin: DiscordStandIn, bot: GazouBot, services: Services) -> None:
+    standin: DiscordStandIn, bot: GazouBot, services: Services
+) -> None:
     await request_token(standin)
     dm = await standin.wait_for_dm(standin.owner)
     await standin.click(dm, decision_button(dm, "deny"))
@@ -94,15 +98,15 @@ async def test_denied_request_tells_the_requester(
     assert await services.tokens.list() == []
 
 
-async def test_second_pending_request_is_refused(
-        standin: DiscordStandIn, bot: GazouBot) -> None:
+async def test_second_pending_request_is_refused(standin: DiscordStandIn, bot: GazouBot) -> None:
     await request_token(standin)
     answer = await request_token(standin, "another")
     assert answer == "You already have a token request waiting for an owner."
 
 
 async def test_approving_twice_says_who_decided_first(
-        standin: DiscordStandIn, bot: GazouBot) -> None:
+    standin: DiscordStandIn, bot: GazouBot
+) -> None:
     await request_token(standin)
     mine = await standin.wait_for_dm(standin.owner)
     other = await standin.wait_for_dm(EXTRA_OWNER_ID)
@@ -119,7 +123,8 @@ async def test_approving_twice_says_who_decided_first(
 
 
 async def test_requester_with_closed_dms_gets_no_live_token(
-        standin: DiscordStandIn, bot: GazouBot, services: Services) -> None:
+    standin: DiscordStandIn, bot: GazouBot, services: Services
+) -> None:
     await request_token(standin)
     standin.close_dms(standin.user)
     dm = await standin.wait_for_dm(standin.owner)
@@ -131,7 +136,8 @@ async def test_requester_with_closed_dms_gets_no_live_token(
 
 
 async def test_request_when_no_owner_accepts_dms_is_withdrawn(
-        standin: DiscordStandIn, bot: GazouBot) -> None:
+    standin: DiscordStandIn, bot: GazouBot
+) -> None:
     standin.close_dms(standin.owner)
     standin.close_dms(EXTRA_OWNER_ID)
     answer = await request_token(standin)
@@ -141,35 +147,42 @@ async def test_request_when_no_owner_accepts_dms_is_withdrawn(
 
 
 async def test_owner_issue_dms_the_token_and_answers_ephemerally(
-        standin: DiscordStandIn, bot: GazouBot, services: Services) -> None:
+    standin: DiscordStandIn, bot: GazouBot, services: Services
+) -> None:
     inter = await standin.invoke_command(
-        "token issue", {"user": standin.user, "scopes": "image:upload", "expires": 30,
-                        "purpose": "ci"}, user=standin.owner)
+        "token issue",
+        {"user": standin.user, "scopes": "image:upload", "expires": 30, "purpose": "ci"},
+        user=standin.owner,
+    )
     answer = await standin.wait_for_followup(inter)
     assert answer.ephemeral and "sent to them by DM" in answer.content
-    token = await services.tokens.verify(secret_in((await standin.wait_for_dm(standin.user))
-                                                   .content))
+    token = await services.tokens.verify(
+        secret_in((await standin.wait_for_dm(standin.user)).content)
+    )
     assert token.scopes == ("image:upload",)
     assert token.expires_at is not None
     assert secret_in((await standin.wait_for_dm(standin.user)).content) not in answer.content
 
 
-async def test_owner_from_owner_ids_may_issue(
-        standin: DiscordStandIn, bot: GazouBot) -> None:
+async def test_owner_from_owner_ids_may_issue(standin: DiscordStandIn, bot: GazouBot) -> None:
     inter = await standin.invoke_command(
-        "token issue", {"user": standin.user, "scopes": "image:list"}, user=EXTRA_OWNER_ID)
+        "token issue", {"user": standin.user, "scopes": "image:list"}, user=EXTRA_OWNER_ID
+    )
     answer = await standin.wait_for_followup(inter)
     assert "Issued token" in answer.content
 
 
-@pytest.mark.parametrize("command, options", [
-    ("token issue", {"scopes": "image:upload"}),
-    ("token revoke", {"id": "0123456789"}),
-    ("token list", {}),
-])
+@pytest.mark.parametrize(
+    "command, options",
+    [
+        ("token issue", {"scopes": "image:upload"}),
+        ("token revoke", {"id": "0123456789"}),
+        ("token list", {}),
+    ],
+)
 async def test_owner_commands_are_refused_to_members(
-        standin: DiscordStandIn, bot: GazouBot, services: Services,
-        command: str, options: dict) -> None:
+    standin: DiscordStandIn, bot: GazouBot, services: Services, command: str, options: dict
+) -> None:
     if command == "token issue":
         options = {"user": standin.user, **options}
     reply = await standin.wait_for_reply(await standin.invoke_command(command, options))
@@ -179,10 +192,14 @@ async def test_owner_commands_are_refused_to_members(
 
 
 async def test_owner_revokes_a_token(
-        standin: DiscordStandIn, bot: GazouBot, services: Services) -> None:
+    standin: DiscordStandIn, bot: GazouBot, services: Services
+) -> None:
     issued = await services.tokens.issue(User("1", "someone"), issued_by="test")
-    reply = await standin.wait_for_reply(await standin.invoke_command(
-        "token revoke", {"id": issued.token.id[:8]}, user=standin.owner))
+    reply = await standin.wait_for_reply(
+        await standin.invoke_command(
+            "token revoke", {"id": issued.token.id[:8]}, user=standin.owner
+        )
+    )
     assert reply.ephemeral
     assert reply.content == f"Revoked token `{issued.token.id}` of someone."
     with pytest.raises(Unauthorized):
@@ -190,11 +207,12 @@ async def test_owner_revokes_a_token(
 
 
 async def test_owner_lists_tokens_without_secrets(
-        standin: DiscordStandIn, bot: GazouBot, services: Services) -> None:
-    issued = await services.tokens.issue(User("1", "someone"), purpose="gallery",
-                                         issued_by="test")
-    reply = await standin.wait_for_reply(await standin.invoke_command(
-        "token list", {}, user=standin.owner))
+    standin: DiscordStandIn, bot: GazouBot, services: Services
+) -> None:
+    issued = await services.tokens.issue(User("1", "someone"), purpose="gallery", issued_by="test")
+    reply = await standin.wait_for_reply(
+        await standin.invoke_command("token list", {}, user=standin.owner)
+    )
     assert reply.ephemeral
     listing = reply.data["embeds"][0]["description"]
     assert f"`{issued.token.id[:8]}` **someone** active" in listing
@@ -202,23 +220,29 @@ async def test_owner_lists_tokens_without_secrets(
 
 
 async def test_secret_never_reaches_a_log_or_a_channel(
-        standin: DiscordStandIn, bot: GazouBot, caplog: pytest.LogCaptureFixture) -> None:
+    standin: DiscordStandIn, bot: GazouBot, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     await request_token(standin)
     dm = await standin.wait_for_dm(standin.owner)
     await standin.click(dm, decision_button(dm, "approve"))
     secret = secret_in((await standin.wait_for_dm(standin.user)).content)
-    public = [m for m in standin.sent_messages() if not m.ephemeral
-              and m.channel_id != standin.dm_channel_id(standin.user)]
+    public = [
+        m
+        for m in standin.sent_messages()
+        if not m.ephemeral and m.channel_id != standin.dm_channel_id(standin.user)
+    ]
     assert all(secret not in str(dict(m)) for m in public)
     assert secret not in caplog.text
 
 
 async def test_issue_to_a_member_with_closed_dms_shows_the_owner_the_secret_ephemerally(
-        standin: DiscordStandIn, bot: GazouBot, services: Services) -> None:
+    standin: DiscordStandIn, bot: GazouBot, services: Services
+) -> None:
     standin.close_dms(standin.user)
     inter = await standin.invoke_command(
-        "token issue", {"user": standin.user, "scopes": "image:list"}, user=standin.owner)
+        "token issue", {"user": standin.user, "scopes": "image:list"}, user=standin.owner
+    )
     answer = await standin.wait_for_followup(inter)
     assert answer.ephemeral and "doesn't accept DMs" in answer.content
     token = await services.tokens.verify(secret_in(answer.content))
@@ -226,8 +250,10 @@ async def test_issue_to_a_member_with_closed_dms_shows_the_owner_the_secret_ephe
 
 
 async def test_team_admins_and_developers_receive_requests(tmp_path: Path) -> None:
-    lead, dev, viewer = (UserSpec(1_190_000_000_000_000_100 + n, name)
-                         for n, name in enumerate(("lead", "dev", "viewer")))
+    lead, dev, viewer = (
+        UserSpec(1_190_000_000_000_000_100 + n, name)
+        for n, name in enumerate(("lead", "dev", "viewer"))
+    )
     standin = DiscordStandIn(team_members=[lead, (dev, "developer"), (viewer, "read_only")])
     async with standin, open_services(bot_settings(tmp_path / "data", OWNER_IDS="")) as services:
         async with connected_bot(standin, GazouBot(services)):

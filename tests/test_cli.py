@@ -33,9 +33,15 @@ def child_env(data_dir: Path, **extra: str) -> dict[str, str]:
 
 
 def gazou(data_dir: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "bot.py", *args], cwd=ROOT,
-                          env=child_env(data_dir, **env), capture_output=True, text=True,
-                          timeout=TIMEOUT, check=False)
+    return subprocess.run(
+        [sys.executable, "bot.py", *args],
+        cwd=ROOT,
+        env=child_env(data_dir, **env),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
 
 
 def test_help_lists_the_commands(tmp_path: Path) -> None:
@@ -47,8 +53,9 @@ def test_help_lists_the_commands(tmp_path: Path) -> None:
 
 def issue(data_dir: Path) -> tuple[str, str]:
     """Issue a token from the command line; returns (secret, token id)."""
-    result = gazou(data_dir, "token", "issue", "--owner", "x", "--scopes", "image:list",
-                   "--expires-days", "3")
+    result = gazou(
+        data_dir, "token", "issue", "--owner", "x", "--scopes", "image:list", "--expires-days", "3"
+    )
     assert result.returncode == 0, result.stderr
     found = re.search(r"issued token (\S+) for x", result.stderr)
     assert found, result.stderr
@@ -82,8 +89,7 @@ def test_token_list_shows_the_token_but_never_its_secret(tmp_path: Path) -> None
 def test_token_list_marks_an_expired_token_expired(tmp_path: Path) -> None:
     _, token_id = issue(tmp_path / "data")
     with sqlite3.connect(tmp_path / "data" / "gazou.sqlite3") as conn:
-        conn.execute("UPDATE tokens SET expires_at = ? WHERE id = ?",
-                     (time.time() - 60, token_id))
+        conn.execute("UPDATE tokens SET expires_at = ? WHERE id = ?", (time.time() - 60, token_id))
     listed = gazou(tmp_path / "data", "token", "list").stdout
     assert re.search(rf"{token_id}\s+expired", listed)
 
@@ -100,8 +106,7 @@ def test_token_revoke_by_id_marks_it_revoked(tmp_path: Path) -> None:
 def test_revoking_an_unknown_token_fails_with_one_line(tmp_path: Path) -> None:
     result = gazou(tmp_path / "data", "token", "revoke", "nonexistent")
     assert result.returncode == 1
-    assert result.stderr.strip().splitlines() == [
-        "gazou: No token with id 'nonexistent'"]
+    assert result.stderr.strip().splitlines() == ["gazou: No token with id 'nonexistent'"]
 
 
 def image_folder(root: Path) -> Path:
@@ -121,8 +126,17 @@ def image_folder(root: Path) -> Path:
 
 def test_import_summarises_what_it_did(tmp_path: Path) -> None:
     folder = image_folder(tmp_path)
-    result = gazou(tmp_path / "data", "import", str(folder), "--tags", "a,b",
-                   "--artist", "X", "--rating", "sfw")
+    result = gazou(
+        tmp_path / "data",
+        "import",
+        str(folder),
+        "--tags",
+        "a,b",
+        "--artist",
+        "X",
+        "--rating",
+        "sfw",
+    )
     # One file was refused, so the exit code says not everything went in.
     assert result.returncode == 1, result.stderr
     lines = result.stdout.splitlines()
@@ -132,14 +146,25 @@ def test_import_summarises_what_it_did(tmp_path: Path) -> None:
 
 async def test_imported_images_are_approved_with_the_given_words(tmp_path: Path) -> None:
     folder = image_folder(tmp_path)
-    gazou(tmp_path / "data", "import", str(folder), "--tags", "a,b", "--artist", "X",
-          "--rating", "sfw")
+    gazou(
+        tmp_path / "data",
+        "import",
+        str(folder),
+        "--tags",
+        "a,b",
+        "--artist",
+        "X",
+        "--rating",
+        "sfw",
+    )
     async with open_services(make_settings(tmp_path / "data")) as services:
-        page = await services.images.search(SearchQuery(tags=("a", "b"), artist="X",
-                                                        limit=10))
+        page = await services.images.search(SearchQuery(tags=("a", "b"), artist="X", limit=10))
     assert page.total == 3
     assert sorted(i.original_filename or "" for i in page.images) == [
-        "one.png", "three.webp", "two.jpg"]
+        "one.png",
+        "three.webp",
+        "two.jpg",
+    ]
     for image in page.images:
         assert image.status is Status.APPROVED and image.rating is Rating.SFW
 
@@ -157,10 +182,12 @@ def test_import_of_a_missing_folder_fails_with_exit_code_2(tmp_path: Path) -> No
     assert "is not a folder" in result.stderr
 
 
-@pytest.mark.parametrize(("name", "value"), [("PORT", "abc"), ("MAX_REQUEST_MB", "0"),
-                                             ("LOG_LEVEL", "LOUD")])
-def test_a_bad_setting_exits_2_with_one_line_naming_it(tmp_path: Path, name: str,
-                                                      value: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "value"), [("PORT", "abc"), ("MAX_REQUEST_MB", "0"), ("LOG_LEVEL", "LOUD")]
+)
+def test_a_bad_setting_exits_2_with_one_line_naming_it(
+    tmp_path: Path, name: str, value: str
+) -> None:
     result = gazou(tmp_path / "data", "token", "list", **{name: value})
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
@@ -178,11 +205,18 @@ async def test_serve_answers_healthz_and_stops_cleanly_on_sigint(tmp_path: Path)
     port = free_port()
     env = child_env(tmp_path / "data", HOST="127.0.0.1", PORT=str(port), LOG_LEVEL="INFO")
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "bot.py", "serve", cwd=ROOT, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        sys.executable,
+        "bot.py",
+        "serve",
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
     assert proc.stdout is not None
     output: list[str] = []
     try:
+
         async def until_ready() -> None:
             while True:
                 line = (await proc.stdout.readline()).decode()  # type: ignore[union-attr]
@@ -192,9 +226,12 @@ async def test_serve_answers_healthz_and_stops_cleanly_on_sigint(tmp_path: Path)
                     return
 
         await asyncio.wait_for(until_ready(), timeout=15)
-        async with aiohttp.ClientSession() as session, session.get(
-                f"http://127.0.0.1:{port}/healthz",
-                timeout=aiohttp.ClientTimeout(total=5)) as response:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(
+                f"http://127.0.0.1:{port}/healthz", timeout=aiohttp.ClientTimeout(total=5)
+            ) as response,
+        ):
             assert response.status == 200
             assert await response.json() == {"status": "ok"}
         proc.send_signal(signal.SIGINT)

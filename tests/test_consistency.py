@@ -36,8 +36,10 @@ async def test_check_removes_an_orphan_image_and_thumbnail(services: Services) -
     report = await services.images.check_consistency()
     assert sorted(report.orphans_removed) == sorted(keys)
     assert all(not services.storage.blobs.path(k).exists() for k in keys)
-    assert all_files(services) == {services.images.image_path(kept),
-                                   services.images.thumbnail_path(kept)}
+    assert all_files(services) == {
+        services.images.image_path(kept),
+        services.images.thumbnail_path(kept),
+    }
 
 
 async def test_check_removes_a_leftover_temporary_file(services: Services) -> None:

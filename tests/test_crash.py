@@ -58,11 +58,23 @@ asyncio.run(main())
 
 async def run_and_kill(data_dir: Path, seed: int, after: float) -> None:
     """Start the child, let it work for `after` seconds once ready, then SIGKILL it."""
-    env = {**os.environ, "DATA_DIR": str(data_dir), "IMAGE_WORKERS": "2",
-           "DISCORD_TOKEN": "", "LOG_LEVEL": "WARNING"}
+    env = {
+        **os.environ,
+        "DATA_DIR": str(data_dir),
+        "IMAGE_WORKERS": "2",
+        "DISCORD_TOKEN": "",
+        "LOG_LEVEL": "WARNING",
+    }
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", CHILD, str(seed), cwd=ROOT, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-c",
+        CHILD,
+        str(seed),
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     assert proc.stdout is not None and proc.stderr is not None
     try:
         line = await asyncio.wait_for(proc.stdout.readline(), timeout=20)
@@ -97,7 +109,8 @@ async def test_store_survives_sigkill_at_random_moments(tmp_path: Path) -> None:
             on_disk = files_on_disk(settings.data_dir)
             assert on_disk == wanted, (
                 f"after kill {kill}: orphans {sorted(on_disk - wanted)[:5]}, "
-                f"missing {sorted(wanted - on_disk)[:5]}")
+                f"missing {sorted(wanted - on_disk)[:5]}"
+            )
             rows_seen = len(rows)
     # The child did real work between kills (the check is not of an empty store).
     assert rows_seen > 0

@@ -14,11 +14,15 @@ from core.services import Services
 from tests.conftest import OWNER, make_image
 
 
-async def _approved(services: Services, n: int, rating: Rating = Rating.SFW,
-                    first_seed: int = 0) -> list[Image]:
-    return [await services.images.ingest(make_image(seed=first_seed + k),
-                                         IngestMetadata(rating=rating), OWNER, trusted=True)
-            for k in range(n)]
+async def _approved(
+    services: Services, n: int, rating: Rating = Rating.SFW, first_seed: int = 0
+) -> list[Image]:
+    return [
+        await services.images.ingest(
+            make_image(seed=first_seed + k), IngestMetadata(rating=rating), OWNER, trusted=True
+        )
+        for k in range(n)
+    ]
 
 
 def _buffer(services: Services, **kw: object) -> DrawBuffer:
@@ -91,7 +95,8 @@ async def test_filters_are_buffered_apart(services: Services) -> None:
     for _ in range(20):
         assert (await buffer.take(only_nsfw, 1))[0].id in {i.id for i in nsfw}
         assert (await buffer.take(Filters(ratings=frozenset({Rating.SFW})), 1))[0].id in {
-            i.id for i in sfw}
+            i.id for i in sfw
+        }
 
 
 async def test_batches_expire_after_ttl(services: Services) -> None:
@@ -223,6 +228,7 @@ async def test_random_files_forget_a_rejected_image(services: Services) -> None:
 
 
 # ---- search pages ----------------------------------------------------------------------
+
 
 async def test_repeated_search_reaches_the_store_once(services: Services) -> None:
     await _approved(services, 3)

@@ -15,19 +15,19 @@ from core.services import Services
 from tests.conftest import MEMBER, OWNER, make_image
 
 
-async def ingest_expiring(services: Services, seed: int, expires_at: datetime | None,
-                          trusted: bool = True) -> Image:
+async def ingest_expiring(
+    services: Services, seed: int, expires_at: datetime | None, trusted: bool = True
+) -> Image:
     meta = IngestMetadata(tags=("cat",), expires_at=expires_at)
-    return await services.images.ingest(make_image(seed=seed), meta,
-                                        OWNER if trusted else MEMBER, trusted=trusted)
+    return await services.images.ingest(
+        make_image(seed=seed), meta, OWNER if trusted else MEMBER, trusted=trusted
+    )
 
 
 async def test_sweep_deletes_expired_images_rows_and_files(services: Services) -> None:
     now = datetime.now(UTC)
-    expired = [await ingest_expiring(services, n, now - timedelta(seconds=1 + n))
-               for n in range(3)]
-    expired.append(await ingest_expiring(services, 3, now - timedelta(seconds=1),
-                                         trusted=False))
+    expired = [await ingest_expiring(services, n, now - timedelta(seconds=1 + n)) for n in range(3)]
+    expired.append(await ingest_expiring(services, 3, now - timedelta(seconds=1), trusted=False))
     later = await ingest_expiring(services, 10, now + timedelta(hours=1))
     forever = await ingest_expiring(services, 11, None)
     assert await services.images.sweep_expired() == len(expired)
@@ -57,15 +57,15 @@ async def test_sweep_with_nothing_expired_deletes_nothing(services: Services) ->
     assert (await services.images.get(image.id)).id == image.id
 
 
-async def test_sweep_at_a_given_time_deletes_what_has_expired_by_then(
-        services: Services) -> None:
+async def test_sweep_at_a_given_time_deletes_what_has_expired_by_then(services: Services) -> None:
     soon = await ingest_expiring(services, 1, datetime.now(UTC) + timedelta(minutes=5))
     assert await services.images.sweep_expired(datetime.now(UTC) + timedelta(minutes=6)) == 1
     assert await services.storage.repo.get_image(soon.id) is None
 
 
 async def test_background_sweeper_deletes_an_image_soon_after_it_expires(
-        services: Services) -> None:
+    services: Services,
+) -> None:
     image = await ingest_expiring(services, 1, datetime.now(UTC) + timedelta(seconds=0.3))
     sweeper = asyncio.create_task(services.images.run_expiry_sweeper(0.05))
     try:

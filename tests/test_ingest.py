@@ -65,8 +65,7 @@ async def test_reencoded_picture_is_flagged_as_a_near_duplicate(services: Servic
 
 
 async def test_a_different_picture_is_not_a_near_duplicate(services: Services) -> None:
-    await services.images.ingest(make_image("JPEG", (320, 240), seed=5), META, OWNER,
-                                 trusted=True)
+    await services.images.ingest(make_image("JPEG", (320, 240), seed=5), META, OWNER, trusted=True)
     other = await services.images.ingest(make_image("JPEG", (320, 240), seed=6), META, MEMBER)
     assert other.near_duplicate_of is None
 
@@ -84,24 +83,50 @@ def decompression_bomb_png() -> bytes:
 
 
 REFUSED: dict[str, tuple[bytes | None, IngestMetadata, type[GazouError], str]] = {
-    "text file": (b"just some words, not a picture\n" * 4, META, UnsupportedImage,
-                  "Unsupported image type"),
+    "text file": (
+        b"just some words, not a picture\n" * 4,
+        META,
+        UnsupportedImage,
+        "Unsupported image type",
+    ),
     "truncated jpeg": (truncated_jpeg(), META, CorruptImage, "truncated or corrupt"),
-    "decompression bomb png": (decompression_bomb_png(), META, ImageTooLarge,
-                               "too many pixels"),
-    "oversize bytes": (b"\x89PNG\r\n\x1a\n" + b"\0" * (1024 * 1024 + 1), META, ImageTooLarge,
-                       "larger than 1 MB"),
+    "decompression bomb png": (decompression_bomb_png(), META, ImageTooLarge, "too many pixels"),
+    "oversize bytes": (
+        b"\x89PNG\r\n\x1a\n" + b"\0" * (1024 * 1024 + 1),
+        META,
+        ImageTooLarge,
+        "larger than 1 MB",
+    ),
     "oversize for the dialect's limit": (
-        make_image(size=(300, 300), seed=9), IngestMetadata(max_bytes=1000), ImageTooLarge,
-        "larger than"),
-    "too many tags": (None, IngestMetadata(tags=tuple(f"t{n}" for n in range(MAX_TAGS + 1))),
-                      InvalidInput, f"At most {MAX_TAGS} tags"),
-    "too long tag": (None, IngestMetadata(tags=("x" * (MAX_TAG_LENGTH + 1),)), InvalidInput,
-                     f"limited to {MAX_TAG_LENGTH} characters"),
-    "too narrow width": (None, IngestMetadata(resize_width=15), InvalidInput,
-                         "between 16 and 10000"),
-    "too wide width": (None, IngestMetadata(resize_width=10_001), InvalidInput,
-                       "between 16 and 10000"),
+        make_image(size=(300, 300), seed=9),
+        IngestMetadata(max_bytes=1000),
+        ImageTooLarge,
+        "larger than",
+    ),
+    "too many tags": (
+        None,
+        IngestMetadata(tags=tuple(f"t{n}" for n in range(MAX_TAGS + 1))),
+        InvalidInput,
+        f"At most {MAX_TAGS} tags",
+    ),
+    "too long tag": (
+        None,
+        IngestMetadata(tags=("x" * (MAX_TAG_LENGTH + 1),)),
+        InvalidInput,
+        f"limited to {MAX_TAG_LENGTH} characters",
+    ),
+    "too narrow width": (
+        None,
+        IngestMetadata(resize_width=15),
+        InvalidInput,
+        "between 16 and 10000",
+    ),
+    "too wide width": (
+        None,
+        IngestMetadata(resize_width=10_001),
+        InvalidInput,
+        "between 16 and 10000",
+    ),
 }
 
 
@@ -115,7 +140,8 @@ async def small_limits(tmp_path: Path) -> AsyncIterator[Services]:
 
 @pytest.mark.parametrize("case", REFUSED)
 async def test_refused_input_raises_its_error_and_stores_nothing(
-        small_limits: Services, case: str) -> None:
+    small_limits: Services, case: str
+) -> None:
     raw, meta, error, message = REFUSED[case]
     with pytest.raises(error, match=message):
         await small_limits.images.ingest(raw or make_image(seed=2), meta, MEMBER)
@@ -125,8 +151,7 @@ async def test_refused_input_raises_its_error_and_stores_nothing(
 
 async def test_a_tag_of_exactly_the_longest_length_is_accepted(services: Services) -> None:
     tag = "y" * MAX_TAG_LENGTH
-    image = await services.images.ingest(make_image(seed=4), IngestMetadata(tags=(tag,)),
-                                         MEMBER)
+    image = await services.images.ingest(make_image(seed=4), IngestMetadata(tags=(tag,)), MEMBER)
     assert image.tag_names == [tag]
 
 
@@ -171,7 +196,8 @@ async def test_trusted_upload_is_not_announced_to_moderators(services: Services)
 
 @pytest.mark.parametrize("fmt", ["PNG", "JPEG", "GIF", "WEBP"])
 async def test_ingest_writes_the_image_and_a_jpeg_thumbnail_where_it_says(
-        services: Services, fmt: str) -> None:
+    services: Services, fmt: str
+) -> None:
     raw = make_image(fmt, (120, 90), seed=8)
     image = await services.images.ingest(raw, META, MEMBER)
     path, thumb = services.images.image_path(image), services.images.thumbnail_path(image)
@@ -201,9 +227,16 @@ async def test_ingest_measures_the_picture(services: Services) -> None:
 
 
 async def test_ingest_keeps_the_uploaders_words(services: Services) -> None:
-    meta = IngestMetadata(tags=("cat",), artist="  Mika  ", characters=("Neko", "Neko"),
-                          title=" A title ", description="words", source_name="site",
-                          source_url="https://example.org/a", original_filename="a.png")
+    meta = IngestMetadata(
+        tags=("cat",),
+        artist="  Mika  ",
+        characters=("Neko", "Neko"),
+        title=" A title ",
+        description="words",
+        source_name="site",
+        source_url="https://example.org/a",
+        original_filename="a.png",
+    )
     image = await services.images.ingest(make_image(seed=13), meta, MEMBER)
     assert image.artist is not None and image.artist.name == "Mika"
     assert [c.name for c in image.characters] == ["Neko"]

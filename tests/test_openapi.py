@@ -43,8 +43,12 @@ async def test_every_served_route_is_documented(client: TestClient) -> None:
 
 async def test_operation_ids_are_unique(client: TestClient) -> None:
     document = await _document(client)
-    ids = [op["operationId"] for item in document["paths"].values()
-           for method, op in item.items() if method in _METHODS]
+    ids = [
+        op["operationId"]
+        for item in document["paths"].values()
+        for method, op in item.items()
+        if method in _METHODS
+    ]
     assert len(ids) == len(set(ids))
 
 
@@ -62,9 +66,12 @@ async def test_servers_name_the_public_url(client: TestClient) -> None:
 
 
 def test_operations_are_tagged_with_their_dialect() -> None:
-    dialect = Dialect(name="demo", routes=[], render_error=lambda e: None,  # type: ignore
-                      openapi_paths={"/demo": {"get": {"responses": {"200": {
-                          "description": "ok"}}}}})
+    dialect = Dialect(
+        name="demo",
+        routes=[],
+        render_error=lambda e: None,  # type: ignore
+        openapi_paths={"/demo": {"get": {"responses": {"200": {"description": "ok"}}}}},
+    )
     document = build_document([dialect], "http://x")
     assert document["paths"]["/demo"]["get"]["tags"] == ["demo"]
     assert {"name": "demo"} in document["tags"]
@@ -72,9 +79,12 @@ def test_operations_are_tagged_with_their_dialect() -> None:
 
 def test_dialects_sharing_a_path_are_merged_by_method() -> None:
     def dialect(name: str, method: str) -> Dialect:
-        return Dialect(name=name, routes=[], render_error=lambda e: None,  # type: ignore
-                       openapi_paths={"/x": {method: {"responses": {"200": {
-                           "description": "ok"}}}}})
+        return Dialect(
+            name=name,
+            routes=[],
+            render_error=lambda e: None,  # type: ignore
+            openapi_paths={"/x": {method: {"responses": {"200": {"description": "ok"}}}}},
+        )
 
     document = build_document([dialect("a", "get"), dialect("b", "post")], "http://x")
     assert set(document["paths"]["/x"]) == {"get", "post"}

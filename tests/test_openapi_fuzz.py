@@ -38,8 +38,13 @@ from tests.conftest import make_image, make_settings
 FUZZ_SECONDS = float(os.environ.get("GAZOU_FUZZ_SECONDS", "60"))
 # Requests one operation gets per second of budget, spread over all operations.
 EXAMPLES_PER_SECOND = 100
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
-          response_headers_conformance, response_schema_conformance]
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+]
 _METHODS = ("get", "put", "post", "delete", "patch")
 FILE_FIELDS = ("image", "files[]", "file", "source")
 
@@ -59,8 +64,7 @@ class LiveServer:
     def __init__(self, data_dir: Path) -> None:
         self.settings = make_settings(data_dir, RATE_LIMITS="off")
         self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="gazou-live",
-                                       daemon=True)
+        self.thread = threading.Thread(target=self.loop.run_forever, name="gazou-live", daemon=True)
         self.stack = AsyncExitStack()
         self.base = ""
         self.image_ids: list[str] = []
@@ -74,19 +78,25 @@ class LiveServer:
     async def _start(self) -> None:
         services = await self.stack.enter_async_context(open_services(self.settings))
         owner = User("100", "owner")
-        for seed, rating in enumerate((Rating.SFW, Rating.QUESTIONABLE, Rating.NSFW,
-                                       Rating.SFW)):
+        for seed, rating in enumerate((Rating.SFW, Rating.QUESTIONABLE, Rating.NSFW, Rating.SFW)):
             image = await services.images.ingest(
                 make_image("PNG" if seed % 2 else "JPEG", seed=seed),
-                IngestMetadata(rating=rating, tags=("cat ears", f"tag{seed}"),
-                               artist="Mika", characters=("Miku",)),
-                owner, trusted=True)
+                IngestMetadata(
+                    rating=rating,
+                    tags=("cat ears", f"tag{seed}"),
+                    artist="Mika",
+                    characters=("Miku",),
+                ),
+                owner,
+                trusted=True,
+            )
             self.image_ids.append(image.id)
             self.filenames.append(image.filename)
         pending = await services.images.ingest(make_image(seed=99), IngestMetadata(), owner)
         self.image_ids.append(pending.id)
-        self.admin_secret = (await services.tokens.issue(
-            owner, scopes=("admin",), issued_by="fuzz")).secret
+        self.admin_secret = (
+            await services.tokens.issue(owner, scopes=("admin",), issued_by="fuzz")
+        ).secret
         runner = web.AppRunner(create_app(services))
         await runner.setup()
         self.stack.push_async_callback(runner.cleanup)
@@ -115,8 +125,9 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
 # The document is built from the dialects without a server (it depends on nothing at
 # run time), so schemathesis can make one test per operation at collection time.
 DOCUMENT = build_document(_dialects(), "http://gazou.test")
-OPERATIONS = sorted(f"{m.upper()} {p}" for p, item in DOCUMENT["paths"].items()
-                    for m in item if m in _METHODS)
+OPERATIONS = sorted(
+    f"{m.upper()} {p}" for p, item in DOCUMENT["paths"].items() for m in item if m in _METHODS
+)
 PER_OPERATION = FUZZ_SECONDS / max(1, len(OPERATIONS))
 schema = schemathesis.openapi.from_dict(DOCUMENT)
 _counter = itertools.count()
@@ -156,9 +167,13 @@ def _steer(case: Any, live: LiveServer, n: int) -> dict[str, str]:
 
 
 @schema.parametrize()
-@settings(max_examples=_examples(), deadline=None, derandomize=False,
-          suppress_health_check=list(HealthCheck),
-          phases=[Phase.explicit, Phase.generate])
+@settings(
+    max_examples=_examples(),
+    deadline=None,
+    derandomize=False,
+    suppress_health_check=list(HealthCheck),
+    phases=[Phase.explicit, Phase.generate],
+)
 def test_api_conforms_to_its_document(case: Any, live: LiveServer) -> None:
     label = f"{case.method.upper()} {case.path}"
     exercised.add(label)

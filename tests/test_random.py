@@ -60,8 +60,9 @@ def pool_problems(db: Path) -> list[str]:
     try:
         problems = []
         for name, size, count, low, high in conn.execute(
-                "SELECT p.name, p.size, COUNT(s.slot), MIN(s.slot), MAX(s.slot) "
-                "FROM pools p LEFT JOIN pool_slots s ON s.pool = p.pool GROUP BY p.pool"):
+            "SELECT p.name, p.size, COUNT(s.slot), MIN(s.slot), MAX(s.slot) "
+            "FROM pools p LEFT JOIN pool_slots s ON s.pool = p.pool GROUP BY p.pool"
+        ):
             # (pool, slot) is the primary key, so count == size with slots in
             # [0, size-1] means exactly the slots 0..size-1.
             if count != size or (size and (low != 0 or high != size - 1)):
@@ -71,17 +72,21 @@ def pool_problems(db: Path) -> list[str]:
         ).fetchone()[0]
         if orphan_slots:
             problems.append(f"{orphan_slots} slot(s) of no pool")
-        held = Counter(conn.execute(
-            "SELECT p.name, s.seq FROM pool_slots s JOIN pools p ON p.pool = s.pool"))
-        wanted = Counter(conn.execute(
-            """SELECT 'all', seq FROM images WHERE status = 'approved'
+        held = Counter(
+            conn.execute("SELECT p.name, s.seq FROM pool_slots s JOIN pools p ON p.pool = s.pool")
+        )
+        wanted = Counter(
+            conn.execute(
+                """SELECT 'all', seq FROM images WHERE status = 'approved'
                UNION ALL SELECT 'rating:' || rating, seq FROM images WHERE status = 'approved'
                UNION ALL SELECT 'artist:' || artist_rid, seq FROM images
                    WHERE status = 'approved' AND artist_rid IS NOT NULL
                UNION ALL SELECT 'tag:' || t.tag_rid, t.seq FROM image_tags t
                    JOIN images i ON i.seq = t.seq WHERE i.status = 'approved'
                UNION ALL SELECT 'character:' || c.character_rid, c.seq FROM image_characters c
-                   JOIN images i ON i.seq = c.seq WHERE i.status = 'approved'"""))
+                   JOIN images i ON i.seq = c.seq WHERE i.status = 'approved'"""
+            )
+        )
         for (name, seq), n in sorted((held - wanted).items()):
             problems.append(f"{name} holds seq {seq} {n} time(s) too many")
         for (name, seq), n in sorted((wanted - held).items()):
@@ -114,15 +119,18 @@ SPECS = [
 ]
 
 
-async def ingest_specs(services: Services, specs: Sequence[Spec], seed0: int = 0,
-                       trusted: bool = True) -> list[Image]:
+async def ingest_specs(
+    services: Services, specs: Sequence[Spec], seed0: int = 0, trusted: bool = True
+) -> list[Image]:
     """Ingest one real image per spec."""
     out = []
     for n, spec in enumerate(specs):
-        meta = IngestMetadata(tags=spec.tags, rating=spec.rating, artist=spec.artist,
-                              characters=spec.characters)
-        out.append(await services.images.ingest(make_image(seed=seed0 + n), meta, OWNER,
-                                                trusted=trusted))
+        meta = IngestMetadata(
+            tags=spec.tags, rating=spec.rating, artist=spec.artist, characters=spec.characters
+        )
+        out.append(
+            await services.images.ingest(make_image(seed=seed0 + n), meta, OWNER, trusted=trusted)
+        )
     return out
 
 
@@ -140,7 +148,8 @@ def expected_ids(images: Sequence[Image], specs: Sequence[Spec], filters: Filter
         if filters.artist and (spec.artist or "").lower() != filters.artist.lower():
             continue
         if filters.character and filters.character.lower() not in {
-                c.lower() for c in spec.characters}:
+            c.lower() for c in spec.characters
+        }:
             continue
         out.add(image.id)
     return out
@@ -172,15 +181,20 @@ FILTERS = {
     "artist": Filters(artist="Alice"),
     "artist case-insensitively": Filters(artist="bob"),
     "character": Filters(character="Inu"),
-    "everything at once": Filters(tags=("cute",), exclude_tags=("dog",),
-                                  ratings=frozenset({Rating.SFW}), artist="Alice",
-                                  character="Neko"),
+    "everything at once": Filters(
+        tags=("cute",),
+        exclude_tags=("dog",),
+        ratings=frozenset({Rating.SFW}),
+        artist="Alice",
+        character="Neko",
+    ),
 }
 
 
 @pytest.mark.parametrize("name", FILTERS)
 async def test_random_draws_exactly_the_matches_of_each_filter(
-        services: Services, collection: list[Image], name: str) -> None:
+    services: Services, collection: list[Image], name: str
+) -> None:
     filters = FILTERS[name]
     wanted = expected_ids(collection, SPECS, filters)
     assert wanted, "each filter case must have matches"
@@ -191,37 +205,51 @@ async def test_random_draws_exactly_the_matches_of_each_filter(
 
 
 async def test_random_by_artist_and_character_id(
-        services: Services, collection: list[Image]) -> None:
+    services: Services, collection: list[Image]
+) -> None:
     artist = await services.images.artist("Carol")
     character = await services.images.character("Neko")
     by_artist = await services.images.random(Filters(artist=artist.id), count=20)
     by_character = await services.images.random(Filters(character=character.id), count=20)
     assert {i.id for i in by_artist} == expected_ids(collection, SPECS, Filters(artist="Carol"))
     assert {i.id for i in by_character} == expected_ids(
-        collection, SPECS, Filters(character="Neko"))
+        collection, SPECS, Filters(character="Neko")
+    )
 
 
-@pytest.mark.parametrize("filters", [
-    Filters(tags=("nope",)),
-    Filters(tags=("cat", "nope")),
-    Filters(artist="Nobody"),
-    Filters(character="Nobody"),
-    Filters(tags=("cute",), exclude_tags=("cute",)),
-], ids=["unknown tag", "known and unknown tag", "unknown artist", "unknown character",
-        "tag also excluded"])
+@pytest.mark.parametrize(
+    "filters",
+    [
+        Filters(tags=("nope",)),
+        Filters(tags=("cat", "nope")),
+        Filters(artist="Nobody"),
+        Filters(character="Nobody"),
+        Filters(tags=("cute",), exclude_tags=("cute",)),
+    ],
+    ids=[
+        "unknown tag",
+        "known and unknown tag",
+        "unknown artist",
+        "unknown character",
+        "tag also excluded",
+    ],
+)
 async def test_random_with_no_possible_match_is_empty(
-        services: Services, collection: list[Image], filters: Filters) -> None:
+    services: Services, collection: list[Image], filters: Filters
+) -> None:
     assert await services.images.random(filters, count=5) == []
 
 
 async def test_random_ignores_an_unknown_excluded_tag(
-        services: Services, collection: list[Image]) -> None:
+    services: Services, collection: list[Image]
+) -> None:
     batch = await services.images.random(Filters(exclude_tags=("nope",)), count=20)
     assert {i.id for i in batch} == {i.id for i in collection}
 
 
 async def test_random_count_returns_distinct_images(
-        services: Services, collection: list[Image]) -> None:
+    services: Services, collection: list[Image]
+) -> None:
     for _ in range(30):
         batch = await services.images.random(Filters(), count=4)
         assert len(batch) == 4
@@ -241,17 +269,21 @@ async def test_random_never_draws_pending_or_rejected_images(services: Services)
 
 
 async def test_random_no_longer_draws_an_unapproved_or_deleted_image(
-        services: Services, collection: list[Image]) -> None:
+    services: Services, collection: list[Image]
+) -> None:
     await services.images.reject(collection[0].id, OWNER)
     await services.images.delete(collection[1].id)
     batch = await services.images.random(Filters(tags=("cat",)), count=20)
     wanted = expected_ids(collection, SPECS, Filters(tags=("cat",))) - {
-        collection[0].id, collection[1].id}
+        collection[0].id,
+        collection[1].id,
+    }
     assert {i.id for i in batch} == wanted
 
 
 async def test_pools_stay_dense_and_exact_through_random_moderation_churn(
-        services: Services, settings: Settings) -> None:
+    services: Services, settings: Settings
+) -> None:
     rng = random.Random(7)
     specs = [SPECS[n % len(SPECS)] for n in range(40)]
     images = await ingest_specs(services, specs, seed0=100, trusted=False)
@@ -284,50 +316,74 @@ LAYERS = ["store", "service"]
 
 @pytest.mark.parametrize("layer", LAYERS)
 async def test_random_is_uniform_over_the_whole_collection(
-        services: Services, collection: list[Image], layer: str) -> None:
+    services: Services, collection: list[Image], layer: str
+) -> None:
     await assert_uniform(services, layer, collection, Filters(), draws=3000)
 
 
 @pytest.mark.parametrize("layer", LAYERS)
 async def test_random_is_uniform_over_one_tag(
-        services: Services, collection: list[Image], layer: str) -> None:
+    services: Services, collection: list[Image], layer: str
+) -> None:
     await assert_uniform(services, layer, collection, Filters(tags=("cat",)), draws=2000)
 
 
 @pytest.mark.parametrize("layer", LAYERS)
 async def test_random_is_uniform_over_tag_minus_excluded_tag(
-        services: Services, collection: list[Image], layer: str) -> None:
+    services: Services, collection: list[Image], layer: str
+) -> None:
     # The exclusion is checked per drawn row (rejection), not implied by a pool.
-    await assert_uniform(services, layer, collection,
-                         Filters(tags=("cute",), exclude_tags=("cat",)), draws=1000)
+    await assert_uniform(
+        services, layer, collection, Filters(tags=("cute",), exclude_tags=("cat",)), draws=1000
+    )
 
 
 @pytest.mark.parametrize("layer", LAYERS)
 async def test_random_is_uniform_over_a_union_of_ratings(
-        services: Services, collection: list[Image], layer: str) -> None:
-    await assert_uniform(services, layer, collection,
-                         Filters(ratings=frozenset({Rating.QUESTIONABLE, Rating.NSFW})),
-                         draws=2000)
+    services: Services, collection: list[Image], layer: str
+) -> None:
+    await assert_uniform(
+        services,
+        layer,
+        collection,
+        Filters(ratings=frozenset({Rating.QUESTIONABLE, Rating.NSFW})),
+        draws=2000,
+    )
 
 
 @pytest.mark.parametrize("layer", LAYERS)
 async def test_random_is_uniform_when_few_rows_pass_the_check(
-        services: Services, layer: str) -> None:
+    services: Services, layer: str
+) -> None:
     # 3 matches among 30 candidates of the chosen pool: draws often fall back to a scan.
     specs = [Spec(("common", "noise")) for _ in range(27)] + [Spec(("common",))] * 3
     images = await ingest_specs(services, specs, seed0=300)
-    await assert_uniform(services, layer, images,
-                         Filters(tags=("common",), exclude_tags=("noise",)), draws=900,
-                         specs=specs)
+    await assert_uniform(
+        services,
+        layer,
+        images,
+        Filters(tags=("common",), exclude_tags=("noise",)),
+        draws=900,
+        specs=specs,
+    )
 
 
-async def assert_uniform(services: Services, layer: str, images: Sequence[Image],
-                         filters: Filters, draws: int, specs: Sequence[Spec] = SPECS) -> None:
+async def assert_uniform(
+    services: Services,
+    layer: str,
+    images: Sequence[Image],
+    filters: Filters,
+    draws: int,
+    specs: Sequence[Spec] = SPECS,
+) -> None:
     """Chi-square goodness of fit of `draws` single draws against uniform."""
     categories = sorted(expected_ids(images, specs, filters))
     assert len(categories) >= 2
-    draw = (services.images.random if layer == "service"
-            else lambda f: services.storage.repo.random_images(f, 1))
+    draw = (
+        services.images.random
+        if layer == "service"
+        else lambda f: services.storage.repo.random_images(f, 1)
+    )
     counts: Counter[str] = Counter()
     for _ in range(draws):
         (image,) = await draw(filters)
@@ -354,7 +410,8 @@ def test_chi_square_critical_grows_with_degrees_of_freedom() -> None:
 
 
 async def test_seen_by_shows_every_match_once_before_any_repeat(
-        services: Services, collection: list[Image]) -> None:
+    services: Services, collection: list[Image]
+) -> None:
     filters = Filters(tags=("cat",))
     matches = expected_ids(collection, SPECS, filters)
     shown = []
@@ -367,13 +424,14 @@ async def test_seen_by_shows_every_match_once_before_any_repeat(
     assert again.id in matches
 
 
-async def test_seen_by_is_kept_per_member(services: Services,
-                                          collection: list[Image]) -> None:
+async def test_seen_by_is_kept_per_member(services: Services, collection: list[Image]) -> None:
     filters = Filters(artist="Alice")
     matches = expected_ids(collection, SPECS, filters)
     other = User("300", "other")
-    first = [(await services.images.random(filters, seen_by=MEMBER.id))[0].id
-             for _ in range(len(matches) - 1)]
+    first = [
+        (await services.images.random(filters, seen_by=MEMBER.id))[0].id
+        for _ in range(len(matches) - 1)
+    ]
     # Another member's draws neither see nor disturb MEMBER's memory.
     for _ in range(len(matches)):
         await services.images.random(filters, seen_by=other.id)
@@ -387,9 +445,12 @@ async def test_seen_by_survives_reopening_the_store(settings: Settings) -> None:
         images = await ingest_specs(services, SPECS)
         matches = expected_ids(images, SPECS, filters)
         half = len(matches) // 2
-        shown = [(await services.images.random(filters, seen_by=MEMBER.id))[0].id
-                 for _ in range(half)]
+        shown = [
+            (await services.images.random(filters, seen_by=MEMBER.id))[0].id for _ in range(half)
+        ]
     async with open_services(settings) as services:
-        shown += [(await services.images.random(filters, seen_by=MEMBER.id))[0].id
-                  for _ in range(len(matches) - half)]
+        shown += [
+            (await services.images.random(filters, seen_by=MEMBER.id))[0].id
+            for _ in range(len(matches) - half)
+        ]
     assert sorted(shown) == sorted(matches)

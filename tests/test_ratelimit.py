@@ -41,8 +41,9 @@ def limited_settings(tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-async def limited(limited_settings: Settings) -> AsyncIterator[tuple[TestClient, Services,
-                                                                     FakeClock]]:
+async def limited(
+    limited_settings: Settings,
+) -> AsyncIterator[tuple[TestClient, Services, FakeClock]]:
     """The production app with rate limits on and a hand-moved clock."""
     async with open_services(limited_settings) as services:
         async with TestClient(TestServer(create_app(services), host="127.0.0.1")) as client:
@@ -52,6 +53,7 @@ async def limited(limited_settings: Settings) -> AsyncIterator[tuple[TestClient,
 
 
 # ---- the limiter alone ------------------------------------------------------------
+
 
 def test_limiter_refuses_the_request_past_the_limit() -> None:
     clock = FakeClock(T0)
@@ -108,6 +110,7 @@ def test_window_reset_is_the_end_of_the_aligned_window() -> None:
 
 # ---- over HTTP (nekos.moe's limits) ------------------------------------------------
 
+
 async def test_random_allows_five_then_429_with_nekos_body(limited) -> None:
     client, _, _ = limited
     for _ in range(5):
@@ -115,7 +118,9 @@ async def test_random_allows_five_then_429_with_nekos_body(limited) -> None:
     response = await client.get("/api/v1/random/image")
     assert response.status == 429
     assert await response.json() == {
-        "message": "Too many requests, please try again later nyaa~", "retryAfter": 10_000}
+        "message": "Too many requests, please try again later nyaa~",
+        "retryAfter": 10_000,
+    }
     assert response.headers["Retry-After"] == "10"
 
 
@@ -176,10 +181,8 @@ async def test_each_token_has_its_own_allowance(limited) -> None:
     b = (await services.tokens.issue(OWNER, issued_by="t")).secret
     for _ in range(5):
         await client.get("/api/v1/random/image", headers={"Authorization": a})
-    assert (await client.get("/api/v1/random/image",
-                             headers={"Authorization": a})).status == 429
-    assert (await client.get("/api/v1/random/image",
-                             headers={"Authorization": b})).status == 200
+    assert (await client.get("/api/v1/random/image", headers={"Authorization": a})).status == 429
+    assert (await client.get("/api/v1/random/image", headers={"Authorization": b})).status == 200
     # The address's own allowance is untouched by the tokens' requests.
     assert (await client.get("/api/v1/random/image")).status == 200
 
@@ -195,8 +198,9 @@ async def test_admin_tokens_are_exempt(limited) -> None:
     client, services, _ = limited
     admin = (await services.tokens.issue(OWNER, scopes=("admin",), issued_by="t")).secret
     for _ in range(8):
-        response = await client.get("/api/v1/random/image",
-                                    headers={"Authorization": f"Bearer {admin}"})
+        response = await client.get(
+            "/api/v1/random/image", headers={"Authorization": f"Bearer {admin}"}
+        )
         assert response.status == 200
         assert "X-RateLimit-Limit" not in response.headers
 
@@ -207,8 +211,9 @@ async def test_upload_limit_429_comes_before_reading_the_body(limited) -> None:
     for seed in range(2):
         form = FormData()
         form.add_field("image", io.BytesIO(make_image(seed=seed)), filename="a.png")
-        assert (await client.post("/api/v1/images", data=form,
-                                  headers={"Authorization": token})).status == 200
+        assert (
+            await client.post("/api/v1/images", data=form, headers={"Authorization": token})
+        ).status == 200
     form = FormData()
     form.add_field("image", io.BytesIO(make_image(seed=9)), filename="a.png")
     response = await client.post("/api/v1/images", data=form, headers={"Authorization": token})
@@ -224,6 +229,7 @@ async def test_rate_limits_off_never_refuses(client: TestClient) -> None:
 
 
 # ---- the 429 shape of each of my dialects ---------------------------------------------
+
 
 def _limited_error() -> RateLimited:
     return RateLimited("Too many requests", retry_after=4.2, limit=5, reset=T0)
@@ -243,5 +249,6 @@ def test_discord_images_renders_429_with_success_false() -> None:
 
 def test_nekosmoe_renders_retry_after_in_ms() -> None:
     response = nekosmoe.render_error(_limited_error())
-    assert response.body == (b'{"message":"Too many requests, please try again later nyaa~",'
-                             b'"retryAfter":4200}')
+    assert response.body == (
+        b'{"message":"Too many requests, please try again later nyaa~","retryAfter":4200}'
+    )

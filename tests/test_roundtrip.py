@@ -42,14 +42,14 @@ async def fetch_bytes(client: TestClient, url: str) -> bytes:
     return await response.read()
 
 
-async def test_miku_upload_found_by_nekosapi_after_approval(client: TestClient,
-                                                            services: Services) -> None:
+async def test_miku_upload_found_by_nekosapi_after_approval(
+    client: TestClient, services: Services
+) -> None:
     picture = make_image(seed=1)
     form = FormData()
     form.add_field("image", io.BytesIO(picture), filename="miku.png", content_type="image/png")
     secret = await secret_for(services, "image:upload")
-    added = await client.post("/api/add", data=form,
-                              headers={"Authorization": f"Bearer {secret}"})
+    added = await client.post("/api/add", data=form, headers={"Authorization": f"Bearer {secret}"})
     image_id = (await added.json())["cuid"]
     assert (await client.get(f"/api/image/{image_id}")).status == 404  # pending: hidden
     await services.images.approve(image_id, OWNER)
@@ -58,7 +58,8 @@ async def test_miku_upload_found_by_nekosapi_after_approval(client: TestClient,
 
 
 async def test_nekosmoe_upload_drawn_by_nekosapi_category_after_approval(
-        client: TestClient, services: Services) -> None:
+    client: TestClient, services: Services
+) -> None:
     picture = make_image(seed=2)
     form = FormData()
     form.add_field("image", io.BytesIO(picture), filename="neko.png", content_type="image/png")
@@ -73,8 +74,9 @@ async def test_nekosmoe_upload_drawn_by_nekosapi_category_after_approval(
     assert same_picture(await fetch_bytes(client, drawn["data"][0]["url"]), picture)
 
 
-async def test_discord_images_upload_found_by_nekosmoe(client: TestClient,
-                                                       services: Services) -> None:
+async def test_discord_images_upload_found_by_nekosmoe(
+    client: TestClient, services: Services
+) -> None:
     picture = make_image("JPEG", seed=3)
     form = FormData()
     form.add_field("files[]", io.BytesIO(picture), filename="d.jpg", content_type="image/jpeg")
@@ -86,15 +88,19 @@ async def test_discord_images_upload_found_by_nekosmoe(client: TestClient,
     served = await client.get(f"/image/{image_id}.jpg")
     assert served.status == 200
     assert await served.read() == await services.images.read_bytes(
-        await services.images.get(image_id))
+        await services.images.get(image_id)
+    )
 
 
 async def test_chevereto_upload_works_at_once_and_is_listed_by_miku_after_approval(
-        client: TestClient, services: Services) -> None:
+    client: TestClient, services: Services
+) -> None:
     picture = make_image(seed=4)
     secret = await secret_for(services, "image:upload")
-    posted = await client.post("/api/1/upload", data={
-        "key": secret, "source": base64.b64encode(picture).decode(), "title": "trip"})
+    posted = await client.post(
+        "/api/1/upload",
+        data={"key": secret, "source": base64.b64encode(picture).decode(), "title": "trip"},
+    )
     image = (await posted.json())["image"]
     # The pending image's signed URL works straight away, as Chevereto clients expect.
     assert same_picture(await fetch_bytes(client, image["url"]), picture)
@@ -105,8 +111,9 @@ async def test_chevereto_upload_works_at_once_and_is_listed_by_miku_after_approv
     assert same_picture(await fetch_bytes(client, miku_file), picture)
 
 
-async def test_admin_chevereto_upload_found_by_nekosmoe_search(client: TestClient,
-                                                               services: Services) -> None:
+async def test_admin_chevereto_upload_found_by_nekosmoe_search(
+    client: TestClient, services: Services
+) -> None:
     picture = make_image(seed=5)
     secret = await secret_for(services, "admin", owner=True)
     form = FormData()
@@ -115,6 +122,7 @@ async def test_admin_chevereto_upload_found_by_nekosmoe_search(client: TestClien
     image_id = (await posted.json())["image"]["id_encoded"]
     found = await (await client.post("/api/v1/images/search", json={"id": image_id})).json()
     assert [i["id"] for i in found["images"]] == [image_id]
-    assert same_picture(await fetch_bytes(client, f"http://gazou.test/thumbnail/{image_id}"),
-                        await services.images.read_bytes(await services.images.get(image_id),
-                                                         thumbnail=True))
+    assert same_picture(
+        await fetch_bytes(client, f"http://gazou.test/thumbnail/{image_id}"),
+        await services.images.read_bytes(await services.images.get(image_id), thumbnail=True),
+    )

@@ -38,36 +38,75 @@ def test_default_image_workers_leave_a_core_to_the_event_loop() -> None:
 
 def test_every_variable_is_read() -> None:
     env = {
-        "DISCORD_TOKEN": " abc ", "OWNER_IDS": "1, 2;3", "DEV_GUILD_ID": "42",
-        "MODERATION_CHANNEL_ID": "43", "HOST": "0.0.0.0", "PORT": "9000",
-        "DATA_DIR": "/srv/gazou", "PUBLIC_URL": "https://img.example.org/",
-        "SIGNING_SECRET": "s" * 16, "LOG_LEVEL": "debug", "MAX_REQUEST_MB": "2",
-        "MAX_IMAGE_PIXELS": "2000000", "THUMBNAIL_SIZE": "200x300", "RATE_LIMITS": "off",
-        "DEFAULT_TOKEN_SCOPES": "image:list", "URL_FETCH_MAX_MB": "3",
-        "URL_FETCH_TIMEOUT": "2.5", "URL_FETCH_ALLOW_PRIVATE": "yes",
-        "EXPIRY_SWEEP_SECONDS": "5", "IMAGE_WORKERS": "3",
+        "DISCORD_TOKEN": " abc ",
+        "OWNER_IDS": "1, 2;3",
+        "DEV_GUILD_ID": "42",
+        "MODERATION_CHANNEL_ID": "43",
+        "HOST": "0.0.0.0",
+        "PORT": "9000",
+        "DATA_DIR": "/srv/gazou",
+        "PUBLIC_URL": "https://img.example.org/",
+        "SIGNING_SECRET": "s" * 16,
+        "LOG_LEVEL": "debug",
+        "MAX_REQUEST_MB": "2",
+        "MAX_IMAGE_PIXELS": "2000000",
+        "THUMBNAIL_SIZE": "200x300",
+        "RATE_LIMITS": "off",
+        "DEFAULT_TOKEN_SCOPES": "image:list",
+        "URL_FETCH_MAX_MB": "3",
+        "URL_FETCH_TIMEOUT": "2.5",
+        "URL_FETCH_ALLOW_PRIVATE": "yes",
+        "EXPIRY_SWEEP_SECONDS": "5",
+        "IMAGE_WORKERS": "3",
     }
     assert load_settings(env) == Settings(
-        discord_token="abc", owner_ids=frozenset({1, 2, 3}), dev_guild_id=42,
-        moderation_channel_id=43, host="0.0.0.0", port=9000, data_dir=Path("/srv/gazou"),
-        public_url="https://img.example.org", signing_secret=b"s" * 16, log_level="DEBUG",
-        max_request_bytes=2 * 1024 * 1024, max_image_pixels=2_000_000,
-        thumbnail_size=(200, 300), rate_limits=False, default_token_scopes=("image:list",),
-        url_fetch_max_bytes=3 * 1024 * 1024, url_fetch_timeout=2.5,
-        url_fetch_allow_private=True, expiry_sweep_seconds=5.0, image_workers=3,
+        discord_token="abc",
+        owner_ids=frozenset({1, 2, 3}),
+        dev_guild_id=42,
+        moderation_channel_id=43,
+        host="0.0.0.0",
+        port=9000,
+        data_dir=Path("/srv/gazou"),
+        public_url="https://img.example.org",
+        signing_secret=b"s" * 16,
+        log_level="DEBUG",
+        max_request_bytes=2 * 1024 * 1024,
+        max_image_pixels=2_000_000,
+        thumbnail_size=(200, 300),
+        rate_limits=False,
+        default_token_scopes=("image:list",),
+        url_fetch_max_bytes=3 * 1024 * 1024,
+        url_fetch_timeout=2.5,
+        url_fetch_allow_private=True,
+        expiry_sweep_seconds=5.0,
+        image_workers=3,
     )
 
 
 BAD = [
-    ("PORT", "abc"), ("PORT", "70000"), ("PORT", "-1"),
-    ("OWNER_IDS", "12,bob"), ("DEV_GUILD_ID", "guild"), ("MODERATION_CHANNEL_ID", "#mod"),
-    ("PUBLIC_URL", "ftp://example.org"), ("PUBLIC_URL", "example.org"),
-    ("SIGNING_SECRET", "short"), ("LOG_LEVEL", "LOUD"),
-    ("MAX_REQUEST_MB", "0"), ("MAX_REQUEST_MB", "lots"), ("MAX_IMAGE_PIXELS", "5"),
-    ("THUMBNAIL_SIZE", "big"), ("THUMBNAIL_SIZE", "8x8"), ("RATE_LIMITS", "maybe"),
-    ("URL_FETCH_MAX_MB", "2000"), ("URL_FETCH_TIMEOUT", "0"), ("URL_FETCH_TIMEOUT", "soon"),
-    ("URL_FETCH_ALLOW_PRIVATE", "perhaps"), ("EXPIRY_SWEEP_SECONDS", "-5"),
-    ("IMAGE_WORKERS", "0"), ("IMAGE_WORKERS", "65"),
+    ("PORT", "abc"),
+    ("PORT", "70000"),
+    ("PORT", "-1"),
+    ("OWNER_IDS", "12,bob"),
+    ("DEV_GUILD_ID", "guild"),
+    ("MODERATION_CHANNEL_ID", "#mod"),
+    ("PUBLIC_URL", "ftp://example.org"),
+    ("PUBLIC_URL", "example.org"),
+    ("SIGNING_SECRET", "short"),
+    ("LOG_LEVEL", "LOUD"),
+    ("MAX_REQUEST_MB", "0"),
+    ("MAX_REQUEST_MB", "lots"),
+    ("MAX_IMAGE_PIXELS", "5"),
+    ("THUMBNAIL_SIZE", "big"),
+    ("THUMBNAIL_SIZE", "8x8"),
+    ("RATE_LIMITS", "maybe"),
+    ("URL_FETCH_MAX_MB", "2000"),
+    ("URL_FETCH_TIMEOUT", "0"),
+    ("URL_FETCH_TIMEOUT", "soon"),
+    ("URL_FETCH_ALLOW_PRIVATE", "perhaps"),
+    ("EXPIRY_SWEEP_SECONDS", "-5"),
+    ("IMAGE_WORKERS", "0"),
+    ("IMAGE_WORKERS", "65"),
 ]
 
 
@@ -80,22 +119,31 @@ def test_a_bad_value_is_refused_naming_its_variable(name: str, value: str) -> No
     assert "\n" not in str(caught.value)
 
 
-@pytest.mark.parametrize(("host", "port", "url"), [
-    ("", "", "http://127.0.0.1:8080"),
-    ("0.0.0.0", "9000", "http://127.0.0.1:9000"),
-    ("::", "", "http://127.0.0.1:8080"),
-    ("::1", "8081", "http://[::1]:8081"),
-    ("gazou.lan", "80", "http://gazou.lan:80"),
-])
+@pytest.mark.parametrize(
+    ("host", "port", "url"),
+    [
+        ("", "", "http://127.0.0.1:8080"),
+        ("0.0.0.0", "9000", "http://127.0.0.1:9000"),
+        ("::", "", "http://127.0.0.1:8080"),
+        ("::1", "8081", "http://[::1]:8081"),
+        ("gazou.lan", "80", "http://gazou.lan:80"),
+    ],
+)
 def test_public_url_defaults_to_host_and_port(host: str, port: str, url: str) -> None:
     assert load_settings({"HOST": host, "PORT": port}).public_url == url
 
 
-@pytest.mark.parametrize(("url", "public"), [
-    ("http://127.0.0.1:8080", False), ("http://localhost", False),
-    ("http://192.168.1.5", False), ("http://gazou.local", False),
-    ("https://img.example.org", True), ("http://8.8.8.8", True),
-])
+@pytest.mark.parametrize(
+    ("url", "public"),
+    [
+        ("http://127.0.0.1:8080", False),
+        ("http://localhost", False),
+        ("http://192.168.1.5", False),
+        ("http://gazou.local", False),
+        ("https://img.example.org", True),
+        ("http://8.8.8.8", True),
+    ],
+)
 def test_public_url_is_public_only_for_reachable_hosts(url: str, public: bool) -> None:
     assert load_settings({"PUBLIC_URL": url}).public_url_is_public is public
 
@@ -113,8 +161,9 @@ def test_signing_secret_is_generated_once_and_kept(tmp_path: Path) -> None:
 
 
 def test_a_configured_signing_secret_wins_and_writes_no_file(tmp_path: Path) -> None:
-    settings = load_settings({"DATA_DIR": str(tmp_path / "data"),
-                              "SIGNING_SECRET": "configured-secret-1234"})
+    settings = load_settings(
+        {"DATA_DIR": str(tmp_path / "data"), "SIGNING_SECRET": "configured-secret-1234"}
+    )
     assert ensure_signing_secret(settings).signing_secret == b"configured-secret-1234"
     assert not (tmp_path / "data" / "signing_secret").exists()
 

@@ -16,8 +16,9 @@ from tests.conftest import MEMBER, OWNER, make_image
 
 @pytest.fixture
 async def image(services: Services) -> Image:
-    return await services.images.ingest(make_image(seed=1), IngestMetadata(tags=("cat",)),
-                                        OWNER, trusted=True)
+    return await services.images.ingest(
+        make_image(seed=1), IngestMetadata(tags=("cat",)), OWNER, trusted=True
+    )
 
 
 def local(url: str) -> str:
@@ -25,8 +26,9 @@ def local(url: str) -> str:
     return f"{parts.path}?{parts.query}" if parts.query else parts.path
 
 
-async def test_nekosapi_url_serves_the_image(client: TestClient, services: Services,
-                                             image: Image) -> None:
+async def test_nekosapi_url_serves_the_image(
+    client: TestClient, services: Services, image: Image
+) -> None:
     data = (await (await client.get(f"/api/image/{image.id}")).json())["data"]
     response = await client.get(local(data["url"]))
     assert response.status == 200
@@ -41,7 +43,8 @@ async def test_a_tampered_signature_is_403(client: TestClient, image: Image) -> 
     forged = signature[:-1] + ("0" if signature[-1] != "0" else "1")
     path = image_file_path(image)
     response = await client.get(
-        f"{path}?{urlencode({'expires': query['expires'][0], 'signature': forged})}")
+        f"{path}?{urlencode({'expires': query['expires'][0], 'signature': forged})}"
+    )
     assert response.status == 403
 
 
@@ -54,17 +57,16 @@ async def test_a_prolonged_expiry_is_403(client: TestClient, image: Image) -> No
     assert response.status == 403
 
 
-async def test_an_expired_link_is_403(client: TestClient, services: Services,
-                                      image: Image) -> None:
+async def test_an_expired_link_is_403(client: TestClient, services: Services, image: Image) -> None:
     url, expires = signed_image_url(services, image, 3600, now=time.time() - 7200)
     assert expires < time.time()
     assert (await client.get(local(url))).status == 403
 
 
-async def test_a_signature_for_another_image_is_403(client: TestClient, services: Services,
-                                                    image: Image) -> None:
-    other = await services.images.ingest(make_image(seed=2), IngestMetadata(), OWNER,
-                                         trusted=True)
+async def test_a_signature_for_another_image_is_403(
+    client: TestClient, services: Services, image: Image
+) -> None:
+    other = await services.images.ingest(make_image(seed=2), IngestMetadata(), OWNER, trusted=True)
     url, _ = signed_image_url(services, other, 3600)
     query = urlsplit(url).query
     assert (await client.get(f"{image_file_path(image)}?{query}")).status == 403
@@ -75,24 +77,34 @@ async def test_expires_without_a_signature_is_403(client: TestClient, image: Ima
     assert response.status == 403
 
 
-async def test_an_unsigned_request_for_an_approved_image_still_works(client: TestClient,
-                                                                     image: Image) -> None:
+async def test_an_unsigned_request_for_an_approved_image_still_works(
+    client: TestClient, image: Image
+) -> None:
     assert (await client.get(image_file_path(image))).status == 200
 
 
-async def test_a_valid_signature_opens_a_pending_image(client: TestClient,
-                                                       services: Services) -> None:
+async def test_a_valid_signature_opens_a_pending_image(
+    client: TestClient, services: Services
+) -> None:
     pending = await services.images.ingest(make_image(seed=3), IngestMetadata(), MEMBER)
     url, _ = signed_image_url(services, pending, 600)
     assert (await client.get(local(url))).status == 200
     assert (await client.get(image_file_path(pending))).status == 404
 
 
-@pytest.mark.parametrize(("expires", "signature"), [
-    ("1" * 5000, "ab"), ("²", "ab"), ("4102444800", "é" * 64), ("", ""), ("x", "y"),
-])
-async def test_a_malformed_signature_is_403_never_a_500(client: TestClient, image: Image,
-                                                        expires: str, signature: str) -> None:
+@pytest.mark.parametrize(
+    ("expires", "signature"),
+    [
+        ("1" * 5000, "ab"),
+        ("²", "ab"),
+        ("4102444800", "é" * 64),
+        ("", ""),
+        ("x", "y"),
+    ],
+)
+async def test_a_malformed_signature_is_403_never_a_500(
+    client: TestClient, image: Image, expires: str, signature: str
+) -> None:
     params = urlencode({"expires": expires, "signature": signature})
     assert (await client.get(f"{image_file_path(image)}?{params}")).status == 403
     assert (await client.get(f"/i/{image.id}?{params}")).status == 403

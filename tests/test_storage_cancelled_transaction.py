@@ -7,8 +7,7 @@ import asyncio
 from core.services import Services
 
 
-async def test_write_after_a_transaction_cancelled_at_begin_succeeds(
-        services: Services) -> None:
+async def test_write_after_a_transaction_cancelled_at_begin_succeeds(services: Services) -> None:
     repo = services.storage.repo
     # Cancel kv_set while its BEGIN IMMEDIATE is queued on the worker thread.
     task = asyncio.create_task(repo.kv_set("a", "1"))

@@ -17,9 +17,22 @@ from storage.schema import MIGRATIONS
 from storage.sqlite import NewImage, SQLiteRepo, new_id
 from tests.test_random import pool_problems
 
-TABLES = {"tags", "artists", "characters", "albums", "images", "image_tags",
-          "image_characters", "pools", "pool_slots", "likes", "seen", "tokens",
-          "token_requests", "kv"}
+TABLES = {
+    "tags",
+    "artists",
+    "characters",
+    "albums",
+    "images",
+    "image_tags",
+    "image_characters",
+    "pools",
+    "pool_slots",
+    "likes",
+    "seen",
+    "tokens",
+    "token_requests",
+    "kv",
+}
 
 
 def connection_threads() -> set[threading.Thread]:
@@ -35,19 +48,46 @@ async def repo(tmp_path: Path) -> AsyncIterator[SQLiteRepo]:
     await store.close()
 
 
-def row(n: int, *, tags: tuple[str, ...] = (), status: Status = Status.APPROVED,
-        rating: Rating = Rating.SFW, artist: str | None = None,
-        characters: tuple[str, ...] = ()) -> NewImage:
+def row(
+    n: int,
+    *,
+    tags: tuple[str, ...] = (),
+    status: Status = Status.APPROVED,
+    rating: Rating = Rating.SFW,
+    artist: str | None = None,
+    characters: tuple[str, ...] = (),
+) -> NewImage:
     """A plausible image row (metadata only) numbered `n`."""
     return NewImage(
-        id=new_id(), sha256=f"{n:064x}", md5=f"{n:032x}", phash=(n * 0x9E3779B97F4A7C15)
-        % (1 << 64), mimetype="image/png", extension="png", size=1000 + n, width=64,
-        height=48, aspect_ratio="4:3", orientation="landscape", dominant_color="#000000",
-        animated=False, thumbnail_size=100, rating=rating, status=status, title=f"n{n}",
-        description="", source_name=None, source_url=None, original_filename=None,
-        artist=artist, characters=characters, tags=tags, album_id=None,
-        uploader=User("1", "u"), approver=None,
-        created_at=datetime(2025, 1, 1, tzinfo=UTC) + timedelta(seconds=n), expires_at=None,
+        id=new_id(),
+        sha256=f"{n:064x}",
+        md5=f"{n:032x}",
+        phash=(n * 0x9E3779B97F4A7C15) % (1 << 64),
+        mimetype="image/png",
+        extension="png",
+        size=1000 + n,
+        width=64,
+        height=48,
+        aspect_ratio="4:3",
+        orientation="landscape",
+        dominant_color="#000000",
+        animated=False,
+        thumbnail_size=100,
+        rating=rating,
+        status=status,
+        title=f"n{n}",
+        description="",
+        source_name=None,
+        source_url=None,
+        original_filename=None,
+        artist=artist,
+        characters=characters,
+        tags=tags,
+        album_id=None,
+        uploader=User("1", "u"),
+        approver=None,
+        created_at=datetime(2025, 1, 1, tzinfo=UTC) + timedelta(seconds=n),
+        expires_at=None,
         near_duplicate_of=None,
     )
 
@@ -110,9 +150,17 @@ async def test_a_store_from_a_newer_gazou_refuses_to_open(tmp_path: Path) -> Non
 
 
 async def test_bulk_load_inserts_rows_with_their_tags_artists_and_characters(
-        repo: SQLiteRepo, tmp_path: Path) -> None:
-    rows = [row(n, tags=("cat", "dog")[: 1 + n % 2], artist=f"artist {n % 3}",
-                characters=("Neko",) if n % 4 == 0 else ()) for n in range(40)]
+    repo: SQLiteRepo, tmp_path: Path
+) -> None:
+    rows = [
+        row(
+            n,
+            tags=("cat", "dog")[: 1 + n % 2],
+            artist=f"artist {n % 3}",
+            characters=("Neko",) if n % 4 == 0 else (),
+        )
+        for n in range(40)
+    ]
     assert await repo.bulk_load(rows, chunk=7) == 40
     image = await repo.get_image(rows[4].id)
     assert image is not None
@@ -124,7 +172,8 @@ async def test_bulk_load_inserts_rows_with_their_tags_artists_and_characters(
 
 
 async def test_bulk_load_puts_only_approved_rows_in_the_pools(
-        repo: SQLiteRepo, tmp_path: Path) -> None:
+    repo: SQLiteRepo, tmp_path: Path
+) -> None:
     statuses = [Status.APPROVED, Status.PENDING, Status.REJECTED]
     rows = [row(n, tags=("cat",), status=statuses[n % 3]) for n in range(30)]
     await repo.bulk_load(rows)
@@ -135,7 +184,8 @@ async def test_bulk_load_puts_only_approved_rows_in_the_pools(
 
 
 async def test_bulk_load_appends_to_a_store_that_already_has_images(
-        repo: SQLiteRepo, tmp_path: Path) -> None:
+    repo: SQLiteRepo, tmp_path: Path
+) -> None:
     first = await repo.insert_image(row(0, tags=("cat",), artist="Alice"))
     await repo.bulk_load([row(n, tags=("cat", "new"), artist="alice") for n in range(1, 6)])
     await repo.insert_image(row(6, tags=("cat",)))
@@ -148,8 +198,7 @@ async def test_bulk_load_appends_to_a_store_that_already_has_images(
     assert pool_problems(tmp_path / "store.sqlite3") == []
 
 
-async def test_bulk_load_with_a_duplicate_stores_nothing(
-        repo: SQLiteRepo, tmp_path: Path) -> None:
+async def test_bulk_load_with_a_duplicate_stores_nothing(repo: SQLiteRepo, tmp_path: Path) -> None:
     existing = row(0)
     await repo.insert_image(existing)
     rows = [row(n, tags=("cat",)) for n in range(1, 5)] + [replace(row(9), sha256=existing.sha256)]
@@ -162,7 +211,8 @@ async def test_bulk_load_with_a_duplicate_stores_nothing(
 
 
 async def test_bulk_load_leaves_the_write_ahead_log_folded_in(
-        repo: SQLiteRepo, tmp_path: Path) -> None:
+    repo: SQLiteRepo, tmp_path: Path
+) -> None:
     await repo.bulk_load([row(n, tags=("cat", "dog")) for n in range(2000)])
     assert (tmp_path / "store.sqlite3-wal").stat().st_size == 0
     assert await repo.pool_size("tag:1") == 2000
@@ -175,10 +225,15 @@ async def test_integrity_check_of_a_healthy_store_is_empty(repo: SQLiteRepo) -> 
 
 # ---- hydrating images: members shared across reads, never stale ------------------------
 
-async def test_images_share_their_tag_objects_until_something_changes(
-        repo: SQLiteRepo) -> None:
-    await repo.bulk_load([row(1, tags=("cat", "Blue")), row(2, tags=("cat",)),
-                          row(3, tags=("cat",), status=Status.PENDING)])
+
+async def test_images_share_their_tag_objects_until_something_changes(repo: SQLiteRepo) -> None:
+    await repo.bulk_load(
+        [
+            row(1, tags=("cat", "Blue")),
+            row(2, tags=("cat",)),
+            row(3, tags=("cat",), status=Status.PENDING),
+        ]
+    )
     first = await repo.search(SearchQuery(sort=Sort.OLDEST))
     one, two = first.images
     # Sorted as SQLite's NOCASE sorts, and one Tag object for both images.
@@ -215,7 +270,8 @@ async def test_only_writes_that_may_touch_images_drop_the_members(repo: SQLiteRe
 
 
 async def test_changes_by_another_process_are_seen_within_a_second(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "shared.sqlite3"
     async with SQLiteRepo(path) as server, SQLiteRepo(path) as importer:
         await server.bulk_load([row(1, tags=("cat",))])
@@ -223,15 +279,17 @@ async def test_changes_by_another_process_are_seen_within_a_second(
         assert image.tags[0].images == 1
         # Another process (bot.py import) adds an approved cat while the server runs.
         await importer.bulk_load([row(2, tags=("cat",))])
-        [seq] = [r[0] for r in await server._all("SELECT seq FROM images WHERE id = ?",
-                                                  (image.id,))]
+        [seq] = [
+            r[0] for r in await server._all("SELECT seq FROM images WHERE id = ?", (image.id,))
+        ]
         monkeypatch.setattr(server._cache, "checked_at", 0.0)  # a second has passed
         [again] = await server._images_by_seq([seq])
         assert again.tags[0].images == 2
 
 
 async def test_past_the_cap_the_tags_outlive_their_combinations(
-        repo: SQLiteRepo, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo: SQLiteRepo, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import itertools
 
     import storage.sqlite

@@ -20,9 +20,18 @@ from tests.conftest import MEMBER, OWNER
 
 def token_with(*scopes: str) -> Token:
     now = datetime.now(UTC)
-    return Token(id="t", owner_id="1", owner_name="o", purpose="", scopes=scopes,
-                 issued_by="x", created_at=now, expires_at=None, revoked_at=None,
-                 last_used_at=None)
+    return Token(
+        id="t",
+        owner_id="1",
+        owner_name="o",
+        purpose="",
+        scopes=scopes,
+        issued_by="x",
+        created_at=now,
+        expires_at=None,
+        revoked_at=None,
+        last_used_at=None,
+    )
 
 
 def database_bytes(data_dir: Path) -> bytes:
@@ -36,15 +45,15 @@ async def test_issued_secret_is_100_letters_and_digits(services: Services) -> No
 
 
 async def test_issued_secrets_differ(services: Services) -> None:
-    secrets = {(await services.tokens.issue(MEMBER, issued_by="test")).secret
-               for _ in range(5)}
+    secrets = {(await services.tokens.issue(MEMBER, issued_by="test")).secret for _ in range(5)}
     assert len(secrets) == 5
 
 
 async def test_only_the_sha256_of_the_secret_is_stored(services: Services) -> None:
     issued = await services.tokens.issue(MEMBER, issued_by="test")
     (stored,) = await services.storage.repo._one(
-        "SELECT secret_sha256 FROM tokens WHERE id = ?", (issued.token.id,))
+        "SELECT secret_sha256 FROM tokens WHERE id = ?", (issued.token.id,)
+    )
     assert stored == hashlib.sha256(issued.secret.encode()).digest()
     assert issued.secret.encode() not in database_bytes(services.settings.data_dir)
 
@@ -63,7 +72,8 @@ async def test_issue_refuses_a_lifetime_that_is_not_positive(services: Services)
 
 @pytest.mark.parametrize("form", ["{}", "Bearer {}", "bearer {}", "  Bearer   {}  "])
 async def test_verify_accepts_the_secret_with_or_without_bearer(
-        services: Services, form: str) -> None:
+    services: Services, form: str
+) -> None:
     issued = await services.tokens.issue(MEMBER, issued_by="test")
     token = await services.tokens.verify(form.format(issued.secret))
     assert token.id == issued.token.id
@@ -72,22 +82,28 @@ async def test_verify_accepts_the_secret_with_or_without_bearer(
 
 @pytest.mark.parametrize("header", [None, ""])
 async def test_verify_without_a_token_is_unauthorized_missing(
-        services: Services, header: str | None) -> None:
+    services: Services, header: str | None
+) -> None:
     with pytest.raises(Unauthorized) as caught:
         await services.tokens.verify(header)
     assert caught.value.details["reason"] == "missing"
 
 
-@pytest.mark.parametrize("bad", [
-    "a" * 100,  # well formed, never issued
-    "short",
-    "a" * 101,
-    "a" * 99 + "!",
-    "Bearer ",
-    "Token " + "a" * 100,
-], ids=["unknown", "short", "long", "bad character", "bearer only", "other scheme"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "a" * 100,  # well formed, never issued
+        "short",
+        "a" * 101,
+        "a" * 99 + "!",
+        "Bearer ",
+        "Token " + "a" * 100,
+    ],
+    ids=["unknown", "short", "long", "bad character", "bearer only", "other scheme"],
+)
 async def test_verify_of_a_wrong_or_malformed_token_is_unauthorized_invalid(
-        services: Services, bad: str) -> None:
+    services: Services, bad: str
+) -> None:
     await services.tokens.issue(MEMBER, issued_by="test")
     with pytest.raises(Unauthorized) as caught:
         await services.tokens.verify(bad)
@@ -95,12 +111,13 @@ async def test_verify_of_a_wrong_or_malformed_token_is_unauthorized_invalid(
 
 
 async def test_verify_of_an_expired_token_is_unauthorized_invalid(services: Services) -> None:
-    issued = await services.tokens.issue(MEMBER, expires_in=timedelta(days=1),
-                                         issued_by="test")
+    issued = await services.tokens.issue(MEMBER, expires_in=timedelta(days=1), issued_by="test")
     # Age the token in the store: it expired a second ago.
     async with services.storage.repo.transaction() as tx:
-        await tx.execute("UPDATE tokens SET expires_at = ? WHERE id = ?",
-                         (datetime.now(UTC).timestamp() - 1, issued.token.id))
+        await tx.execute(
+            "UPDATE tokens SET expires_at = ? WHERE id = ?",
+            (datetime.now(UTC).timestamp() - 1, issued.token.id),
+        )
     with pytest.raises(Unauthorized) as caught:
         await services.tokens.verify(issued.secret)
     assert caught.value.details["reason"] == "invalid"
@@ -126,13 +143,19 @@ async def test_verify_records_the_last_use(services: Services) -> None:
 
 def test_parse_scopes_accepts_commas_spaces_and_lists() -> None:
     assert parse_scopes(" image:upload, image:list,,image:upload ") == (
-        "image:upload", "image:list")
+        "image:upload",
+        "image:list",
+    )
     assert parse_scopes(["admin", "image:custom-expiry:3600"]) == (
-        "admin", "image:custom-expiry:3600")
+        "admin",
+        "image:custom-expiry:3600",
+    )
 
 
-@pytest.mark.parametrize("bad", ["image:delete", "image:custom-expiry:30",
-                                 "image:custom-expiry:soon", "image:custom-expiry:"])
+@pytest.mark.parametrize(
+    "bad",
+    ["image:delete", "image:custom-expiry:30", "image:custom-expiry:soon", "image:custom-expiry:"],
+)
 def test_parse_scopes_refuses_unknown_scopes_and_bad_bounds(bad: str) -> None:
     with pytest.raises(InvalidInput):
         parse_scopes(bad)
@@ -144,16 +167,18 @@ def test_has_scope_is_granted_by_the_scope_or_by_admin() -> None:
     assert has_scope(token_with("admin"), "image:upload")
 
 
-@pytest.mark.parametrize(("scopes", "limit"), [
-    ((), None),
-    (("image:list",), None),
-    (("image:custom-expiry:3600",), 3600),
-    (("image:custom-expiry:60", "image:custom-expiry:7200"), 7200),
-    (("image:custom-expiry",), 0),
-    (("admin",), 0),
-])
-def test_custom_expiry_limit_follows_the_scopes(scopes: tuple[str, ...],
-                                                limit: int | None) -> None:
+@pytest.mark.parametrize(
+    ("scopes", "limit"),
+    [
+        ((), None),
+        (("image:list",), None),
+        (("image:custom-expiry:3600",), 3600),
+        (("image:custom-expiry:60", "image:custom-expiry:7200"), 7200),
+        (("image:custom-expiry",), 0),
+        (("admin",), 0),
+    ],
+)
+def test_custom_expiry_limit_follows_the_scopes(scopes: tuple[str, ...], limit: int | None) -> None:
     assert custom_expiry_limit(token_with(*scopes)) == limit
 
 
@@ -174,8 +199,7 @@ async def test_revoke_by_an_ambiguous_prefix_is_refused(services: Services) -> N
     # Give both the same known prefix so the ambiguity is certain.
     async with services.storage.repo.transaction() as tx:
         for n, token_id in enumerate((first.token.id, second.token.id)):
-            await tx.execute("UPDATE tokens SET id = ? WHERE id = ?",
-                             (f"abcdef-{n}", token_id))
+            await tx.execute("UPDATE tokens SET id = ? WHERE id = ?", (f"abcdef-{n}", token_id))
     with pytest.raises(InvalidInput, match="ambiguous"):
         await services.tokens.revoke("abcdef")
     assert all(t.revoked_at is None for t in await services.tokens.list())
@@ -183,7 +207,8 @@ async def test_revoke_by_an_ambiguous_prefix_is_refused(services: Services) -> N
 
 @pytest.mark.parametrize("prefix", ["abc", "zzzzzzzz"], ids=["too short", "unknown"])
 async def test_revoke_of_an_unknown_or_too_short_id_is_not_found(
-        services: Services, prefix: str) -> None:
+    services: Services, prefix: str
+) -> None:
     await services.tokens.issue(MEMBER, issued_by="test")
     with pytest.raises(NotFound):
         await services.tokens.revoke(prefix)
@@ -219,7 +244,8 @@ async def test_a_request_needs_a_purpose(services: Services, purpose: str) -> No
 
 
 async def test_approving_a_request_issues_a_token_with_the_default_scopes(
-        services: Services) -> None:
+    services: Services,
+) -> None:
     request = await services.tokens.request(MEMBER, "my bot")
     decided, issued = await services.tokens.approve_request(request.id, OWNER)
     assert decided.status == "approved"
@@ -248,7 +274,8 @@ async def test_denying_a_request_issues_nothing(services: Services) -> None:
 @pytest.mark.parametrize("first", ["approve", "deny"])
 @pytest.mark.parametrize("second", ["approve", "deny"])
 async def test_deciding_a_request_twice_is_a_conflict(
-        services: Services, first: str, second: str) -> None:
+    services: Services, first: str, second: str
+) -> None:
     request = await services.tokens.request(MEMBER, "my bot")
     decide = {"approve": services.tokens.approve_request, "deny": services.tokens.deny_request}
     await decide[first](request.id, OWNER)

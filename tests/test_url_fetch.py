@@ -66,10 +66,12 @@ async def source() -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{server.port}"
 
 
-async def fetch(url: str, *, allow_private: bool = True, max_bytes: int = 1 << 20,
-                time_limit: float = 5.0):  # type: ignore[no-untyped-def]
-    return await fetch_url(url, max_bytes=max_bytes, time_limit=time_limit,
-                           allow_private=allow_private)
+async def fetch(
+    url: str, *, allow_private: bool = True, max_bytes: int = 1 << 20, time_limit: float = 5.0
+):  # type: ignore[no-untyped-def]
+    return await fetch_url(
+        url, max_bytes=max_bytes, time_limit=time_limit, allow_private=allow_private
+    )
 
 
 async def test_fetch_downloads_an_image_with_its_name(source: str) -> None:
@@ -112,17 +114,38 @@ async def test_fetch_reports_an_error_status(source: str) -> None:
         await fetch(f"{source}/missing")
 
 
-@pytest.mark.parametrize("url", ["ftp://example.org/a.png", "file:///etc/passwd",
-                                 "javascript:alert(1)", "http://", "not a url"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ftp://example.org/a.png",
+        "file:///etc/passwd",
+        "javascript:alert(1)",
+        "http://",
+        "not a url",
+    ],
+)
 async def test_fetch_refuses_non_http_urls(url: str) -> None:
     with pytest.raises(InvalidInput, match="http"):
         await fetch(url, allow_private=False)
 
 
-@pytest.mark.parametrize("host", ["127.0.0.1", "10.0.0.1", "192.168.1.10", "172.16.0.5",
-                                  "169.254.169.254", "0.0.0.0", "[::1]", "[fe80::1]",
-                                  "224.0.0.1", "100.64.0.1", "[::ffff:127.0.0.1]",
-                                  "240.0.0.1"])
+@pytest.mark.parametrize(
+    "host",
+    [
+        "127.0.0.1",
+        "10.0.0.1",
+        "192.168.1.10",
+        "172.16.0.5",
+        "169.254.169.254",
+        "0.0.0.0",
+        "[::1]",
+        "[fe80::1]",
+        "224.0.0.1",
+        "100.64.0.1",
+        "[::ffff:127.0.0.1]",
+        "240.0.0.1",
+    ],
+)
 async def test_fetch_refuses_literal_private_addresses(host: str) -> None:
     with pytest.raises(InvalidInput, match="private or reserved"):
         await fetch(f"http://{host}/cat.png", allow_private=False)
@@ -140,9 +163,14 @@ def _only(address: str):  # type: ignore[no-untyped-def]
     return lambda a: a == address or address_allowed(a)
 
 
-@pytest.mark.parametrize("target", ["http://127.0.0.2:{port}/cat.png",
-                                    "http://[::1]:{port}/cat.png",
-                                    "http://10.1.2.3:{port}/cat.png"])
+@pytest.mark.parametrize(
+    "target",
+    [
+        "http://127.0.0.2:{port}/cat.png",
+        "http://[::1]:{port}/cat.png",
+        "http://10.1.2.3:{port}/cat.png",
+    ],
+)
 async def test_fetch_refuses_a_redirect_to_a_private_address(source: str, target: str) -> None:
     port = source.rsplit(":", 1)[1]
     url = f"{source}/to?to={target.format(port=port)}"
@@ -168,15 +196,28 @@ async def test_fetch_refuses_a_redirect_to_a_name_resolving_to_loopback(source: 
 
 
 async def test_fetch_follows_redirects_the_rule_allows(source: str) -> None:
-    fetched = await fetch_url(f"{source}/to?to={source}/cat.png", max_bytes=1 << 20,
-                              time_limit=5, is_allowed=_only("127.0.0.1"))
+    fetched = await fetch_url(
+        f"{source}/to?to={source}/cat.png",
+        max_bytes=1 << 20,
+        time_limit=5,
+        is_allowed=_only("127.0.0.1"),
+    )
     assert fetched.data == PNG
 
 
-@pytest.mark.parametrize(("address", "allowed"), [
-    ("93.184.215.14", True), ("2606:4700::1111", True), ("127.0.0.1", False),
-    ("::1", False), ("fc00::1", False), ("::", False), ("ff02::1", False),
-    ("198.18.0.1", False), ("garbage", False),
-])
+@pytest.mark.parametrize(
+    ("address", "allowed"),
+    [
+        ("93.184.215.14", True),
+        ("2606:4700::1111", True),
+        ("127.0.0.1", False),
+        ("::1", False),
+        ("fc00::1", False),
+        ("::", False),
+        ("ff02::1", False),
+        ("198.18.0.1", False),
+        ("garbage", False),
+    ],
+)
 def test_address_allowed_only_for_public_unicast(address: str, allowed: bool) -> None:
     assert address_allowed(address) is allowed
