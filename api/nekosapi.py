@@ -1,6 +1,6 @@
-"""NekosAPI v1 dialect: the same routes under `/api` and `/v1` (the seed says the base
+"""NekosAPI v1 dialect: the same routes under `/api` and `/v1` (the documented base
 moves), envelope `{"success": true, "data": ...}`, errors `{"code", "message",
-"success": false}` with the seed's wording.
+"success": false}` with the documented wording (docs/dialects.md).
 
 Ratings: the original returned every rating and left filtering to clients, and v1 has
 no rating parameter. gazou only ever hands out NSFW images where a request asks for
@@ -26,7 +26,7 @@ from core.models import Artist, Character, Filters, Image, Rating, SearchQuery, 
 from core.tokens import SCOPE_LIST, custom_expiry_limit, has_scope
 
 BASES = ("/api", "/v1")
-VERSION = "v1.4.2"  # the version of the API the seed documents
+VERSION = "v1.4.2"  # the version docs/dialects.md describes
 MAX_LIMIT = 25
 MAX_SEARCH = 50
 DEFAULT_LIST_LIMIT = 10
@@ -51,7 +51,7 @@ ROUTES = (
     "/category",
     "/category/{id}",
 )
-# The seed's wording for each status the dialect answers with a fixed message.
+# The documented wording (docs/dialects.md) for each status with a fixed message.
 _MESSAGES = {
     403: "Missing permission",
     404: "Not found",
@@ -66,7 +66,7 @@ _MESSAGES = {
 
 
 def render_error(error: GazouError) -> web.Response:
-    """`{"code": status, "message": ..., "success": false}` with the seed's wording."""
+    """`{"code": status, "message": ..., "success": false}`, worded as docs/dialects.md."""
     status = error.status
     if isinstance(error, Unauthorized) or status == 401:
         missing = error.details.get("reason") == "missing"

@@ -1,5 +1,5 @@
-"""NekosAPI v1 over HTTP against a real store: every route, every status the seed
-lists, each auth form, scopes, custom link expiry."""
+"""NekosAPI v1 over HTTP against a real store: every route, every status
+docs/dialects.md lists, each auth form, scopes, custom link expiry."""
 
 from __future__ import annotations
 
