@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import TypeVar
 
 from core import events as ev
+from core import visibility
 from core.drawbuffer import DrawBuffer, PageCache
-from core.errors import DuplicateImage, ImageTooLarge, InvalidInput, NotFound
+from core.errors import Conflict, DuplicateImage, ImageTooLarge, InvalidInput, NotFound
 from core.imaging import ProcessedImage, aspect_ratio, orientation, process_image
 from core.models import (
     Album,
@@ -51,15 +52,21 @@ MAX_PAGE = 100
 _SPACES = re.compile(r"\s+")
 
 
-_APPROVED = frozenset({Status.APPROVED})
-_APPROVED_OR_PENDING = frozenset({Status.APPROVED, Status.PENDING})
 Found = TypeVar("Found", Image, ImageFile)
 
 
-def _readable(found: Found | None, include_pending: bool) -> Found:
-    """`found` if a read may show it (approved, or pending when asked); else NotFound."""
-    allowed = _APPROVED_OR_PENDING if include_pending else _APPROVED
-    if found is None or found.status not in allowed:
+def _readable(found: Found | None, at_link: bool) -> Found:
+    """`found` if a read may show it (core/visibility.py): at its own link, approved or
+    pending and not expired; otherwise approved and not expired. NotFound otherwise."""
+    if found is None:
+        raise NotFound("Image not found")
+    if at_link:
+        shown = visibility.served_at_link(found.status, found.expires_at)
+    else:
+        shown = visibility.in_public_pools(found.status) and not visibility.expired(
+            found.expires_at
+        )
+    if not shown:
         raise NotFound("Image not found")
     return found
 
@@ -231,25 +238,41 @@ class ImageService:
 
     # ---- moderation --------------------------------------------------------------
 
-    async def _decide(self, image_id: str, status: Status, by: User) -> Image:
-        image = await self.repo.get_image(image_id)
-        if image is None:
-            raise NotFound("Image not found")
-        await self.repo.set_status(image_id, status, by)
-        self._changed()
-        decided = await self.repo.get_image(image_id)
-        assert decided is not None
-        if image.status != status:
-            self.events.emit(ev.IMAGE_DECIDED, decided, status is Status.APPROVED, by)
-        return decided
-
     async def approve(self, image_id: str, by: User) -> Image:
-        """Make an image public."""
-        return await self._decide(image_id, Status.APPROVED, by)
+        """Make a pending image public; Conflict for a rejected one (its files are gone)."""
+        old = await self.repo.set_status(
+            image_id, Status.APPROVED, by, only_from=frozenset({Status.PENDING})
+        )
+        if old is None:
+            raise NotFound("Image not found")
+        if old is Status.REJECTED:
+            # Checked in the same transaction as the change, so an approve racing a
+            # reject can't make public an image whose files the reject removes.
+            raise Conflict(
+                "This upload was rejected and its files were removed; it can't be approved."
+            )
+        return await self._decided(image_id, old, by)
 
     async def reject(self, image_id: str, by: User) -> Image:
-        """Keep an image out of every public read (its row stays, so it isn't re-uploaded)."""
-        return await self._decide(image_id, Status.REJECTED, by)
+        """Take an image out of every read and remove its files; its row stays, so the
+        same bytes are refused as a duplicate."""
+        old = await self.repo.set_status(image_id, Status.REJECTED, by)
+        if old is None:
+            raise NotFound("Image not found")
+        decided = await self._decided(image_id, old, by)
+        # Row first, files second: once the row says rejected nothing serves them.
+        await self.blobs.remove(image_key(decided.id, decided.extension))
+        await self.blobs.remove(thumbnail_key(decided.id))
+        return decided
+
+    async def _decided(self, image_id: str, old: Status, by: User) -> Image:
+        self._changed()
+        decided = await self.repo.get_image(image_id)
+        if decided is None:  # deleted meanwhile
+            raise NotFound("Image not found")
+        if old is not decided.status:
+            self.events.emit(ev.IMAGE_DECIDED, decided, decided.status is Status.APPROVED, by)
+        return decided
 
     async def pending(self, limit: int = 25) -> list[Image]:
         """Images waiting for a moderator, oldest first."""
@@ -272,12 +295,18 @@ class ImageService:
     # ---- reads -----------------------------------------------------------------
 
     async def get(self, image_id: str, *, include_pending: bool = False) -> Image:
-        """An approved image (or a pending one when asked); NotFound otherwise."""
+        """An approved image, or with include_pending what its own link shows (pending
+        too); never a rejected or expired one (NotFound)."""
         return _readable(await self.repo.get_image(image_id), include_pending)
 
     async def get_file(self, image_id: str, *, include_pending: bool = False) -> ImageFile:
         """`get` for serving bytes: only what that needs (one indexed row)."""
         return _readable(await self.repo.get_file(image_id), include_pending)
+
+    async def at_link(self, image_id: str) -> ImageFile:
+        """The image a file URL serves (core/visibility.py): approved or pending, not
+        expired, whoever asks; NotFound otherwise."""
+        return await self.get_file(image_id, include_pending=True)
 
     async def random(
         self, filters: Filters, count: int = 1, *, seen_by: str | None = None

@@ -192,6 +192,7 @@ class ImageFile:
     thumbnail_size: int
     status: Status
     uploader_id: str | None
+    expires_at: datetime | None = None
 
     @property
     def filename(self) -> str:

@@ -225,7 +225,9 @@ def _request(row: Sequence[Any]) -> TokenRequest:
     )
 
 
-_FILE_COLUMNS = "id, extension, sha256, mimetype, size, thumbnail_size, status, uploader_id"
+_FILE_COLUMNS = (
+    "id, extension, sha256, mimetype, size, thumbnail_size, status, uploader_id, expires_at"
+)
 
 
 def _image_file(row: Sequence[Any]) -> ImageFile:
@@ -238,6 +240,7 @@ def _image_file(row: Sequence[Any]) -> ImageFile:
         thumbnail_size=row[5],
         status=_STATUS[row[6]],
         uploader_id=row[7],
+        expires_at=_dt(row[8]),
     )
 
 
@@ -555,13 +558,24 @@ class SQLiteRepo:
         assert image is not None
         return image
 
-    async def set_status(self, image_id: str, status: Status, approver: User | None) -> bool:
-        """Move an image to `status`, keeping the pools in step; False if no such image."""
+    async def set_status(
+        self,
+        image_id: str,
+        status: Status,
+        approver: User | None,
+        *,
+        only_from: frozenset[Status] | None = None,
+    ) -> Status | None:
+        """Move an image to `status`, keeping the pools in step, only if its status is
+        in `only_from` (when given: checked in the same transaction); returns the status
+        it had, None if no such image."""
         async with self.transaction() as tx:
             row = await tx.one("SELECT seq, status FROM images WHERE id = ?", (image_id,))
             if row is None:
-                return False
+                return None
             seq, old = row
+            if only_from is not None and _STATUS[old] not in only_from:
+                return _STATUS[old]
             await tx.execute(
                 "UPDATE images SET status = ?, approver_id = ?, approver_name = ? WHERE seq = ?",
                 (
@@ -575,7 +589,7 @@ class SQLiteRepo:
                 await self._pool_remove(tx, seq)
             elif old != Status.APPROVED and status is Status.APPROVED:
                 await self._pool_add(tx, seq)
-        return True
+        return _STATUS[old]
 
     async def delete_image(self, image_id: str) -> Image | None:
         """Delete an image row (and its memberships); returns what was deleted."""
@@ -903,12 +917,15 @@ class SQLiteRepo:
         return best[1] if best else None
 
     async def files_with_prefix(self, prefix: str) -> list[tuple[str, str]]:
-        """(id, extension) of every image whose id starts with `prefix`."""
+        """(id, extension) of every image whose id starts with `prefix` and that has
+        files (a rejected image's are removed)."""
         upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
         return [
             (r[0], r[1])
             for r in await self._all(
-                "SELECT id, extension FROM images WHERE id >= ? AND id < ?", (prefix, upper)
+                "SELECT id, extension FROM images WHERE id >= ? AND id < ? "
+                "AND status != 'rejected'",
+                (prefix, upper),
             )
         ]
 

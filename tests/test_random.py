@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from core.models import Filters, Image, IngestMetadata, Rating, User
+from core.errors import Conflict
+from core.models import Filters, Image, IngestMetadata, Rating, Status, User
 from core.services import Services, open_services
 from core.settings import Settings
 from tests.conftest import MEMBER, OWNER, make_image
@@ -293,7 +294,14 @@ async def test_pools_stay_dense_and_exact_through_random_moderation_churn(
         image_id = rng.choice(sorted(alive))
         action = rng.choices(["approve", "reject", "delete"], [5, 3, 1])[0]
         if action == "approve":
-            await services.images.approve(image_id, OWNER)
+            current = await services.storage.repo.get_image(image_id)
+            assert current is not None
+            if current.status == Status.REJECTED:
+                # A rejected image's files are gone: it can't come back.
+                with pytest.raises(Conflict):
+                    await services.images.approve(image_id, OWNER)
+            else:
+                await services.images.approve(image_id, OWNER)
         elif action == "reject":
             await services.images.reject(image_id, OWNER)
         else:
