@@ -1,13 +1,18 @@
 """Chevereto v1.1 dialect: `GET`/`POST /api/1/upload` (imgBB clients too), and the
 viewer page its `url_viewer` points at (`/i/{id}`).
 
-Moderation: an upload with a token holding `admin` is approved at once; every other
-upload starts pending, as everywhere in gazou. Chevereto clients (ShareX, scripts)
-paste the returned URL somewhere straight away, so for a pending image the URLs in
-the answer are signed links (api/links.py) that open its file, thumbnail and viewer
-page right away, while the image stays out of every public listing and random draw
-until a moderator approves it (a rejected image is served to nobody). The links are
-valid until the image's own expiration, else for LINK_TTL.
+Moderation follows core/visibility.py: an upload with a token holding `admin` is
+approved at once; every other upload starts pending, as everywhere in gazou.
+Chevereto clients (ShareX, scripts) paste the returned URL somewhere straight away,
+and an image's own URLs (file, thumbnail, viewer page) serve it at once to whoever
+holds them, so the answer gives the same plain URLs for a pending image as for an
+approved one; the image stays out of every listing and random draw until a moderator
+approves it. A rejected image, or one past its `expiration`, is served to nobody.
+The viewer page of a pending image is marked noindex and kept out of shared caches.
+
+Answers before this rule gave a pending image signed links
+(`?expires=...&signature=...`, api/links.py); those still open the image while it is
+servable, and an altered or expired signature is still 403.
 
 `category_id` names a tag (by id or name, case-insensitively); the image gets that
 tag. Chevereto categories are integers that mean nothing here, so an unknown
@@ -42,17 +47,16 @@ from core.errors import (
     Unauthorized,
 )
 from core.images import MAX_TITLE_LENGTH
-from core.models import Image, IngestMetadata, Rating, Status, Token, User
+from core.models import Image, IngestMetadata, Rating, Token, User
 from core.services import Services
 from core.tokens import SCOPE_ADMIN, SCOPE_UPLOAD, has_scope
+from core.visibility import cacheable_by_anyone, trusted_uploader
 
 UPLOAD_PATHS = ("/api/1/upload", "/api/1/upload/")
 VIEWER_PREFIX = "/i/"
 FORMATS = ("json", "txt", "redirect")
 MIN_EXPIRATION = 300
 MAX_EXPIRATION = 365 * 24 * 3600
-# How long a pending image's signed links live when it has no expiration of its own.
-LINK_TTL = 10 * 365 * 24 * 3600
 _DURATION = re.compile(
     r"P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?",
     re.IGNORECASE,
@@ -266,25 +270,13 @@ def size_formatted(size: int) -> str:
 
 
 class _Links:
-    """The URLs of one uploaded image: public for approved images, signed for pending."""
+    """The URLs of one uploaded image (the same plain ones, pending or approved)."""
 
     def __init__(self, services: Services, image: Image) -> None:
-        self._base = services.settings.public_url
-        self._signer = services.signer
-        self._ttl: int | None = None  # None: plain public links
-        if image.status is not Status.APPROVED:
-            self._ttl = LINK_TTL
-            if image.expires_at is not None:
-                left = (image.expires_at - datetime.now(UTC)).total_seconds()
-                self._ttl = max(60, int(left) + 60)
-        self.url = self._link(f"/image/{image.id}.{image.extension}")
-        self.thumb = self._link(f"/thumbnail/{image.id}.jpg")
-        self.viewer = self._link(f"{VIEWER_PREFIX}{image.id}")
-
-    def _link(self, path: str) -> str:
-        if self._ttl is None:
-            return self._base + path
-        return self._base + self._signer.sign(path, self._ttl)
+        base = services.settings.public_url
+        self.url = f"{base}/image/{image.id}.{image.extension}"
+        self.thumb = f"{base}/thumbnail/{image.id}.jpg"
+        self.viewer = f"{base}{VIEWER_PREFIX}{image.id}"
 
 
 def image_json(image: Image, links: _Links) -> dict[str, Any]:
@@ -377,7 +369,7 @@ async def upload(request: web.Request) -> web.StreamResponse:
         raw, filename, source_url, imgbb = await _source(services, params)
         meta = await _metadata(services, params, token, filename, source_url)
         image = await services.images.ingest(
-            raw, meta, User(token.owner_id, token.owner_name), trusted=has_scope(token, SCOPE_ADMIN)
+            raw, meta, User(token.owner_id, token.owner_name), trusted=trusted_uploader(token)
         )
     except GazouError as error:
         if fmt != "json":
@@ -401,7 +393,7 @@ async def upload(request: web.Request) -> web.StreamResponse:
 
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="viewport" content="width=device-width, initial-scale=1">{robots}
 <title>{title}</title>
 <meta property="og:type" content="website">
 <meta property="og:title" content="{title}">
@@ -428,7 +420,7 @@ _PAGE_HEADERS = {
 
 
 async def viewer(request: web.Request) -> web.Response:
-    """A small HTML page showing one image (a pending one only through its signed link)."""
+    """A small HTML page showing one image, to whoever holds its link (pending too)."""
     services = request.app[SERVICES]
     image_id = request.match_info["id"]
     not_found = web.Response(
@@ -437,7 +429,8 @@ async def viewer(request: web.Request) -> web.Response:
     if not _UUID.fullmatch(image_id):
         return not_found
     try:
-        signed = check_link_signature(request)
+        # A signature (from answers before the plain-link rule) must still be intact.
+        check_link_signature(request)
     except Forbidden as error:
         return web.Response(
             text=_ERROR_PAGE.format(message=html.escape(error.message)),
@@ -449,21 +442,22 @@ async def viewer(request: web.Request) -> web.Response:
         image = await services.images.get(image_id.lower(), include_pending=True)
     except NotFound:
         return not_found
-    if image.status is Status.PENDING and not signed:
-        return not_found
+    public = cacheable_by_anyone(image.status)
     links = _Links(services, image)
     title = image.title or image.original_filename or image.filename
     page = _PAGE.format(
+        # A pending image is for its link's holders, not for search engines.
+        robots="" if public else '\n<meta name="robots" content="noindex">',
         title=html.escape(title),
         url=html.escape(links.url),
         description=html.escape(image.description),
         width=image.width,
         height=image.height,
     )
-    cache = "public, max-age=300" if image.status is Status.APPROVED else "private, no-store"
-    return web.Response(
-        text=page, content_type="text/html", headers={**_PAGE_HEADERS, "Cache-Control": cache}
-    )
+    headers = {**_PAGE_HEADERS, "Cache-Control": "public, max-age=300"}
+    if not public:
+        headers.update({"Cache-Control": "private, no-store", "X-Robots-Tag": "noindex"})
+    return web.Response(text=page, content_type="text/html", headers=headers)
 
 
 # ---- routes, limits, OpenAPI ----------------------------------------------------

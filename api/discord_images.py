@@ -1,8 +1,10 @@
 """Discord Images (a lolisafe-style host): list the caller's uploads, upload files.
 
 The token comes in a `token:` header. Uploads start pending unless the token has
-the `admin` scope; the caller's own pending uploads are listed with their URLs,
-which work for them (with the token) and for everyone once approved."""
+the `admin` scope (core/visibility.py). The returned URLs (`/img/<file>` and the
+thumbnail) answer at once to whoever holds them, pending or not; a pending upload is
+listed only in its uploader's own /api/uploads until approved, and a rejected one is
+gone (404)."""
 
 from __future__ import annotations
 
@@ -16,7 +18,8 @@ from api.forms import Upload, read_form
 from api.keys import SERVICES
 from core.errors import DuplicateImage, GazouError, InvalidInput, RateLimited, Unauthorized
 from core.models import Image, IngestMetadata, SearchQuery, Status, Token, User
-from core.tokens import SCOPE_ADMIN, SCOPE_UPLOAD
+from core.tokens import SCOPE_UPLOAD
+from core.visibility import trusted_uploader
 
 NAME = "discordimages"
 PAGE_SIZE = 25
@@ -114,9 +117,7 @@ async def upload(request: web.Request) -> web.Response:
     for part in parts:
         meta = IngestMetadata(original_filename=part.filename)
         stored.append(
-            await services.images.ingest(
-                part.data, meta, uploader, trusted=SCOPE_ADMIN in token.scopes
-            )
+            await services.images.ingest(part.data, meta, uploader, trusted=trusted_uploader(token))
         )
     entries = [
         {"name": i.filename, "code": i.filename, "url": _urls(request, i)[0]} for i in stored

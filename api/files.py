@@ -1,11 +1,15 @@
 """Serving image bytes: correct Content-Type, a strong ETag from the content hash,
 caching headers, 304s, ranges and HEAD, for every dialect's file routes.
 
-Approved images are public and their bytes never change, so they are cached as
-immutable. Pending images are shown only to their uploader, an admin token or a
-valid signed link (api/links.py), never cached; rejected images are never served.
-Small files are kept in memory by content hash and sent as FileResponse would send
-them; bigger ones go through FileResponse (sendfile) with our ETag in place of its."""
+Who gets the bytes is core/visibility.py's rule: a file URL serves an approved or
+pending image to whoever holds the link, with no token (the id is an unguessable
+UUID); a rejected or expired one is 404 for everyone. Approved bytes never change, so
+they are cached as immutable; a pending image's are `private, no-store`, kept out of
+shared caches because it can still be rejected. A link that carries a signature
+(api/links.py: NekosAPI's urls, Chevereto's older answers) must carry a valid,
+unexpired one, else 403. Small files are kept in memory by content hash and sent as
+FileResponse would send them; bigger ones go through FileResponse (sendfile) with our
+ETag in place of its."""
 
 from __future__ import annotations
 
@@ -17,12 +21,11 @@ from typing import Any
 from aiohttp import hdrs, web
 from multidict import CIMultiDict
 
-from api.auth import token_in_any_header
 from api.keys import SERVICES
 from api.links import check_link_signature
-from core.errors import NotFound, Unauthorized
-from core.models import Image, ImageFile, Status
-from core.tokens import SCOPE_ADMIN
+from core.errors import NotFound
+from core.models import Image, ImageFile
+from core.visibility import cacheable_by_anyone
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 PRIVATE = "private, no-store"
@@ -111,33 +114,14 @@ def _etag_matches(header: str | None, etag: str, *, weak: bool) -> bool:
     return False
 
 
-async def _may_see_pending(request: web.Request, image: ImageFile) -> bool:
-    """A pending image is visible to a valid token of its uploader or of an admin."""
-    try:
-        token = await token_in_any_header(request)
-    except Unauthorized:
-        return False
-    return token is not None and (
-        SCOPE_ADMIN in token.scopes
-        or (image.uploader_id is not None and image.uploader_id == token.owner_id)
-    )
-
-
 async def servable_image(request: web.Request, image_id: str) -> ImageFile:
-    """The image behind a file route, if the caller may see its bytes; NotFound
-    otherwise (the same answer whether it is missing, rejected or someone else's
-    pending upload, so nothing leaks)."""
-    services = request.app[SERVICES]
-    # NekosAPI/Chevereto engineer: signed links (api/links.py) are checked here: a bad or
-    # expired signature is 403, a valid one also opens a pending image (Chevereto's URL).
-    signed = check_link_signature(request)
-    try:
-        image = await services.images.get_file(image_id, include_pending=True)
-    except NotFound:
-        raise NotFound("Image not found") from None
-    if image.status is Status.PENDING and not signed and not await _may_see_pending(request, image):
-        raise NotFound("Image not found")
-    return image
+    """The image behind a file route (core/visibility.py: approved or pending, not
+    expired, whoever asks); NotFound otherwise, the same answer whether it is missing,
+    rejected or expired. Forbidden for an altered or expired link signature."""
+    # A signature is checked when present, so a signed link can't be stretched or
+    # moved to another image; it opens nothing a plain link doesn't.
+    check_link_signature(request)
+    return await request.app[SERVICES].images.at_link(image_id)
 
 
 async def image_response(
@@ -147,15 +131,13 @@ async def image_response(
     304 on a matching If-None-Match, 206 for a Range, bodiless for HEAD."""
     services = request.app[SERVICES]
     etag = f"{image.sha256}-thumb" if thumbnail else image.sha256
-    cache = IMMUTABLE if image.status is Status.APPROVED else PRIVATE
+    cache = IMMUTABLE if cacheable_by_anyone(image.status) else PRIVATE
     headers = {
         hdrs.CONTENT_TYPE: "image/jpeg" if thumbnail else image.mimetype,
         hdrs.CACHE_CONTROL: cache,
         # Bytes are sniffed and vetted at upload; browsers must not second-guess the type.
         "X-Content-Type-Options": "nosniff",
     }
-    if image.status is not Status.APPROVED:
-        headers[hdrs.VARY] = "Authorization, token, X-API-Key"
     if _etag_matches(request.headers.get(hdrs.IF_NONE_MATCH), etag, weak=True):
         return web.Response(status=304, headers={**headers, hdrs.ETAG: f'"{etag}"'})
     if_match = request.headers.get(hdrs.IF_MATCH)

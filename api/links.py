@@ -2,11 +2,12 @@
 routes run on them.
 
 A signed link is `<PUBLIC_URL>/image/<id>.<ext>?expires=<unix>&signature=<hmac>`.
-The file route stays public for approved images without a signature (nekos.moe and
-Miku clients fetch it bare); when a request carries `expires` or `signature`, they
-must be valid and unexpired, else 403. A valid signature is a capability: it also
-opens a pending image's file, which is how a Chevereto upload's URL works at once
-while the image stays out of every public listing until a moderator approves it."""
+The file route serves an image without a signature to whoever holds its link
+(core/visibility.py; nekos.moe and Miku clients fetch it bare); when a request carries
+`expires` or `signature`, they must be valid and unexpired, else 403. A signature
+opens nothing a plain link doesn't: it only makes a link end (NekosAPI's `url`).
+Chevereto answered pending uploads with signed links before the plain-link rule;
+those keep working while the image is servable."""
 
 from __future__ import annotations
 

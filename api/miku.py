@@ -1,9 +1,11 @@
 """MikuAPI v2: a random SFW image URL, the list of all of them, token uploads, and the
 files under /img.
 
-Uploads with a token that has the `admin` scope are trusted (approved at once); any
-other token's uploads start pending, like every untrusted upload, and appear in
-/random and /all once an owner approves them."""
+Uploads follow core/visibility.py: with an `admin` token they are approved at once;
+any other token's start pending. Either way the returned file (`/img/<filename>`)
+answers at once to whoever holds the link, as a ShareX upload's clipboard link must;
+a pending upload appears in /random and /all only once an owner approves it, and a
+rejected one is gone (404)."""
 
 from __future__ import annotations
 
@@ -27,7 +29,8 @@ from core.errors import (
 )
 from core.imaging import sniff_format
 from core.models import Filters, IngestMetadata, Rating, SearchQuery, User
-from core.tokens import SCOPE_ADMIN, SCOPE_UPLOAD
+from core.tokens import SCOPE_UPLOAD
+from core.visibility import trusted_uploader
 
 NAME = "miku"
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024
@@ -94,7 +97,7 @@ async def add_image(request: web.Request) -> web.Response:
         upload.data,
         meta,
         User(token.owner_id, token.owner_name),
-        trusted=SCOPE_ADMIN in token.scopes,
+        trusted=trusted_uploader(token),
     )
     return json_response({"message": CUID_MESSAGE, "filename": image.filename, "cuid": image.id})
 
@@ -249,7 +252,7 @@ OPENAPI_PATHS: dict[str, Any] = {
             "miku.file",
             [{"name": "file", "in": "path", "required": True, "schema": {"type": "string"}}],
             ("image/jpeg", "image/png", "image/gif", "image/webp"),
-            _error("No such (public) image."),
+            _error("No such image (or it was rejected, or has expired)."),
         )
     },
 }

@@ -2,7 +2,9 @@
 the /image and /thumbnail files, with the original's per-route rate limits.
 
 Uploads start pending, as on nekos.moe; a token with the `admin` scope is trusted
-and its uploads are approved at once."""
+and its uploads are approved at once (core/visibility.py). A pending image's
+`image_url` (`/image/{id}`) and `/thumbnail/{id}` answer at once to whoever holds the
+link; it enters random and search only once approved; a rejected one is 404."""
 
 from __future__ import annotations
 
@@ -42,6 +44,7 @@ from core.models import (
     User,
 )
 from core.tokens import SCOPE_ADMIN, SCOPE_UPLOAD
+from core.visibility import trusted_uploader
 
 NAME = "nekosmoe"
 BASE = "/api/v1"
@@ -306,7 +309,7 @@ async def upload(request: web.Request) -> web.Response:
         upload_part.data,
         meta,
         User(token.owner_id, token.owner_name),
-        trusted=SCOPE_ADMIN in token.scopes,
+        trusted=trusted_uploader(token),
     )
     public = _public(request)
     return json_response(

@@ -24,6 +24,7 @@ from cogs.shared import (
 )
 from core.errors import DuplicateImage, GazouError, ImageTooLarge, NotFound
 from core.models import Filters, Image, IngestMetadata, Rating, SearchQuery, Sort, Status
+from core.visibility import trusted_uploader
 
 log = logging.getLogger("gazou.bot.images")
 
@@ -458,7 +459,7 @@ class Images(commands.Cog):
             source_name=None if is_link or not source else source,
             original_filename=image.filename,
         )
-        trusted = await self.bot.is_gazou_owner(interaction.user)
+        trusted = trusted_uploader(owner=await self.bot.is_gazou_owner(interaction.user))
         try:
             stored = await services.images.ingest(
                 data, meta, member(interaction.user), trusted=trusted

@@ -514,7 +514,7 @@ async def test_errors_with_format_redirect_are_the_plain_message(
     assert await response.text() == "Invalid base64 string."
 
 
-# ---- moderation: pending uploads and their signed links ---------------------------------
+# ---- moderation: pending uploads at their own links ------------------------------------
 
 
 async def test_admin_uploads_are_approved(
@@ -527,7 +527,7 @@ async def test_admin_uploads_are_approved(
     assert stored.status is Status.APPROVED
 
 
-async def test_member_uploads_are_pending_but_their_links_work(
+async def test_member_uploads_are_pending_but_their_plain_links_work(
     client: TestClient, services: Services, key: str
 ) -> None:
     response = await client.post(
@@ -536,32 +536,65 @@ async def test_member_uploads_are_pending_but_their_links_work(
     image = (await response.json())["image"]
     stored = await services.images.get(image["name"], include_pending=True)
     assert stored.status is Status.PENDING
-    assert "signature=" in image["url"]
+    assert image["url"] == f"http://gazou.test/image/{image['name']}.png"
+    assert image["url_viewer"] == f"http://gazou.test/i/{image['name']}"
     assert (await client.get(url_path(image["url"]))).status == 200
     assert (await client.get(url_path(image["thumb"]["url"]))).status == 200
-    assert (await client.get(url_path(image["url_viewer"]))).status == 200
-    # Without the signature a pending image stays hidden.
-    assert (await client.get(f"/image/{image['name']}.png")).status == 404
-    assert (await client.get(f"/i/{image['name']}")).status == 404
+    page = await client.get(url_path(image["url_viewer"]))
+    assert page.status == 200
+    # For the link's holders, not for search engines or shared caches.
+    assert page.headers["X-Robots-Tag"] == "noindex"
+    assert '<meta name="robots" content="noindex">' in await page.text()
+    assert page.headers["Cache-Control"] == "private, no-store"
+    # Still out of the public reads until approved.
     assert (await client.get(f"/api/image/{image['name']}")).status == 404
 
 
-async def test_a_rejected_images_signed_link_stops_working(
+async def test_an_approved_images_viewer_page_may_be_indexed(
+    client: TestClient, admin_key: str
+) -> None:
+    response = await client.post(
+        UPLOAD, data=multipart(make_image(seed=34)), headers={"X-API-Key": admin_key}
+    )
+    page = await client.get(url_path((await response.json())["image"]["url_viewer"]))
+    assert page.status == 200
+    assert "X-Robots-Tag" not in page.headers
+    assert "noindex" not in await page.text()
+
+
+async def test_a_rejected_images_links_stop_working(
     client: TestClient, services: Services, key: str
 ) -> None:
     response = await client.post(
         UPLOAD, data=multipart(make_image(seed=31)), headers={"X-API-Key": key}
     )
     image = (await response.json())["image"]
+    signed = services.signer.sign(f"/image/{image['name']}.png", 600)
     await services.images.reject(image["name"], OWNER)
     assert (await client.get(url_path(image["url"]))).status == 404
+    assert (await client.get(url_path(image["thumb"]["url"]))).status == 404
+    assert (await client.get(url_path(image["url_viewer"]))).status == 404
+    assert (await client.get(signed)).status == 404
 
 
-async def test_a_tampered_viewer_link_is_403(client: TestClient, key: str) -> None:
+async def test_a_signed_viewer_link_from_an_older_answer_still_works(
+    client: TestClient, services: Services, key: str
+) -> None:
+    response = await client.post(
+        UPLOAD, data=multipart(make_image(seed=35)), headers={"X-API-Key": key}
+    )
+    name = (await response.json())["image"]["name"]
+    assert (await client.get(services.signer.sign(f"/i/{name}", 600))).status == 200
+
+
+async def test_a_tampered_viewer_link_is_403(
+    client: TestClient, services: Services, key: str
+) -> None:
     response = await client.post(
         UPLOAD, data=multipart(make_image(seed=32)), headers={"X-API-Key": key}
     )
-    viewer = url_path((await response.json())["image"]["url_viewer"])
+    name = (await response.json())["image"]["name"]
+    viewer = services.signer.sign(f"/i/{name}", 600)
     tampered = viewer[:-1] + ("0" if viewer[-1] != "0" else "1")
     assert (await client.get(tampered)).status == 403
 

@@ -1,5 +1,5 @@
 """Image bytes over real HTTP: types, strong ETags, caching, 304, ranges, HEAD,
-and who may see pending or rejected images."""
+and who may see pending or rejected images (anyone with the link; nobody)."""
 
 from __future__ import annotations
 
@@ -170,10 +170,17 @@ async def test_thumbnail_has_its_own_etag(client: TestClient, services: Services
     assert again.status == 304
 
 
-async def test_pending_image_is_not_served_publicly(client: TestClient, services: Services) -> None:
+async def test_pending_image_is_served_to_anyone_with_the_link_but_not_cached_shared(
+    client: TestClient, services: Services
+) -> None:
     image = await _stored(services, trusted=False, uploader=MEMBER)
     for path in (f"/img/{image.filename}", f"/image/{image.id}", f"/thumbnail/{image.id}"):
-        assert (await client.get(path)).status == 404, path
+        response = await client.get(path)
+        assert response.status == 200, path
+        assert response.headers["Cache-Control"] == "private, no-store", path
+        # The answer no longer depends on who asks.
+        assert "Vary" not in response.headers, path
+    assert await (await client.get(f"/image/{image.id}")).read() == _bytes(services, image)
 
 
 async def test_pending_image_is_served_privately_to_its_uploader(
@@ -189,23 +196,26 @@ async def test_pending_image_is_served_privately_to_its_uploader(
     assert await response.read() == _bytes(services, image)
 
 
-async def test_pending_image_is_hidden_from_other_tokens(
+async def test_pending_image_is_served_whatever_token_comes_along(
     client: TestClient, services: Services
 ) -> None:
     image = await _stored(services, trusted=False, uploader=MEMBER)
     issued = await services.tokens.issue(User("300", "someone"), issued_by="test")
     response = await client.get(f"/img/{image.filename}", headers={"token": issued.secret})
-    assert response.status == 404
+    assert response.status == 200
+    assert await response.read() == _bytes(services, image)
 
 
 async def test_rejected_image_is_never_served(client: TestClient, services: Services) -> None:
     image = await _stored(services, trusted=False, uploader=MEMBER)
+    assert (await client.get(f"/image/{image.id}")).status == 200  # cached in memory now
     await services.images.reject(image.id, OWNER)
     issued = await services.tokens.issue(OWNER, scopes=("admin",), issued_by="test")
-    response = await client.get(
-        f"/image/{image.id}", headers={"Authorization": f"Bearer {issued.secret}"}
-    )
-    assert response.status == 404
+    for path in (f"/img/{image.filename}", f"/image/{image.id}", f"/thumbnail/{image.id}"):
+        response = await client.get(path, headers={"Authorization": f"Bearer {issued.secret}"})
+        assert response.status == 404, path
+    assert not services.images.image_path(image).exists()
+    assert not services.images.thumbnail_path(image).exists()
 
 
 async def test_approving_makes_the_file_public(client: TestClient, services: Services) -> None:

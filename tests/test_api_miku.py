@@ -191,8 +191,18 @@ async def test_img_serves_bytes_with_content_type(client: TestClient, services: 
     assert await response.read() == services.images.image_path(image).read_bytes()
 
 
-async def test_img_of_pending_image_is_404(client: TestClient, services: Services) -> None:
+async def test_img_of_pending_image_is_served_at_once(
+    client: TestClient, services: Services
+) -> None:
     image = await _stored(services, 5, trusted=False)
+    response = await client.get(f"/img/{image.filename}")
+    assert response.status == 200
+    assert await response.read() == services.images.image_path(image).read_bytes()
+
+
+async def test_img_of_rejected_image_is_404(client: TestClient, services: Services) -> None:
+    image = await _stored(services, 5, trusted=False)
+    await services.images.reject(image.id, OWNER)
     response = await client.get(f"/img/{image.filename}")
     assert response.status == 404
     assert "message" in await response.json()

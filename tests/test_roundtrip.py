@@ -102,7 +102,7 @@ async def test_chevereto_upload_works_at_once_and_is_listed_by_miku_after_approv
         data={"key": secret, "source": base64.b64encode(picture).decode(), "title": "trip"},
     )
     image = (await posted.json())["image"]
-    # The pending image's signed URL works straight away, as Chevereto clients expect.
+    # The pending image's URL works straight away, as Chevereto clients expect.
     assert same_picture(await fetch_bytes(client, image["url"]), picture)
     miku_file = f"http://gazou.test/img/{image['filename']}"
     assert miku_file not in (await (await client.get("/api/v2/all")).json())["files"]

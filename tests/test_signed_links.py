@@ -83,13 +83,31 @@ async def test_an_unsigned_request_for_an_approved_image_still_works(
     assert (await client.get(image_file_path(image))).status == 200
 
 
-async def test_a_valid_signature_opens_a_pending_image(
+async def test_a_valid_signature_opens_a_pending_image_as_its_plain_link_does(
     client: TestClient, services: Services
 ) -> None:
+    """Links signed for pending uploads before the plain-link rule keep working."""
     pending = await services.images.ingest(make_image(seed=3), IngestMetadata(), MEMBER)
     url, _ = signed_image_url(services, pending, 600)
     assert (await client.get(local(url))).status == 200
-    assert (await client.get(image_file_path(pending))).status == 404
+    assert (await client.get(image_file_path(pending))).status == 200
+
+
+async def test_a_tampered_signature_on_a_pending_image_is_403(
+    client: TestClient, services: Services
+) -> None:
+    pending = await services.images.ingest(make_image(seed=4), IngestMetadata(), MEMBER)
+    url, _ = signed_image_url(services, pending, 600)
+    assert (await client.get(local(url)[:-1] + ("0" if url[-1] != "0" else "1"))).status == 403
+
+
+async def test_a_valid_signature_does_not_open_a_rejected_image(
+    client: TestClient, services: Services
+) -> None:
+    pending = await services.images.ingest(make_image(seed=5), IngestMetadata(), MEMBER)
+    url, _ = signed_image_url(services, pending, 600)
+    await services.images.reject(pending.id, OWNER)
+    assert (await client.get(local(url))).status == 404
 
 
 @pytest.mark.parametrize(
