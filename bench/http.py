@@ -50,8 +50,7 @@ P99_TARGET_MS = 20.0
 def _rows(n: int, seed: int = 7):  # type: ignore[no-untyped-def]
     """`n` image rows without files: 90% sfw, 97% approved, 2-4 tags (one in ten has
     the tag `x`), one second apart."""
-    from core.models import Rating, Status, User
-    from storage.sqlite import NewImage
+    from core.models import NewImage, Rating, Status, User
 
     rng = random.Random(seed)
     uploader = User("1", "bench")

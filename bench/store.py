@@ -36,11 +36,11 @@ from PIL import ImageDraw, ImageFilter
 
 from core.events import Events
 from core.images import ImageService
-from core.models import Filters, IngestMetadata, Rating, SearchQuery, Sort, Status, User
+from core.models import Filters, IngestMetadata, NewImage, Rating, SearchQuery, Sort, Status, User
 from core.services import image_executor
 from core.settings import DEFAULT_IMAGE_WORKERS
 from storage.blobs import FileBlobStore
-from storage.sqlite import NewImage, SQLiteRepo
+from storage.sqlite import SQLiteRepo
 
 TAG_COUNT = 50
 # Tag i is picked with weight 1/(i + 10): the commonest lands on ~20% of images, the

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import sqlite3
 from collections.abc import Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
@@ -16,6 +15,7 @@ from typing import TypeVar
 
 from core import events as ev
 from core import visibility
+from core.contracts import BlobStore, Repo, image_key, thumbnail_key
 from core.drawbuffer import DrawBuffer, PageCache
 from core.errors import Conflict, DuplicateImage, ImageTooLarge, InvalidInput, NotFound
 from core.imaging import ProcessedImage, aspect_ratio, orientation, process_image
@@ -27,6 +27,7 @@ from core.models import (
     Image,
     ImageFile,
     IngestMetadata,
+    NewImage,
     SearchPage,
     SearchQuery,
     Sort,
@@ -34,9 +35,8 @@ from core.models import (
     Status,
     Tag,
     User,
+    new_id,
 )
-from storage.blobs import BlobStore, image_key, thumbnail_key
-from storage.sqlite import NewImage, SQLiteRepo, new_id
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ class ImageService:
 
     def __init__(
         self,
-        repo: SQLiteRepo,
+        repo: Repo,
         blobs: BlobStore,
         events: ev.Events,
         *,
@@ -215,14 +215,10 @@ class ImageService:
         )
         try:
             image = await self.repo.insert_image(row)
-        except BaseException as exc:
+        except BaseException:
+            # Includes DuplicateImage: two uploads of the same bytes raced.
             for key in keys:
                 await asyncio.shield(self.blobs.remove(key))
-            if isinstance(exc, sqlite3.IntegrityError):
-                # Two uploads of the same bytes raced; the other one won.
-                existing = await self.repo.id_by_sha256(processed.sha256)
-                if existing is not None:
-                    raise DuplicateImage(existing) from None
             raise
         # Even a pending upload changes what its uploader's own listing shows.
         self._changed()

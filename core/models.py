@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -282,3 +283,44 @@ class Stats:
     characters: int
     categories: int
     extra: dict[str, int] = field(default_factory=dict)
+
+
+def new_id() -> str:
+    """A fresh UUID4 (NekosAPI clients reject ids that are not UUIDs)."""
+    return str(uuid.uuid4())
+
+
+@dataclass(frozen=True, slots=True)
+class NewImage:
+    """A row to insert: the measured facts from the pipeline plus the uploader's words."""
+
+    id: str
+    sha256: str
+    md5: str
+    phash: int
+    mimetype: str
+    extension: str
+    size: int
+    width: int
+    height: int
+    aspect_ratio: str
+    orientation: str
+    dominant_color: str
+    animated: bool
+    thumbnail_size: int
+    rating: Rating
+    status: Status
+    title: str
+    description: str
+    source_name: str | None
+    source_url: str | None
+    original_filename: str | None
+    artist: str | None
+    characters: tuple[str, ...]
+    tags: tuple[str, ...]
+    album_id: str | None
+    uploader: User | None
+    approver: User | None
+    created_at: datetime
+    expires_at: datetime | None
+    near_duplicate_of: str | None

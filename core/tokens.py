@@ -9,9 +9,9 @@ import secrets
 import string
 from datetime import UTC, datetime, timedelta
 
+from core.contracts import TokenRepo
 from core.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
-from core.models import IssuedToken, Token, TokenRequest, User
-from storage.sqlite import SQLiteRepo, new_id
+from core.models import IssuedToken, Token, TokenRequest, User, new_id
 
 # NekosAPI clients check this format before sending a token.
 SECRET_ALPHABET = string.digits + string.ascii_letters
@@ -73,7 +73,7 @@ def custom_expiry_limit(token: Token | None) -> int | None:
 class TokenService:
     """Issue, verify and revoke tokens; file and decide token requests."""
 
-    def __init__(self, repo: SQLiteRepo, default_scopes: tuple[str, ...]) -> None:
+    def __init__(self, repo: TokenRepo, default_scopes: tuple[str, ...]) -> None:
         self.repo = repo
         self.default_scopes = default_scopes
 

@@ -7,7 +7,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from storage.blobs import BlobStore, FileBlobStore
+from core.contracts import BlobStore, Repo
+from storage.blobs import FileBlobStore
 from storage.sqlite import SQLiteRepo
 
 
@@ -15,7 +16,7 @@ from storage.sqlite import SQLiteRepo
 class Storage:
     """The two halves of the store, opened together."""
 
-    repo: SQLiteRepo
+    repo: Repo
     blobs: BlobStore
 
 

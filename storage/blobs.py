@@ -1,32 +1,11 @@
-"""Image bytes, kept apart from metadata behind a small contract (pict-rs style):
-save, path, remove, list. Files now; an S3-compatible store can follow the same
-contract."""
+"""Image bytes as files under one root: the embedded backend of core's BlobStore
+contract (core/contracts.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 from pathlib import Path
-from typing import Protocol
-
-
-class BlobStore(Protocol):
-    """Bytes by key. Keys look like `images/ab/<id>.jpg`: `/`-separated, no `..`."""
-
-    async def put(self, key: str, data: bytes) -> None:
-        """Store `data` under `key` durably and atomically (all or nothing)."""
-
-    def path(self, key: str) -> Path:
-        """A local path to serve the bytes from."""
-
-    async def exists(self, key: str) -> bool:
-        """Whether `key` holds bytes."""
-
-    async def remove(self, key: str) -> None:
-        """Remove `key`; removing a missing key is not an error."""
-
-    async def list_prefix(self, prefix: str) -> list[str]:
-        """Every key under the folder `prefix` (e.g. `images/ab`)."""
 
 
 class FileBlobStore:
@@ -87,13 +66,3 @@ class FileBlobStore:
     async def list_prefix(self, prefix: str) -> list[str]:
         """Keys of the files directly inside the folder `prefix` (temporaries included)."""
         return await asyncio.to_thread(self._list_sync, prefix)
-
-
-def image_key(image_id: str, extension: str) -> str:
-    """Where an image's bytes live."""
-    return f"images/{image_id[:2]}/{image_id}.{extension}"
-
-
-def thumbnail_key(image_id: str) -> str:
-    """Where an image's JPEG thumbnail lives."""
-    return f"thumbs/{image_id[:2]}/{image_id}.jpg"

@@ -11,7 +11,6 @@ import random as _random
 import sqlite3
 import string
 import time
-import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -20,7 +19,7 @@ from typing import Any
 
 import aiosqlite
 
-from core.errors import Conflict, InvalidInput
+from core.errors import Conflict, DuplicateImage, InvalidInput
 from core.models import (
     Album,
     Artist,
@@ -28,6 +27,7 @@ from core.models import (
     Filters,
     Image,
     ImageFile,
+    NewImage,
     Rating,
     SearchPage,
     SearchQuery,
@@ -38,6 +38,7 @@ from core.models import (
     Token,
     TokenRequest,
     User,
+    new_id,
 )
 from storage.schema import MIGRATIONS
 
@@ -72,47 +73,6 @@ def _unsigned64(value: int) -> int:
 
 def _quarters(phash: int) -> tuple[int, int, int, int]:
     return tuple((phash >> s) & 0xFFFF for s in (48, 32, 16, 0))  # type: ignore[return-value]
-
-
-def new_id() -> str:
-    """A fresh UUID4 (NekosAPI clients reject ids that are not UUIDs)."""
-    return str(uuid.uuid4())
-
-
-@dataclass(frozen=True, slots=True)
-class NewImage:
-    """A row to insert: the measured facts from the pipeline plus the uploader's words."""
-
-    id: str
-    sha256: str
-    md5: str
-    phash: int
-    mimetype: str
-    extension: str
-    size: int
-    width: int
-    height: int
-    aspect_ratio: str
-    orientation: str
-    dominant_color: str
-    animated: bool
-    thumbnail_size: int
-    rating: Rating
-    status: Status
-    title: str
-    description: str
-    source_name: str | None
-    source_url: str | None
-    original_filename: str | None
-    artist: str | None
-    characters: tuple[str, ...]
-    tags: tuple[str, ...]
-    album_id: str | None
-    uploader: User | None
-    approver: User | None
-    created_at: datetime
-    expires_at: datetime | None
-    near_duplicate_of: str | None
 
 
 _IMAGE_COLUMNS = """
@@ -486,7 +446,20 @@ class SQLiteRepo:
 
     async def insert_image(self, new: NewImage) -> Image:
         """Insert an image with its tags, artist and characters in one transaction;
-        raises sqlite3.IntegrityError on a duplicate sha256."""
+        raises DuplicateImage (with the stored id) when its sha256 is already stored."""
+        try:
+            await self._insert_image(new)
+        except sqlite3.IntegrityError:
+            # Two uploads of the same bytes raced; the other one won.
+            existing = await self.id_by_sha256(new.sha256)
+            if existing is None:
+                raise
+            raise DuplicateImage(existing) from None
+        image = await self.get_image(new.id)
+        assert image is not None
+        return image
+
+    async def _insert_image(self, new: NewImage) -> None:
         async with self.transaction() as tx:
             artist_rid = None
             if new.artist:
@@ -554,9 +527,6 @@ class SQLiteRepo:
                 )
             if new.status is Status.APPROVED:
                 await self._pool_add(tx, seq)
-        image = await self.get_image(new.id)
-        assert image is not None
-        return image
 
     async def set_status(
         self,

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from core.models import IngestMetadata
+from core.contracts import image_key, thumbnail_key
+from core.models import IngestMetadata, new_id
 from core.services import Services
-from storage.blobs import image_key, thumbnail_key
-from storage.sqlite import new_id
 from tests.conftest import MEMBER, make_image
 
 META = IngestMetadata(tags=("cat",))

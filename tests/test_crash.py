@@ -12,8 +12,8 @@ import signal
 import sys
 from pathlib import Path
 
+from core.contracts import image_key, thumbnail_key
 from core.services import open_services
-from storage.blobs import image_key, thumbnail_key
 from tests.conftest import make_settings
 from tests.test_random import pool_problems
 

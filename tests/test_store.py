@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from core.models import Filters, Rating, SearchQuery, Sort, Status, User
+from core.errors import DuplicateImage
+from core.models import Filters, NewImage, Rating, SearchQuery, Sort, Status, User, new_id
 from storage.schema import MIGRATIONS
-from storage.sqlite import NewImage, SQLiteRepo, new_id
+from storage.sqlite import SQLiteRepo
 from tests.test_random import pool_problems
 
 TABLES = {
@@ -195,6 +196,18 @@ async def test_bulk_load_appends_to_a_store_that_already_has_images(
     assert artist is not None and artist.images == 6
     page = await repo.search(SearchQuery(tags=("cat",), limit=100))
     assert page.total == 7 and page.images[-1].id == first.id
+    assert pool_problems(tmp_path / "store.sqlite3") == []
+
+
+async def test_inserting_stored_bytes_again_raises_duplicate_with_the_stored_id(
+    repo: SQLiteRepo, tmp_path: Path
+) -> None:
+    first = await repo.insert_image(row(0, tags=("cat",)))
+    with pytest.raises(DuplicateImage) as raised:
+        await repo.insert_image(replace(row(1, tags=("dog",)), sha256=first.sha256))
+    assert raised.value.existing_id == first.id
+    assert await repo.pool_size("all") == 1
+    assert await repo.get_tag("dog") is None
     assert pool_problems(tmp_path / "store.sqlite3") == []
 
 

@@ -1,0 +1,270 @@
+"""The storage contracts core/ is written against: several small Protocols, one per job,
+combined into `Repo` (pict-rs' `FullRepo` shape). `storage/` implements them, SQLite
+today; nothing outside `storage/` names a backend.
+
+Every backend keeps the same promises, which the contract tests check:
+- random draws are exactly uniform over the approved images matching the filters;
+- a write is all or nothing, and once it returns, every later read (from any process
+  sharing the store) sees it, caches included, within a second;
+- an insert of bytes already stored raises `DuplicateImage` with the stored id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+from core.models import (
+    Album,
+    Artist,
+    Character,
+    Filters,
+    Image,
+    ImageFile,
+    NewImage,
+    SearchPage,
+    SearchQuery,
+    Stats,
+    Status,
+    Tag,
+    Token,
+    TokenRequest,
+    User,
+)
+
+
+class ImageRepo(Protocol):
+    """Images: ingest, moderation state, pools and random draws, search, upkeep."""
+
+    async def insert_image(self, new: NewImage) -> Image:
+        """Store a row (files already written); DuplicateImage if its sha256 is known."""
+        ...
+
+    async def set_status(
+        self,
+        image_id: str,
+        status: Status,
+        approver: User | None,
+        *,
+        only_from: frozenset[Status] | None = None,
+    ) -> Status | None:
+        """Move an image to `status` (entering or leaving the pools) if its status is in
+        `only_from` (checked in the same transaction); the status it had, None if unknown."""
+        ...
+
+    async def delete_image(self, image_id: str) -> Image | None:
+        """Remove a row and its pool slots; the removed image, or None if unknown."""
+        ...
+
+    async def get_image(self, image_id: str) -> Image | None:
+        """One image by id, whatever its status."""
+        ...
+
+    async def get_file(self, image_id: str) -> ImageFile | None:
+        """What serving an image's bytes needs, whatever its status."""
+        ...
+
+    async def id_by_sha256(self, sha256: str) -> str | None:
+        """The id of the image with these bytes, if stored."""
+        ...
+
+    async def near_duplicate(self, phash: int, max_distance: int) -> str | None:
+        """An image whose perceptual hash is within `max_distance` bits, if any."""
+        ...
+
+    async def random_images(
+        self, filters: Filters, count: int, seen_by: str | None = None
+    ) -> list[Image]:
+        """Up to `count` distinct approved images drawn uniformly from the matches;
+        with `seen_by`, none that member was shown in the current cycle."""
+        ...
+
+    async def random_files(self, filters: Filters, count: int) -> list[ImageFile]:
+        """`random_images` for callers that only link to the bytes."""
+        ...
+
+    async def search(self, query: SearchQuery, *, count_total: bool = True) -> SearchPage:
+        """A page of images matching `query`, with its (capped) total."""
+        ...
+
+    async def pool_size(self, name: str) -> int:
+        """Approved images in one pool (`all`, a rating, a tag...): a cheap health probe."""
+        ...
+
+    async def stats(self) -> Stats:
+        """Counts by rating, orientation, resolution; artists, characters, categories."""
+        ...
+
+    async def files_with_prefix(self, prefix: str) -> list[tuple[str, str]]:
+        """(id, extension) of every image whose id starts with `prefix` and that has
+        files (a rejected image's are removed)."""
+        ...
+
+    async def expired_ids(self, now: datetime, limit: int = 500) -> list[str]:
+        """Ids of images whose expires_at is before `now`."""
+        ...
+
+
+class CatalogueRepo(Protocol):
+    """Tags (categories), artists, characters and albums."""
+
+    async def unknown_tags(self, names: Iterable[str]) -> list[str]:
+        """Which of `names` are not tags."""
+        ...
+
+    async def list_tags(
+        self, pattern: str | None = None, offset: int = 0, limit: int = 25
+    ) -> tuple[list[Tag], int]:
+        """Tags whose name is LIKE `pattern`, by name, with the total."""
+        ...
+
+    async def list_artists(
+        self, pattern: str | None = None, offset: int = 0, limit: int = 25
+    ) -> tuple[list[Artist], int]:
+        """Artists whose name is LIKE `pattern`, by name, with the total."""
+        ...
+
+    async def list_characters(
+        self, pattern: str | None = None, offset: int = 0, limit: int = 25
+    ) -> tuple[list[Character], int]:
+        """Characters whose name is LIKE `pattern`, by name, with the total."""
+        ...
+
+    async def get_tag(self, key: str) -> Tag | None:
+        """A tag by id or name."""
+        ...
+
+    async def get_artist(self, key: str) -> Artist | None:
+        """An artist by id or name."""
+        ...
+
+    async def get_character(self, key: str) -> Character | None:
+        """A character by id or name."""
+        ...
+
+    async def get_album(self, album_id: str) -> Album | None:
+        """An album by id."""
+        ...
+
+
+class MemberMemory(Protocol):
+    """What the store remembers per member: likes and favourites (seen images are
+    remembered by `ImageRepo.random_images(seen_by=...)`)."""
+
+    async def set_like(self, image_id: str, user_id: str, kind: str, on: bool) -> int | None:
+        """Like/unlike (or favourite); the new count, None if no such image."""
+        ...
+
+    async def has_liked(self, image_id: str, user_id: str, kind: str = "like") -> bool:
+        """Whether the member likes (or favourites) the image."""
+        ...
+
+
+class TokenRepo(Protocol):
+    """API tokens (only the SHA-256 of each secret is kept) and token requests."""
+
+    async def insert_token(self, token: Token, secret_sha256: bytes) -> None:
+        """Store a new token under the hash of its secret."""
+        ...
+
+    async def token_by_hash(self, secret_sha256: bytes) -> tuple[Token, bytes] | None:
+        """The token whose secret hashes to `secret_sha256`, with the stored hash."""
+        ...
+
+    async def get_token(self, token_id: str) -> Token | None:
+        """A token by id."""
+        ...
+
+    async def touch_token(self, token_id: str, when: datetime) -> None:
+        """Record a use of the token."""
+        ...
+
+    async def revoke_token(self, token_id: str, when: datetime) -> bool:
+        """Revoke a token; False if it was already revoked or unknown."""
+        ...
+
+    async def list_tokens(self, owner_id: str | None = None) -> list[Token]:
+        """Every token, or one owner's."""
+        ...
+
+    async def create_token_request(self, requester: User, purpose: str) -> TokenRequest:
+        """A member's new request for a token."""
+        ...
+
+    async def get_token_request(self, request_id: str) -> TokenRequest | None:
+        """A token request by id."""
+        ...
+
+    async def decide_token_request(
+        self, request_id: str, status: str, decided_by: str, token_id: str | None
+    ) -> bool:
+        """Approve or deny a pending request; False if it was no longer pending."""
+        ...
+
+    async def list_token_requests(self, status: str | None = "pending") -> list[TokenRequest]:
+        """Requests in `status` (None: all), oldest first."""
+        ...
+
+
+class KeyValue(Protocol):
+    """Small durable values the transports keep (message ids, command digests)."""
+
+    async def kv_get(self, key: str) -> str | None:
+        """The value under `key`, if any."""
+        ...
+
+    async def kv_set(self, key: str, value: str) -> None:
+        """Set (or replace) the value under `key`."""
+        ...
+
+
+class Repo(ImageRepo, CatalogueRepo, MemberMemory, TokenRepo, KeyValue, Protocol):
+    """Everything the services need from a metadata store."""
+
+    async def integrity_check(self) -> list[str]:
+        """Problems the backend finds in its own data (empty when healthy)."""
+        ...
+
+
+class BlobStore(Protocol):
+    """Bytes by key. Keys look like `images/ab/<id>.jpg`: `/`-separated, no `..`."""
+
+    async def put(self, key: str, data: bytes) -> None:
+        """Store `data` under `key` durably and atomically (all or nothing)."""
+
+    def path(self, key: str) -> Path:
+        """A local path to serve the bytes from."""
+
+    async def exists(self, key: str) -> bool:
+        """Whether `key` holds bytes."""
+
+    async def remove(self, key: str) -> None:
+        """Remove `key`; removing a missing key is not an error."""
+
+    async def list_prefix(self, prefix: str) -> list[str]:
+        """Every key under the folder `prefix` (e.g. `images/ab`)."""
+
+
+def image_key(image_id: str, extension: str) -> str:
+    """Where an image's bytes live."""
+    return f"images/{image_id[:2]}/{image_id}.{extension}"
+
+
+def thumbnail_key(image_id: str) -> str:
+    """Where an image's JPEG thumbnail lives."""
+    return f"thumbs/{image_id[:2]}/{image_id}.jpg"
+
+
+__all__ = [
+    "BlobStore",
+    "CatalogueRepo",
+    "ImageRepo",
+    "KeyValue",
+    "MemberMemory",
+    "Repo",
+    "TokenRepo",
+    "image_key",
+    "thumbnail_key",
+]
