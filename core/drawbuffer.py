@@ -42,6 +42,11 @@ class _Batch:
     size: int  # how many were asked for
     images: list[Image]  # still to hand out (a large match set)
     whole: list[Image] | None  # the whole match set, when smaller than a batch
+    # The first `older` of `images` are left from an earlier draw and are handed out
+    # only until `older_until`: no image is served more than `ttl` after it was drawn,
+    # however busy the filter (a write by another process is seen within `ttl`).
+    older: int = 0
+    older_until: float = 0.0
 
 
 class DrawBuffer:
@@ -80,11 +85,15 @@ class DrawBuffer:
         batch = self._batches.get(key)
         if batch is None or batch.generation != self.generation:
             return None
-        if self._clock() - batch.drawn_at >= self.ttl:
+        now = self._clock()
+        if now - batch.drawn_at >= self.ttl:
             if len(batch.images) > batch.size // 2:  # mostly unused: draw less next time
                 self._sizes[key] = max(self.min_batch, batch.size // 2)
             del self._batches[key]
             return None
+        if batch.older and now >= batch.older_until:
+            del batch.images[: batch.older]
+            batch.older = 0
         return batch
 
     async def take(self, filters: Filters, count: int) -> list[Image]:
@@ -101,6 +110,7 @@ class DrawBuffer:
                 if len(batch.images) >= count:
                     taken = batch.images[:count]
                     del batch.images[:count]
+                    batch.older = max(0, batch.older - count)
                     if len(batch.images) < batch.size // 2:
                         # Used within its life: draw the next, larger batch while this
                         # one is still being handed out, so callers rarely wait.
@@ -163,8 +173,14 @@ class DrawBuffer:
         else:
             current = self._fresh(key)
             if current is not None and current.whole is None:
-                # Hand out what is left first; skip new images already in it.
+                # Hand out what is left first (until its own time is up); skip new
+                # images already in it.
                 left = {i.id for i in current.images}
+                if current.images:
+                    until = current.drawn_at + self.ttl
+                    if current.older:
+                        until = min(until, current.older_until)
+                    current.older, current.older_until = len(current.images), until
                 current.images.extend(i for i in images if i.id not in left)
                 current.drawn_at = self._clock()
                 current.size = size

@@ -52,6 +52,29 @@ async def test_next_batch_is_drawn_before_the_buffer_runs_dry(services: Services
     await buffer.aclose()
 
 
+async def test_leftovers_are_not_handed_out_past_their_own_ttl(services: Services) -> None:
+    """A busy filter's refills keep the batch alive; what was left from an earlier draw
+    must still go once its own life is over (another process may have removed it)."""
+    await _approved(services, 40)
+    now = [0.0]
+    buffer = _buffer(services, batch=8, min_batch=8, ttl=1.0, clock=lambda: now[0])
+    await buffer.take(Filters(), 1)  # draws 8 at 0 s, hands out 1
+    for _ in range(3):
+        await buffer.take(Filters(), 1)
+    leftovers = {i.id for i in buffer._batches[Filters().key()].images}
+    now[0] = 0.5
+    await buffer.take(Filters(), 1)  # 3 left of 8: below half, the next batch is drawn
+    await asyncio.sleep(0.2)  # and lands at 0.5 s, living until 1.5 s...
+    assert buffer.draws == 2
+    leftovers -= {i.id for i in buffer._batches[Filters().key()].images[3:]}
+    assert len(leftovers) >= 2
+    now[0] = 1.2  # ...but the leftovers, drawn at 0 s, are past their life
+    taken = {i.id for i in await buffer.take(Filters(), 3)}
+    assert not taken & leftovers
+    assert buffer.draws == 2
+    await buffer.aclose()
+
+
 async def test_aclose_cancels_draws_in_flight(services: Services) -> None:
     gate = asyncio.Event()
 
