@@ -6,6 +6,7 @@ another reads, so reads never queue behind a write under WAL."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random as _random
 import sqlite3
@@ -47,6 +48,10 @@ TOTAL_CAP = 10_000
 # Rows a draw may look at through rejection before falling back to an exact scan.
 DRAW_ROUNDS = 4
 _SECRET_RNG = _random.SystemRandom()
+# WAL with NORMAL: a commit is atomic and survives a crash of the process, but the
+# last commits before a power cut may be lost (the WAL is synced only at
+# checkpoints). Durable transactions switch to FULL for their commit (one fsync).
+_SYNCHRONOUS = "NORMAL"
 
 
 # Enum lookups by value cost microseconds each on the hot read path; a dict doesn't.
@@ -288,7 +293,7 @@ class SQLiteRepo:
     async def _connect(self) -> aiosqlite.Connection:
         conn = await aiosqlite.connect(self.path, isolation_level=None)
         await conn.execute("PRAGMA journal_mode = WAL")
-        await conn.execute("PRAGMA synchronous = NORMAL")
+        await conn.execute(f"PRAGMA synchronous = {_SYNCHRONOUS}")
         await conn.execute("PRAGMA foreign_keys = ON")
         await conn.execute("PRAGMA busy_timeout = 5000")
         await conn.execute("PRAGMA cache_size = -32000")
@@ -344,12 +349,18 @@ class SQLiteRepo:
         rows = await self._all(sql, params)
         return rows[0] if rows else None
 
-    def transaction(self, *, touches_images: bool = True) -> _Transaction:
+    def transaction(self, *, touches_images: bool = True, durable: bool = False) -> _Transaction:
         """`async with repo.transaction() as tx:` one atomic write. Unless it says it
         leaves images alone (tokens, requests, kv, what a member has seen), its commit
-        drops everything reads keep."""
+        drops everything reads keep. A durable one survives a power cut once it has
+        committed: for commits that acknowledge an upload or let its files go."""
         assert self._write is not None, "repo is not open"
-        return _Transaction(self._write, self._lock, self._cache.clear if touches_images else None)
+        return _Transaction(
+            self._write,
+            self._lock,
+            self._cache.clear if touches_images else None,
+            durable=durable,
+        )
 
     # ---- names -> ids ----------------------------------------------------------
 
@@ -446,7 +457,8 @@ class SQLiteRepo:
 
     async def insert_image(self, new: NewImage) -> Image:
         """Insert an image with its tags, artist and characters in one transaction;
-        raises DuplicateImage (with the stored id) when its sha256 is already stored."""
+        raises DuplicateImage (with the stored id) when its sha256 is already stored.
+        Durable: this commit is what acknowledges an upload."""
         try:
             await self._insert_image(new)
         except sqlite3.IntegrityError:
@@ -460,7 +472,7 @@ class SQLiteRepo:
         return image
 
     async def _insert_image(self, new: NewImage) -> None:
-        async with self.transaction() as tx:
+        async with self.transaction(durable=True) as tx:
             artist_rid = None
             if new.artist:
                 artist_rid = await self._get_or_create(tx, "artists", new.artist)
@@ -562,11 +574,13 @@ class SQLiteRepo:
         return _STATUS[old]
 
     async def delete_image(self, image_id: str) -> Image | None:
-        """Delete an image row (and its memberships); returns what was deleted."""
+        """Delete an image row (and its memberships); returns what was deleted.
+        Durable: its files are removed next, and the row must not come back without
+        them after a power cut."""
         image = await self.get_image(image_id)
         if image is None:
             return None
-        async with self.transaction() as tx:
+        async with self.transaction(durable=True) as tx:
             row = await tx.one("SELECT seq FROM images WHERE id = ?", (image_id,))
             if row is None:
                 return None
@@ -1563,18 +1577,28 @@ class SQLiteRepo:
 
 
 class _Transaction:
-    """One BEGIN IMMEDIATE ... COMMIT on the write connection, serialised by a lock."""
+    """One BEGIN IMMEDIATE ... COMMIT on the write connection, serialised by a lock.
+    A durable one commits with `synchronous = FULL` (see `SQLiteRepo.transaction`)."""
 
     def __init__(
-        self, conn: aiosqlite.Connection, lock: asyncio.Lock, on_commit: Callable[[], None] | None
+        self,
+        conn: aiosqlite.Connection,
+        lock: asyncio.Lock,
+        on_commit: Callable[[], None] | None,
+        *,
+        durable: bool = False,
     ) -> None:
         self.conn = conn
         self.lock = lock
         self.on_commit = on_commit  # None: a write that leaves images alone
+        self.durable = durable
 
     async def __aenter__(self) -> _Transaction:
         await self.lock.acquire()
         try:
+            if self.durable:
+                # Only outside a transaction does SQLite take this; it costs no I/O.
+                await self.conn.execute("PRAGMA synchronous = FULL")
             await self.conn.execute("BEGIN IMMEDIATE")
         except BaseException:
             # A cancelled await does not stop the worker thread: BEGIN may still run and
@@ -1585,7 +1609,10 @@ class _Transaction:
             except (sqlite3.Error, asyncio.CancelledError):
                 pass  # no transaction was open (BEGIN failed) or we are cancelled again
             finally:
-                self.lock.release()
+                try:
+                    await self._restore_synchronous()
+                finally:
+                    self.lock.release()
             raise
         return self
 
@@ -1602,7 +1629,18 @@ class _Transaction:
             else:
                 await self.conn.execute("ROLLBACK")
         finally:
-            self.lock.release()
+            try:
+                await self._restore_synchronous()
+            finally:
+                self.lock.release()
+
+    async def _restore_synchronous(self) -> None:
+        if not self.durable:
+            return
+        # Queued after the COMMIT or ROLLBACK on the connection's one thread, so it
+        # runs outside the transaction even when this await is cancelled.
+        with contextlib.suppress(sqlite3.Error):
+            await asyncio.shield(self.conn.execute(f"PRAGMA synchronous = {_SYNCHRONOUS}"))
 
     async def execute(self, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Cursor:
         return await self.conn.execute(sql, tuple(params))
