@@ -244,7 +244,10 @@ class BlobStore(Protocol):
         """Remove `key`; removing a missing key is not an error."""
 
     async def list_prefix(self, prefix: str) -> list[str]:
-        """Every key under the folder `prefix` (e.g. `images/ab`)."""
+        """Every key under the folder `prefix` (e.g. `images/ab`), temporaries included."""
+
+    async def modified_at(self, key: str) -> float | None:
+        """When `key` was last written (seconds since the epoch); None if it is gone."""
 
 
 def image_key(image_id: str, extension: str) -> str:

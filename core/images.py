@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from collections.abc import Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from core import events as ev
 from core import visibility
@@ -49,6 +50,12 @@ MAX_NAME_LENGTH = 120
 MAX_TITLE_LENGTH = 200
 MAX_DESCRIPTION_LENGTH = 5000
 MAX_PAGE = 100
+# How old a file without a row must be before the consistency check removes it.
+# Ingest writes an image's files moments before it commits the row, and other
+# processes (a second server, `bot.py import`) may be doing so on the same DATA_DIR
+# while the check runs; a writer takes milliseconds between the two, never an hour.
+# Temporaries (`.<name>.<pid>.tmp`) get the same grace: they may be half written.
+ORPHAN_GRACE_SECONDS = 3600
 _SPACES = re.compile(r"\s+")
 
 
@@ -78,9 +85,12 @@ def clean_name(text: str) -> str:
 
 @dataclass(slots=True)
 class ConsistencyReport:
-    """What a start-up check of rows against files found and did."""
+    """What a check of rows against files found and did."""
 
     orphans_removed: list[str] = field(default_factory=list)
+    # Files without a row (temporaries included) too young to remove: a live writer
+    # may still commit their row.
+    young_kept: list[str] = field(default_factory=list)
     missing_files: list[str] = field(default_factory=list)
 
 
@@ -176,10 +186,6 @@ class ImageService:
         near = await self.repo.near_duplicate(processed.phash, NEAR_DUPLICATE_BITS)
         image_id = new_id()
         keys = (image_key(image_id, processed.extension), thumbnail_key(image_id))
-        # Files first, row second: a crash in between leaves only orphan files, which
-        # the start-up check removes; never a row without its file.
-        await self.blobs.put(keys[0], processed.data)
-        await self.blobs.put(keys[1], processed.thumbnail)
         status = Status.APPROVED if trusted else Status.PENDING
         row = NewImage(
             id=image_id,
@@ -213,18 +219,50 @@ class ImageService:
             expires_at=meta.expires_at,
             near_duplicate_of=near,
         )
+        # Files first, row second: a crash in between leaves only orphan files, which
+        # the start-up check removes once they are old; never a row without its file.
+        # Each step runs as its own task, shielded: a cancelled await does not stop a
+        # write already handed to a thread, so the clean-up below waits for every
+        # step's outcome before it decides what to remove.
+        steps: list[asyncio.Future[Any]] = []
         try:
-            image = await self.repo.insert_image(row)
+            for key, data in zip(keys, (processed.data, processed.thumbnail), strict=True):
+                steps.append(asyncio.ensure_future(self.blobs.put(key, data)))
+                await asyncio.shield(steps[-1])
+            steps.append(asyncio.ensure_future(self.repo.insert_image(row)))
+            image: Image = await asyncio.shield(steps[-1])
         except BaseException:
             # Includes DuplicateImage: two uploads of the same bytes raced.
-            for key in keys:
-                await asyncio.shield(self.blobs.remove(key))
+            stored = await asyncio.shield(self._settle_failed_ingest(keys, steps))
+            if stored is not None:
+                # Cancelled after the commit: the image is in, so it is announced.
+                self._stored(stored)
+                raise
             raise
+        self._stored(image)
+        return image
+
+    async def _settle_failed_ingest(
+        self, keys: Sequence[str], steps: Sequence[asyncio.Future[Any]]
+    ) -> Image | None:
+        """After an ingest failed (or was cancelled): wait for every step it started,
+        then remove its files unless the row committed anyway; returns that row."""
+        outcomes = await asyncio.gather(*steps, return_exceptions=True)
+        if len(steps) == len(keys) + 1 and isinstance(outcomes[-1], Image):
+            return outcomes[-1]
+        for key in keys:
+            try:
+                await self.blobs.remove(key)
+            except OSError:
+                # Left for the check of files against rows, once it is old enough.
+                log.warning("could not remove %s after a failed upload", key, exc_info=True)
+        return None
+
+    def _stored(self, image: Image) -> None:
         # Even a pending upload changes what its uploader's own listing shows.
         self._changed()
-        if status is Status.PENDING:
+        if image.status is Status.PENDING:
             self.events.emit(ev.IMAGE_PENDING, image)
-        return image
 
     def _changed(self) -> None:
         """What public reads may return has changed: drop pre-drawn random images."""
@@ -450,23 +488,46 @@ class ImageService:
                 log.exception("expiry sweep failed; will retry")
             await asyncio.sleep(interval)
 
-    async def check_consistency(self) -> ConsistencyReport:
-        """Remove files no row points at; report rows whose file is missing. Run it
-        before serving: an upload in flight would look like an orphan."""
+    async def check_consistency(
+        self, *, grace_seconds: float = ORPHAN_GRACE_SECONDS
+    ) -> ConsistencyReport:
+        """Remove files no row points at once they are older than `grace_seconds`;
+        report rows whose file is missing. Safe while other processes write."""
         report = ConsistencyReport()
         for shard in (f"{n:02x}" for n in range(256)):
-            rows = await self.repo.files_with_prefix(shard)
-            wanted = {image_key(i, ext) for i, ext in rows} | {thumbnail_key(i) for i, _ in rows}
+            # Files before rows: a file whose row commits before the rows are read is
+            # never taken for an orphan. One whose row commits later looks like one,
+            # which is what the grace period is for.
             present = set(await self.blobs.list_prefix(f"images/{shard}"))
             present |= set(await self.blobs.list_prefix(f"thumbs/{shard}"))
+            rows = await self.repo.files_with_prefix(shard)
+            wanted = {image_key(i, ext) for i, ext in rows} | {thumbnail_key(i) for i, _ in rows}
             for key in sorted(present - wanted):
+                modified = await self.blobs.modified_at(key)
+                if modified is None:
+                    continue  # renamed into place or removed meanwhile
+                if time.time() - modified < grace_seconds:
+                    report.young_kept.append(key)
+                    continue
                 await self.blobs.remove(key)
                 report.orphans_removed.append(key)
             for image_id, ext in rows:
-                if image_key(image_id, ext) not in present:
+                key = image_key(image_id, ext)
+                # Written after the listing, or deleted since (row first, then files)?
+                if (
+                    key not in present
+                    and not await self.blobs.exists(key)
+                    and await self.repo.get_file(image_id) is not None
+                ):
                     report.missing_files.append(image_id)
-        if report.orphans_removed:
-            log.warning("removed %d file(s) no image points at", len(report.orphans_removed))
+        log.info(
+            "checked files against rows: removed %d orphan file(s), left %d younger than "
+            "%d s, %d image(s) without a file",
+            len(report.orphans_removed),
+            len(report.young_kept),
+            grace_seconds,
+            len(report.missing_files),
+        )
         if report.missing_files:
             log.error(
                 "%d image(s) have no file: %s",

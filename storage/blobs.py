@@ -66,3 +66,13 @@ class FileBlobStore:
     async def list_prefix(self, prefix: str) -> list[str]:
         """Keys of the files directly inside the folder `prefix` (temporaries included)."""
         return await asyncio.to_thread(self._list_sync, prefix)
+
+    def _modified_sync(self, key: str) -> float | None:
+        try:
+            return self.path(key).stat().st_mtime
+        except FileNotFoundError:
+            return None
+
+    async def modified_at(self, key: str) -> float | None:
+        """The file's mtime: when its writer last wrote it (a rename keeps it)."""
+        return await asyncio.to_thread(self._modified_sync, key)

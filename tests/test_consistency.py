@@ -1,13 +1,24 @@
-"""The start-up check of rows against files: orphan files and leftover temporaries
-are removed, rows whose file is gone are reported, everything else is left alone."""
+"""The check of rows against files: orphan files and leftover temporaries are removed
+once they are older than the grace period (a live writer may still commit the young
+ones), rows whose file is gone are reported, everything else is left alone. Ingest
+leaves no file behind when it fails before its row commits, and commits that
+acknowledge an upload are durable."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import time
 from pathlib import Path
 
+import pytest
+
 from core.contracts import image_key, thumbnail_key
+from core.errors import InvalidInput
+from core.images import ORPHAN_GRACE_SECONDS
 from core.models import IngestMetadata, new_id
 from core.services import Services
+from storage.blobs import FileBlobStore
 from tests.conftest import MEMBER, make_image
 
 META = IngestMetadata(tags=("cat",))
@@ -17,41 +28,89 @@ def all_files(services: Services) -> set[Path]:
     return {p for p in (services.settings.data_dir / "files").rglob("*") if p.is_file()}
 
 
+def age(path: Path, seconds: float) -> None:
+    """Make `path` look last written `seconds` ago."""
+    when = time.time() - seconds
+    os.utime(path, (when, when))
+
+
+async def put_orphan(services: Services, *, age_seconds: float) -> list[Path]:
+    """An image and thumbnail no row points at, as a crashed upload leaves them."""
+    orphan_id = new_id()
+    paths = []
+    for key in (image_key(orphan_id, "png"), thumbnail_key(orphan_id)):
+        await services.storage.blobs.put(key, make_image(seed=2))
+        paths.append(services.storage.blobs.path(key))
+        age(paths[-1], age_seconds)
+    return paths
+
+
+def put_temporary(services: Services, near: Path, *, age_seconds: float) -> Path:
+    """What FileBlobStore.put leaves while it writes (or after a crash mid-write)."""
+    temporary = near.with_name(f".{new_id()}.png.4242.tmp")
+    temporary.write_bytes(b"half an image")
+    age(temporary, age_seconds)
+    return temporary
+
+
 async def test_check_of_a_consistent_store_changes_nothing(services: Services) -> None:
     for n in range(3):
         await services.images.ingest(make_image(seed=n), META, MEMBER)
     before = {p: p.read_bytes() for p in all_files(services)}
     report = await services.images.check_consistency()
     assert report.orphans_removed == [] and report.missing_files == []
+    assert report.young_kept == []
     assert {p: p.read_bytes() for p in all_files(services)} == before
 
 
-async def test_check_removes_an_orphan_image_and_thumbnail(services: Services) -> None:
+async def test_check_removes_an_orphan_older_than_the_grace_period(services: Services) -> None:
     kept = await services.images.ingest(make_image(seed=1), META, MEMBER)
-    orphan_id = new_id()
-    keys = [image_key(orphan_id, "png"), thumbnail_key(orphan_id)]
-    for key in keys:
-        await services.storage.blobs.put(key, make_image(seed=2))
+    orphans = await put_orphan(services, age_seconds=ORPHAN_GRACE_SECONDS + 60)
     report = await services.images.check_consistency()
-    assert sorted(report.orphans_removed) == sorted(keys)
-    assert all(not services.storage.blobs.path(k).exists() for k in keys)
+    assert len(report.orphans_removed) == 2 and report.young_kept == []
+    assert not any(p.exists() for p in orphans)
     assert all_files(services) == {
         services.images.image_path(kept),
         services.images.thumbnail_path(kept),
     }
 
 
-async def test_check_removes_a_leftover_temporary_file(services: Services) -> None:
-    image = await services.images.ingest(make_image(seed=1), META, MEMBER)
-    # What a crash in the middle of FileBlobStore.put leaves behind.
-    final = services.images.image_path(image)
-    leftover = final.with_name(f".{new_id()}.png.4242.tmp")
-    leftover.write_bytes(b"half an image")
+async def test_check_keeps_an_orphan_younger_than_the_grace_period(services: Services) -> None:
+    # Exactly what another process's upload looks like between its files and its row.
+    orphans = await put_orphan(services, age_seconds=ORPHAN_GRACE_SECONDS - 60)
     report = await services.images.check_consistency()
-    assert not leftover.exists()
-    assert len(report.orphans_removed) == 1
-    assert report.orphans_removed[0].endswith(leftover.name)
+    assert report.orphans_removed == []
+    assert len(report.young_kept) == 2
+    assert all(p.exists() for p in orphans)
+
+
+async def test_check_keeps_a_young_temporary_file(services: Services) -> None:
+    image = await services.images.ingest(make_image(seed=1), META, MEMBER)
+    temporary = put_temporary(services, services.images.image_path(image), age_seconds=5)
+    report = await services.images.check_consistency()
+    assert temporary.read_bytes() == b"half an image"
+    assert report.orphans_removed == []
+    assert [k.rsplit("/", 1)[-1] for k in report.young_kept] == [temporary.name]
+
+
+async def test_check_removes_a_temporary_file_older_than_the_grace_period(
+    services: Services,
+) -> None:
+    image = await services.images.ingest(make_image(seed=1), META, MEMBER)
+    final = services.images.image_path(image)
+    temporary = put_temporary(services, final, age_seconds=ORPHAN_GRACE_SECONDS + 60)
+    report = await services.images.check_consistency()
+    assert not temporary.exists()
+    assert [k.rsplit("/", 1)[-1] for k in report.orphans_removed] == [temporary.name]
     assert final.exists()
+
+
+async def test_check_with_no_grace_removes_even_a_fresh_orphan(services: Services) -> None:
+    # What a caller that knows no writer is alive (e.g. after a crash test) may ask.
+    orphans = await put_orphan(services, age_seconds=0)
+    report = await services.images.check_consistency(grace_seconds=0)
+    assert len(report.orphans_removed) == 2
+    assert not any(p.exists() for p in orphans)
 
 
 async def test_check_reports_a_row_whose_file_was_deleted(services: Services) -> None:
@@ -65,3 +124,69 @@ async def test_check_reports_a_row_whose_file_was_deleted(services: Services) ->
     assert services.images.thumbnail_path(lost).exists()
     assert services.images.image_path(fine).exists()
     assert fine.id not in report.missing_files
+
+
+class ThumbnailsFail(FileBlobStore):
+    """Files as usual, except that writing a thumbnail fails as a full disk would."""
+
+    def _put_sync(self, key: str, data: bytes) -> None:
+        if key.startswith("thumbs/"):
+            raise OSError(28, "No space left on device")
+        super()._put_sync(key, data)
+
+
+async def test_a_failed_thumbnail_write_leaves_no_file(services: Services) -> None:
+    services.images.blobs = ThumbnailsFail(services.settings.data_dir / "files")
+    with pytest.raises(OSError, match="No space left"):
+        await services.images.ingest(make_image(seed=1), META, MEMBER)
+    assert all_files(services) == set()
+    assert await services.storage.repo._all("SELECT id FROM images") == []
+
+
+async def test_a_row_refused_at_commit_leaves_no_file(services: Services) -> None:
+    with pytest.raises(InvalidInput):
+        await services.images.ingest(
+            make_image(seed=1), IngestMetadata(album_id="no-such-album"), MEMBER
+        )
+    assert all_files(services) == set()
+
+
+async def test_an_ingest_cancelled_after_its_commit_keeps_its_files(services: Services) -> None:
+    repo = services.storage.repo
+    committed = asyncio.Event()
+    original = repo.insert_image
+
+    async def insert_then_linger(new):  # type: ignore[no-untyped-def]
+        image = await original(new)
+        committed.set()
+        await asyncio.sleep(0.05)  # the caller is cancelled while the insert finishes
+        return image
+
+    repo.insert_image = insert_then_linger  # type: ignore[method-assign]
+    upload = asyncio.create_task(services.images.ingest(make_image(seed=1), META, MEMBER))
+    await committed.wait()
+    upload.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await upload
+    ((image_id, extension),) = await repo._all("SELECT id, extension FROM images")
+    assert all_files(services) == {
+        services.storage.blobs.path(image_key(image_id, extension)),
+        services.storage.blobs.path(thumbnail_key(image_id)),
+    }
+
+
+async def test_the_commit_of_an_upload_is_synced_in_full(services: Services) -> None:
+    repo = services.storage.repo
+    statements: list[str] = []
+    assert repo._write is not None
+    await repo._write.set_trace_callback(statements.append)
+    await services.images.ingest(make_image(seed=1), META, MEMBER)
+    await repo._write.set_trace_callback(None)
+    full = statements.index("PRAGMA synchronous = FULL")
+    begin = statements.index("BEGIN IMMEDIATE", full)
+    insert = next(i for i, s in enumerate(statements) if s.startswith("INSERT INTO images"))
+    commit = statements.index("COMMIT", insert)
+    assert full < begin < insert < commit
+    # ...and only that commit: other writes keep NORMAL (a read-heavy path writes too).
+    assert statements.index("PRAGMA synchronous = NORMAL", commit) == commit + 1
+    assert (await (await repo._write.execute("PRAGMA synchronous")).fetchone())[0] == 1
