@@ -551,7 +551,9 @@ class SQLiteRepo:
         """Move an image to `status`, keeping the pools in step, only if its status is
         in `only_from` (when given: checked in the same transaction); returns the status
         it had, None if no such image."""
-        async with self.transaction() as tx:
+        # A reject lets the image's files go right after this commit: it must not be
+        # undone by a power cut, or the row would come back without them.
+        async with self.transaction(durable=status is Status.REJECTED) as tx:
             row = await tx.one("SELECT seq, status FROM images WHERE id = ?", (image_id,))
             if row is None:
                 return None

@@ -190,3 +190,17 @@ async def test_the_commit_of_an_upload_is_synced_in_full(services: Services) -> 
     # ...and only that commit: other writes keep NORMAL (a read-heavy path writes too).
     assert statements.index("PRAGMA synchronous = NORMAL", commit) == commit + 1
     assert (await (await repo._write.execute("PRAGMA synchronous")).fetchone())[0] == 1
+
+
+async def test_a_reject_is_synced_in_full_before_its_files_go(services: Services) -> None:
+    repo = services.storage.repo
+    image = await services.images.ingest(make_image(seed=1), META, MEMBER)
+    statements: list[str] = []
+    assert repo._write is not None
+    await repo._write.set_trace_callback(statements.append)
+    await services.images.reject(image.id, MEMBER)
+    await repo._write.set_trace_callback(None)
+    full = statements.index("PRAGMA synchronous = FULL")
+    update = next(i for i, s in enumerate(statements) if s.startswith("UPDATE images"))
+    assert full < update < statements.index("COMMIT", update)
+    assert not services.storage.blobs.path(thumbnail_key(image.id)).exists()

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import aiohttp
 
+from core.contracts import image_key, thumbnail_key
 from core.images import ORPHAN_GRACE_SECONDS
 from core.models import User
 from core.services import open_services
-from storage.blobs import image_key, thumbnail_key
 from tests.conftest import make_image, make_settings
 
 ROOT = Path(__file__).resolve().parent.parent
