@@ -32,6 +32,9 @@ log = logging.getLogger("gazou.bot.moderation")
 
 PENDING_CONTENT = "New upload waiting for review"
 BACKLOG_LIMIT = 25  # pending uploads posted at start-up that were never posted before
+# At shutdown, posts in flight get this long to finish before they are cancelled (a
+# cancelled post is made again by the next start's backlog, as it left no record).
+SHUTDOWN_DRAIN_SECONDS = 5.0
 
 
 def _posts_key(image_id: str) -> str:
@@ -117,6 +120,9 @@ class Moderation(commands.Cog):
         events.unsubscribe(ev.IMAGE_DECIDED, self.on_image_decided)
         self.bot.remove_dynamic_items(ModerationDecision)
         self._closing = True
+        # The client closes after this: let posts in flight use it first, or they fail
+        # on a closed session (a traceback at every Ctrl-C during a review DM).
+        await events.drain(grace=SHUTDOWN_DRAIN_SECONDS)
         if self._backlog is not None and not self._backlog.done():
             if not self.bot.is_ready():
                 self._backlog.cancel()  # still waiting for READY: it has written nothing

@@ -48,7 +48,19 @@ class Events:
         except Exception:
             log.exception("handler for %s failed", name)
 
-    async def drain(self) -> None:
-        """Wait for running handlers (used at shutdown and in tests)."""
+    async def drain(self, grace: float | None = None) -> None:
+        """Wait for running handlers (used at shutdown and in tests); past `grace`
+        seconds, cancel those still running and wait for them to end."""
+        loop = asyncio.get_running_loop()
+        deadline = None if grace is None else loop.time() + grace
         while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+            tasks = list(self._tasks)
+            if deadline is None:
+                await asyncio.gather(*tasks, return_exceptions=True)
+                continue
+            _, late = await asyncio.wait(tasks, timeout=max(deadline - loop.time(), 0))
+            if late:
+                log.warning("cancelling %d event handler(s) still running at shutdown", len(late))
+                for task in late:
+                    task.cancel()
+                await asyncio.gather(*late, return_exceptions=True)

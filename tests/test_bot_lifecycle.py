@@ -5,18 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from pathlib import Path
 
 import pytest
 
 from tests import botkit
-from tests.botkit import bot_settings, embed_image_id, store_image
+from tests.botkit import EXTRA_OWNER_ID, bot_settings, embed_image_id, store_image
 from tests.discord_standin import DiscordStandIn, connected_bot
 
 # isort: split
 import discord
 
 from cogs.client import GazouBot
+from core import events as ev
 from core.models import User
 from core.services import Services, open_services
 
@@ -192,3 +194,58 @@ async def test_leaving_dev_guild_mode_removes_the_guild_copies(
             pass
     assert standin.registered_commands(standin.guild) == []
     assert {c["name"] for c in standin.registered_commands()} == COMMANDS
+
+
+async def test_review_dm_in_flight_at_shutdown_is_finished_without_an_error(
+    standin: DiscordStandIn, services: Services, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    gate = standin.hold("POST", r"/channels/\d+/messages")
+
+    bot = new_bot(services)
+
+    async def run_bot() -> None:  # as bot.py's run_bot, without the 2 s wait for guilds
+        async with bot:
+            await bot.start(standin.token)
+
+    with standin.patch_discord():
+        # Run as `bot.py serve` runs the bot, and stop it as Ctrl-C does: by cancelling it.
+        task = asyncio.create_task(run_bot())
+        try:
+            await standin.wait_until(bot.is_ready, what="the bot ready")
+            await bot.get_cog("Moderation")._backlog  # type: ignore[union-attr]
+            image = await store_image(services, 1, trusted=False)
+            await asyncio.wait_for(gate.arrived.wait(), 5)
+            task.cancel()
+            # The DM goes through only once the bot is shutting down.
+            await standin.wait_until(lambda: not services.events._handlers[ev.IMAGE_PENDING])
+            gate.release()
+        finally:
+            await asyncio.gather(task, return_exceptions=True)
+    owners = (standin.owner, EXTRA_OWNER_ID)
+    for owner in owners:
+        [dm] = standin.dms(owner)
+        assert dm.custom_ids() == [f"mod:approve:{image.id}", f"mod:reject:{image.id}"]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert "Traceback" not in caplog.text
+
+
+async def test_review_dm_still_stuck_at_shutdown_is_cancelled_and_posted_at_the_next_start(
+    standin: DiscordStandIn,
+    services: Services,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    gate = standin.hold("POST", r"/channels/\d+/messages")
+    async with connected_bot(standin, new_bot(services)):
+        # The extension's module as the bot loaded it (5 s in production).
+        monkeypatch.setattr(sys.modules["cogs.moderation"], "SHUTDOWN_DRAIN_SECONDS", 0.05)
+        image = await store_image(services, 1, trusted=False)
+        await asyncio.wait_for(gate.arrived.wait(), 5)
+    assert "cancelling 1 event handler(s) still running at shutdown" in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert await services.storage.repo.kv_get(f"discord:moderation:{image.id}") is None
+    gate.release()
+    async with connected_bot(standin, new_bot(services)) as second:
+        await second.get_cog("Moderation")._backlog  # type: ignore[union-attr]
+    assert await services.storage.repo.kv_get(f"discord:moderation:{image.id}") is not None

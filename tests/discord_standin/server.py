@@ -41,6 +41,7 @@ __all__ = [
     "ChannelSpec",
     "CommandSync",
     "DiscordStandIn",
+    "Gate",
     "GuildSpec",
     "HostedAttachment",
     "InteractionCallback",
@@ -262,6 +263,20 @@ class RecordedRequest:
     authorization: str | None
     status: int = 0
     response: Any = None
+
+
+@dataclasses.dataclass(eq=False)
+class Gate:
+    """Holds matching REST requests in flight until released (see ``DiscordStandIn.hold``)."""
+
+    method: str
+    pattern: re.Pattern[str]
+    arrived: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    released: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+
+    def release(self) -> None:
+        """Let the held requests (and every later one) through."""
+        self.released.set()
 
 
 @dataclasses.dataclass
@@ -572,6 +587,7 @@ class DiscordStandIn:
         self._commands: dict[int | None, list[dict[str, Any]]] = {}
         self._command_ids: dict[tuple[int | None, str], int] = {}
         self._overrides: list[list[Any]] = []
+        self._gates: list[Gate] = []
         self._sessions: list[_GatewaySession] = []
         self._session_seq: dict[str, int] = {}
         self._routes = self._build_routes()
@@ -624,6 +640,8 @@ class DiscordStandIn:
             if not session.ws.closed:
                 await session.ws.close(code=1001, message=b"stand-in shutting down")
         self._sessions.clear()
+        for gate in self._gates:
+            gate.release()  # a held request must not keep the server from closing
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -797,6 +815,15 @@ class DiscordStandIn:
         regex ``pattern`` (relative to /api/v10, full match) with ``status``/``body``.
         Note that discord.py retries 5xx answers with 1-9 s sleeps."""
         self._overrides.append([method.upper(), re.compile(pattern), status, body, times])
+
+    def hold(self, method: str, pattern: str) -> Gate:
+        """Hold every request matching ``method`` and the path regex ``pattern`` (relative to
+        /api/v10, full match) before it is answered, until ``gate.release()``: a request
+        in flight for as long as a test needs. ``await gate.arrived.wait()`` waits for the
+        first one. Closing the stand-in releases every gate."""
+        gate = Gate(method.upper(), re.compile(pattern))
+        self._gates.append(gate)
+        return gate
 
     # ---------------------------------------------------------------- waiting
 
@@ -1745,6 +1772,11 @@ class DiscordStandIn:
             authorization=request.headers.get("Authorization"),
         )
         self.requests.append(rec)
+        for gate in self._gates:
+            if gate.method == rec.method and gate.pattern.fullmatch(rec.path):
+                gate.arrived.set()
+                self._notify()
+                await gate.released.wait()
         try:
             status, response = self._route(rec)
         except Exception as exc:  # a stand-in bug: answer 400 (no discord.py retries) and keep it
