@@ -184,4 +184,14 @@ MIGRATIONS: list[str] = [
     ) WITHOUT ROWID;
     INSERT INTO changes (what, counter) VALUES ('images', 0);
     """,
+    # 3: small values may expire (the bot's per-message state: what a button re-runs,
+    # where a review was posted), so they stop growing with every use. Such values
+    # written before could not expire: they get the lifetime the bot now gives them.
+    """
+    ALTER TABLE kv ADD COLUMN expires_at REAL;
+    CREATE INDEX kv_expires ON kv(expires_at) WHERE expires_at IS NOT NULL;
+    UPDATE kv SET expires_at = CAST(strftime('%s', 'now') AS REAL) + 30 * 86400
+        WHERE key LIKE 'discord:random:%' OR key LIKE 'discord:moderation:%'
+            OR key LIKE 'discord:token-request:%';
+    """,
 ]

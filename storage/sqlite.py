@@ -14,7 +14,7 @@ import string
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -1056,21 +1056,28 @@ class SQLiteRepo:
             )
         seqs = await self._draw(plan, count)
         if seen_by is not None:
-            if not seqs:
-                # Every match has been shown: forget and start a new cycle.
+            if len(seqs) < count:
+                # The cycle ends within this page: start a new one that begins with the
+                # images drawn so far (so the rest of the page can't repeat them), and
+                # fill the page from it.
                 async with self.transaction(touches_images=False) as tx:
                     await tx.execute(
                         "DELETE FROM seen WHERE user_id = ? AND filter_key = ?",
                         (seen_by, seen_key),
                     )
-                seqs = await self._draw(plan, count)
+                    await self._mark_seen(tx, seen_by, seen_key, seqs)
+                seqs += await self._draw(plan, count - len(seqs))
             if seqs:
                 async with self.transaction(touches_images=False) as tx:
-                    await tx.executemany(
-                        "INSERT OR IGNORE INTO seen (user_id, filter_key, seq) VALUES (?, ?, ?)",
-                        [(seen_by, seen_key, s) for s in seqs],
-                    )
+                    await self._mark_seen(tx, seen_by, seen_key, seqs)
         return await self._images_by_seq(seqs)
+
+    @staticmethod
+    async def _mark_seen(tx: _Transaction, user_id: str, key: str, seqs: list[int]) -> None:
+        await tx.executemany(
+            "INSERT OR IGNORE INTO seen (user_id, filter_key, seq) VALUES (?, ?, ?)",
+            [(user_id, key, s) for s in seqs],
+        )
 
     async def _draw(self, plan: _Plan, count: int) -> list[int]:
         sizes = plan.sizes
@@ -1264,7 +1271,10 @@ class SQLiteRepo:
         )
         images = await self._images_by_seq([r[0] for r in rows])
         total, exact = query.skip + len(images), len(images) < query.limit
-        if count_total and (len(images) == query.limit or (query.skip and not images)):
+        # An empty page past the end says only that the total is at most `skip`: count it
+        # even when not asked to (the OFFSET just walked those rows; it is no dearer).
+        past_the_end = query.skip > 0 and not images
+        if past_the_end or (count_total and len(images) == query.limit):
             if pool_exact is not None:
                 total, exact = await self.pool_size(pool_exact), True
             else:
@@ -1558,18 +1568,33 @@ class SQLiteRepo:
     # ---- key/value ---------------------------------------------------------------
 
     async def kv_get(self, key: str) -> str | None:
-        """A small persisted value."""
-        row = await self._one("SELECT value FROM kv WHERE key = ?", (key,))
+        """A small persisted value; None when absent or expired."""
+        row = await self._one(
+            "SELECT value FROM kv WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)",
+            (key, time.time()),
+        )
         return row[0] if row else None
 
-    async def kv_set(self, key: str, value: str) -> None:
-        """Persist a small value."""
+    async def kv_set(self, key: str, value: str, *, expires_in: timedelta | None = None) -> None:
+        """Persist a small value, for good or for `expires_in` (then `kv_get` no longer
+        sees it and `kv_purge_expired` deletes it)."""
+        expires_at = time.time() + expires_in.total_seconds() if expires_in else None
         async with self.transaction(touches_images=False) as tx:
             await tx.execute(
-                "INSERT INTO kv (key, value) VALUES (?, ?) "
-                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                (key, value),
+                "INSERT INTO kv (key, value, expires_at) VALUES (?, ?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value, "
+                "expires_at = excluded.expires_at",
+                (key, value, expires_at),
             )
+
+    async def kv_purge_expired(self, now: datetime | None = None) -> int:
+        """Delete the values whose expiry has passed; returns how many."""
+        when = (now or datetime.now(UTC)).timestamp()
+        async with self.transaction(touches_images=False) as tx:
+            cursor = await tx.execute(
+                "DELETE FROM kv WHERE expires_at IS NOT NULL AND expires_at <= ?", (when,)
+            )
+            return cursor.rowcount
 
     async def integrity_check(self) -> list[str]:
         """SQLite's own integrity and foreign-key checks; empty when healthy."""

@@ -432,6 +432,36 @@ async def test_seen_by_shows_every_match_once_before_any_repeat(
     assert again.id in matches
 
 
+async def test_seen_by_fills_a_page_across_the_end_of_a_cycle_without_repeats(
+    services: Services, collection: list[Image]
+) -> None:
+    filters = Filters(tags=("cat",))
+    matches = expected_ids(collection, SPECS, filters)
+    assert len(matches) >= 4
+    count = len(matches) - 1
+    first = [i.id for i in await services.images.random(filters, count, seen_by=MEMBER.id)]
+    # One match is left in this cycle: the page takes it, then the next cycle's.
+    second = [i.id for i in await services.images.random(filters, count, seen_by=MEMBER.id)]
+    assert len(second) == count and len(set(second)) == count
+    [left] = set(matches) - set(first)
+    assert left in second
+    # The new cycle began with this page: what it showed does not come back until the
+    # rest of the matches have.
+    rest = set(matches) - set(second)
+    third = [i.id for i in await services.images.random(filters, len(rest), seen_by=MEMBER.id)]
+    assert set(third) == rest
+
+
+async def test_seen_by_page_larger_than_the_matches_shows_each_once(
+    services: Services, collection: list[Image]
+) -> None:
+    filters = Filters(tags=("cat",))
+    matches = expected_ids(collection, SPECS, filters)
+    await services.images.random(filters, 1, seen_by=MEMBER.id)
+    page = [i.id for i in await services.images.random(filters, 50, seen_by=MEMBER.id)]
+    assert sorted(page) == sorted(matches)
+
+
 async def test_seen_by_is_kept_per_member(services: Services, collection: list[Image]) -> None:
     filters = Filters(artist="Alice")
     matches = expected_ids(collection, SPECS, filters)

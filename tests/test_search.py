@@ -306,6 +306,20 @@ async def test_search_past_the_end_is_empty_with_the_true_total(
     assert (page.total, page.total_exact) == (len(known.ids(lambda e, i: True)), True)
 
 
+async def test_search_without_count_total_past_the_end_reports_the_true_total(
+    services: Services, known: Known
+) -> None:
+    everything = len(known.ids(lambda e, i: True))
+    page = await services.images.search(SearchQuery(skip=50, limit=5), count_total=False)
+    assert page.images == []
+    assert (page.total, page.total_exact) == (everything, True)
+    # Counted rows too, not only the pools' sizes.
+    cats = len(known.ids(lambda e, i: "cat" in e.tags and "dog" not in e.tags))
+    query = SearchQuery(tags=("cat",), exclude_tags=("dog",), skip=50, limit=5)
+    page = await services.images.search(query, count_total=False)
+    assert (page.images, page.total, page.total_exact) == ([], cats, True)
+
+
 @pytest.mark.parametrize("status", [Status.PENDING, Status.REJECTED])
 async def test_search_by_status(services: Services, known: Known, status: Status) -> None:
     statuses = frozenset({status})

@@ -317,3 +317,53 @@ async def test_past_the_cap_the_tags_outlive_their_combinations(
     # The combinations went past the cap and started over; the four tags stayed.
     assert len(repo._cache.sets["tags"]) <= 8
     assert sorted(t.name for t in repo._cache.objects["tags"].values()) == list("abcd")
+
+
+async def test_an_expiring_value_is_gone_once_its_time_has_passed(repo: SQLiteRepo) -> None:
+    await repo.kv_set("lasting", "1")
+    await repo.kv_set("fresh", "2", expires_in=timedelta(hours=1))
+    await repo.kv_set("stale", "3", expires_in=timedelta(seconds=-1))
+    assert [await repo.kv_get(k) for k in ("lasting", "fresh", "stale")] == ["1", "2", None]
+
+
+async def test_setting_a_value_again_replaces_its_expiry(repo: SQLiteRepo) -> None:
+    await repo.kv_set("key", "old", expires_in=timedelta(seconds=-1))
+    await repo.kv_set("key", "new")
+    assert await repo.kv_get("key") == "new"
+    assert await repo.kv_purge_expired() == 0
+
+
+async def test_purge_deletes_only_the_expired_values(repo: SQLiteRepo) -> None:
+    await repo.kv_set("lasting", "1")
+    await repo.kv_set("fresh", "2", expires_in=timedelta(hours=1))
+    for n in range(3):
+        await repo.kv_set(f"stale:{n}", "3", expires_in=timedelta(seconds=-1))
+    assert await repo.kv_purge_expired() == 3
+    rows = await repo._all("SELECT key FROM kv ORDER BY key")
+    assert [r[0] for r in rows] == ["fresh", "lasting"]
+    later = datetime.now(UTC) + timedelta(hours=2)
+    assert await repo.kv_purge_expired(later) == 1
+    assert [r[0] for r in await repo._all("SELECT key FROM kv")] == ["lasting"]
+
+
+async def test_migration_gives_the_bots_message_state_an_end(tmp_path: Path) -> None:
+    path = tmp_path / "store.sqlite3"
+    with sqlite3.connect(path) as conn:  # a store as gazou left it before values expired
+        conn.executescript(MIGRATIONS[0] + MIGRATIONS[1] + "PRAGMA user_version = 2;")
+        conn.executemany(
+            "INSERT INTO kv (key, value) VALUES (?, ?)",
+            [
+                ("discord:random:0123456789abcdef", "{}"),
+                ("discord:moderation:5b0e8d4e-0000-4000-8000-000000000000", "[]"),
+                ("discord:token-request:5b0e8d4e-0000-4000-8000-000000000001", "[]"),
+                ("discord:commands:1:global", "digest"),
+            ],
+        )
+    async with SQLiteRepo(path) as repo:
+        rows = await repo._all("SELECT key, expires_at FROM kv ORDER BY key")
+        expiry = {r[0].split(":")[1]: r[1] for r in rows}
+        assert expiry["commands"] is None
+        month = datetime.now(UTC) + timedelta(days=30)
+        for kind in ("random", "moderation", "token-request"):
+            assert abs(expiry[kind] - month.timestamp()) < 3600, kind
+        assert await repo.kv_get("discord:random:0123456789abcdef") == "{}"
