@@ -77,6 +77,12 @@ def image_url(bot: GazouBot, image: Image) -> str:
     return f"{bot.services.settings.public_url}/image/{image.id}"
 
 
+def public_image_url(bot: GazouBot, image: Image) -> str | None:
+    """`image_url` when members can open it, None when PUBLIC_URL is private (loopback
+    or a LAN address: a link there would lead nowhere)."""
+    return image_url(bot, image) if bot.services.settings.public_url_is_public else None
+
+
 def _human_size(size: int) -> str:
     for unit in ("B", "KiB", "MiB"):
         if size < 1024 or unit == "MiB":
