@@ -27,6 +27,11 @@ STATUS_COLOURS = {
 }
 
 
+# Where each request was DMed, to update every owner's copy on the decision.
+DMS_WHILE_PENDING = timedelta(days=30)
+DMS_AFTER_DECISION = timedelta(days=1)
+
+
 def _dm_key(request_id: str) -> str:
     return f"discord:token-request:{request_id}"
 
@@ -45,8 +50,8 @@ def request_embed(request: TokenRequest, note: str | None = None) -> discord.Emb
         else request.requester_name,
     )
     status = request.status
-    if request.decided_by:
-        status += f" by {request.decided_by}"
+    if request.decider_name:
+        status += f" by {request.decider_name}"
     embed.add_field(name="Status", value=status)
     if note:
         embed.add_field(name="Note", value=note, inline=False)
@@ -148,6 +153,9 @@ async def decide_request(
             if interaction.message is None or m != interaction.message.id
         ]
         await bot.edit_messages(others, embed=embed, view=None)
+        await bot.services.storage.repo.kv_set(
+            _dm_key(request_id), stored, expires_in=DMS_AFTER_DECISION
+        )
     if note:
         await interaction.followup.send(note, ephemeral=True)
 
@@ -189,7 +197,9 @@ class Tokens(commands.Cog):
             )
             return
         refs = [(m.channel.id, m.id) for m in sent]
-        await self.bot.services.storage.repo.kv_set(_dm_key(request.id), json.dumps(refs))
+        await self.bot.services.storage.repo.kv_set(
+            _dm_key(request.id), json.dumps(refs), expires_in=DMS_WHILE_PENDING
+        )
         await interaction.followup.send(
             "Your request was sent to the owners. If they approve it, the token arrives by "
             "DM, so keep DMs from this server open.",

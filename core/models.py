@@ -264,10 +264,18 @@ class TokenRequest:
     requester_name: str
     purpose: str
     status: str  # pending | approved | denied
-    decided_by: str | None
+    decided_by: str | None  # "name (id)", kept whole for the record
     created_at: datetime
     decided_at: datetime | None
     token_id: str | None
+
+    @property
+    def decider_name(self) -> str | None:
+        """Who decided, by name only: what people are shown."""
+        if self.decided_by is None:
+            return None
+        name, paren, rest = self.decided_by.rpartition(" (")
+        return name if paren and rest.endswith(")") else self.decided_by
 
 
 @dataclass(frozen=True, slots=True)

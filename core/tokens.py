@@ -177,7 +177,7 @@ class TokenService:
         if request is None:
             raise NotFound("No such token request")
         if request.status != "pending":
-            raise Conflict(f"This request was already {request.status} by {request.decided_by}")
+            raise Conflict(f"This request was already {request.status} by {request.decider_name}")
         issued = await self.issue(
             User(request.requester_id, request.requester_name),
             purpose=request.purpose,
@@ -200,7 +200,7 @@ class TokenService:
         if not await self.repo.decide_token_request(
             request_id, "denied", f"{decided_by.name} ({decided_by.id})", None
         ):
-            raise Conflict(f"This request was already {request.status} by {request.decided_by}")
+            raise Conflict(f"This request was already {request.status} by {request.decider_name}")
         decided = await self.repo.get_token_request(request_id)
         assert decided is not None
         return decided
