@@ -4,6 +4,8 @@ only talks to Discord when the commands changed."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -27,6 +29,8 @@ INVITE_PERMISSIONS = discord.Permissions(
 )
 INVITE_SCOPES = ("bot", "applications.commands")
 GENERIC_FAILURE = "Something went wrong on our side; it has been logged. Please try again later."
+# How often the bot deletes its expired state (what buttons re-run, where posts went).
+STATE_PURGE_SECONDS = 3600.0
 
 
 def error_message(error: BaseException) -> str | None:
@@ -132,8 +136,11 @@ class GazouBot(commands.Bot):
         quiet_discord_payload_logs()
         self.services = services
         self.synced_commands = False
+        self.state_purges = 0  # completed passes of the purge of expired state
+        self._purging: asyncio.Task[None] | None = None
 
     async def setup_hook(self) -> None:
+        self._purging = asyncio.create_task(self._purge_expired_state())
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         app_id = self.application_id
@@ -143,6 +150,26 @@ class GazouBot(commands.Bot):
             )
             log.info("invite gazou to a server with %s", url)
         self.synced_commands = await self.sync_commands()
+
+    async def close(self) -> None:
+        if self._purging is not None:
+            self._purging.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._purging
+        await super().close()
+
+    async def _purge_expired_state(self) -> None:
+        """Delete expired key/value state at start and every STATE_PURGE_SECONDS: the
+        bot writes some for every /random, /search and review post."""
+        while True:
+            try:
+                removed = await self.services.storage.repo.kv_purge_expired()
+                if removed:
+                    log.info("deleted %d expired bot state entries", removed)
+            except Exception:
+                log.exception("could not delete expired bot state; will retry")
+            self.state_purges += 1
+            await asyncio.sleep(STATE_PURGE_SECONDS)
 
     # ---- commands ------------------------------------------------------------------
 

@@ -6,7 +6,8 @@ import hashlib
 import json
 import logging
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Literal
+from datetime import timedelta
+from typing import Any, ClassVar, Literal
 
 import discord
 from discord import app_commands
@@ -14,23 +15,38 @@ from discord.ext import commands
 
 from cogs.client import GazouBot, defer_public, report_error, send_public
 from cogs.shared import (
+    age_restricted,
     allowed_ratings,
     image_embed,
-    image_url,
     member,
+    public_image_url,
     show_image,
     split_list,
     upload_limit,
 )
 from core.errors import DuplicateImage, GazouError, ImageTooLarge, NotFound
-from core.models import Filters, Image, IngestMetadata, Rating, SearchQuery, Sort, Status
+from core.models import (
+    Filters,
+    Image,
+    IngestMetadata,
+    Rating,
+    SearchPage,
+    SearchQuery,
+    Sort,
+    Status,
+)
 from core.visibility import trusted_uploader
 
 log = logging.getLogger("gazou.bot.images")
 
 RatingName = Literal["sfw", "questionable", "nsfw"]
 SortName = Literal["newest", "oldest", "likes", "relevance"]
-SEARCH_TIMEOUT = 600.0  # a /search result answers its member's buttons for 10 minutes
+# What a button re-runs is kept this long after its last use; then it asks for the
+# command again (Another under /random, the page buttons under /search).
+RANDOM_ASK_LIFETIME = timedelta(days=30)
+SEARCH_LIFETIME = timedelta(days=7)
+JUMP_TIMEOUT = 600.0  # the "Go to page" box waits this long for its page number
+NSFW_HINT = "Images above sfw match, but they are only shown in age-restricted channels; try there."
 AUTOCOMPLETE_MAX = 25
 
 
@@ -158,11 +174,18 @@ async def post_random(interaction: discord.Interaction[GazouBot], ask: RandomAsk
     )
     found = await bot.services.images.random(filters, 1, seen_by=str(interaction.user.id))
     if not found:
-        await interaction.response.send_message("No image matches those filters.", ephemeral=True)
+        text = "No image matches those filters."
+        if ratings and not age_restricted(interaction.channel):
+            # Only when nothing showable matched: one cheap draw without the rating.
+            if await bot.services.images.random(replace(filters, ratings=frozenset()), 1):
+                text = f"No sfw image matches those filters. {NSFW_HINT}"
+        await interaction.response.send_message(text, ephemeral=True)
         return
     image = found[0]
     key = ask.key()
-    await bot.services.storage.repo.kv_set(_kv_key(key), json.dumps(asdict(ask)))
+    await bot.services.storage.repo.kv_set(
+        _kv_key(key), json.dumps(asdict(ask)), expires_in=RANDOM_ASK_LIFETIME
+    )
     embed = image_embed(image)
     files = await show_image(bot, image, embed, limit=upload_limit(interaction))
     # Defer only once everything that may fail is done, so failures stay ephemeral; the
@@ -171,7 +194,174 @@ async def post_random(interaction: discord.Interaction[GazouBot], ask: RandomAsk
     await send_public(interaction, embed=embed, files=files, view=random_view(image, key))
 
 
-# ---- /search's paginator -------------------------------------------------------------
+# ---- /search's pages: persistent buttons over a query kept in the store -------------
+
+
+@dataclass(frozen=True, slots=True)
+class SearchAsk:
+    """What a member searched for, with the ratings of the channel they searched in."""
+
+    tags: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    ratings: tuple[str, ...] = ()
+    artist: str | None = None
+    character: str | None = None
+    sort: str = Sort.NEWEST.value
+
+    def query(self) -> SearchQuery:
+        return SearchQuery(
+            tags=self.tags,
+            exclude_tags=self.exclude,
+            ratings=frozenset(Rating(r) for r in self.ratings),
+            artist=self.artist,
+            character=self.character,
+            sort=Sort(self.sort),
+        )
+
+    def key(self) -> str:
+        text = json.dumps(asdict(self), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    @classmethod
+    def from_json(cls, text: str) -> SearchAsk:
+        data = json.loads(text)
+        return cls(
+            tags=tuple(data["tags"]),
+            exclude=tuple(data["exclude"]),
+            ratings=tuple(data["ratings"]),
+            artist=data["artist"],
+            character=data["character"],
+            sort=data["sort"],
+        )
+
+
+def _search_key(ask_key: str) -> str:
+    return f"discord:search:{ask_key}"
+
+
+@dataclass(frozen=True, slots=True)
+class SearchPlace:
+    """Which results a page button turns (and whose they are), and the page it is on:
+    all of it in the button's custom id, so pages turn after a restart too."""
+
+    key: str
+    owner_id: int
+    index: int
+
+    def custom_id(self, action: str) -> str:
+        return f"search:{action}:{self.key}:{self.owner_id}:{self.index}"
+
+
+class SearchButton(
+    discord.ui.DynamicItem[discord.ui.Button[Any]],
+    template=r"search:(?P<action>previous|jump|next):(?P<key>[0-9a-f]{16}):"
+    r"(?P<owner>[0-9]{1,21}):(?P<index>[0-9]{1,6})",
+):
+    """Previous, Go to page… and Next under a /search result (persistent)."""
+
+    LOOKS: ClassVar[dict[str, tuple[str, str | None]]] = {
+        "previous": ("Previous", "\N{BLACK LEFT-POINTING TRIANGLE}"),
+        "jump": ("Go to page…", None),
+        "next": ("Next", "\N{BLACK RIGHT-POINTING TRIANGLE}"),
+    }
+
+    def __init__(self, action: str, place: SearchPlace, *, disabled: bool = False) -> None:
+        label, emoji = self.LOOKS[action]
+        super().__init__(
+            discord.ui.Button(
+                label=label,
+                emoji=emoji,
+                style=discord.ButtonStyle.secondary,
+                custom_id=place.custom_id(action),
+                disabled=disabled,
+            )
+        )
+        self.action = action
+        self.place = place
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction[Any], item: discord.ui.Button[Any], match: Any
+    ) -> SearchButton:
+        place = SearchPlace(match["key"], int(match["owner"]), int(match["index"]))
+        return cls(match["action"], place)
+
+    async def callback(self, interaction: discord.Interaction[GazouBot]) -> None:
+        try:
+            await self.turn(interaction)
+        except Exception as exc:
+            await report_error(interaction, exc)
+
+    async def turn(self, interaction: discord.Interaction[GazouBot]) -> None:
+        place = self.place
+        if interaction.user.id != place.owner_id:
+            await interaction.response.send_message(
+                "These results belong to the member who searched; run /search yourself.",
+                ephemeral=True,
+            )
+            return
+        ask = await load_search(interaction.client, place.key)
+        if self.action == "jump":
+            await interaction.response.send_modal(JumpModal(ask, place))
+            return
+        step = -1 if self.action == "previous" else 1
+        await show_page(interaction, ask, replace(place, index=max(place.index + step, 0)))
+
+
+async def load_search(bot: GazouBot, key: str) -> SearchAsk:
+    """The search a page button belongs to; NotFound once it is no longer kept."""
+    stored = await bot.services.storage.repo.kv_get(_search_key(key))
+    if stored is None:
+        raise NotFound("These results are no longer kept; run /search again.")
+    return SearchAsk.from_json(stored)
+
+
+def search_view(place: SearchPlace, total: int, exact: bool) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    view.add_item(SearchButton("previous", place, disabled=place.index == 0))
+    view.add_item(SearchButton("jump", place))
+    view.add_item(SearchButton("next", place, disabled=exact and place.index + 1 >= total))
+    return view
+
+
+async def render_page(
+    bot: GazouBot, ask: SearchAsk, place: SearchPlace, limit: int
+) -> tuple[dict[str, Any] | None, SearchPage]:
+    """The message for page `place.index` (0-based, one image a page), or None when
+    that page is empty, and the search page it came from."""
+    page = await bot.services.images.search(replace(ask.query(), skip=place.index, limit=1))
+    if not page.images:
+        return None, page
+    image = page.images[0]
+    embed = image_embed(image)
+    files = await show_image(bot, image, embed, limit=limit)
+    if page.total_exact:
+        label = f"Page {place.index + 1} of {page.total}"
+    else:
+        label = f"Page {place.index + 1} of {max(page.total, place.index + 1)}+"
+    message = {
+        "content": label,
+        "embed": embed,
+        "attachments": files,
+        "view": search_view(place, page.total, page.total_exact),
+    }
+    return message, page
+
+
+async def show_page(
+    interaction: discord.Interaction[GazouBot], ask: SearchAsk, place: SearchPlace
+) -> None:
+    """Turn the results message to `place`'s page."""
+    message, page = await render_page(interaction.client, ask, place, upload_limit(interaction))
+    if message is None:
+        last = f"{page.total}{'' if page.total_exact else '+'}"
+        await interaction.response.send_message(
+            f"There is no page {place.index + 1}; the results have {last} pages.", ephemeral=True
+        )
+        return
+    # Acknowledge first: uploading the page's file may outlast Discord's 3 s.
+    await interaction.response.defer()
+    await interaction.edit_original_response(**message)
 
 
 class JumpModal(discord.ui.Modal, title="Go to page"):
@@ -181,9 +371,10 @@ class JumpModal(discord.ui.Modal, title="Go to page"):
         label="Page", placeholder="a page number", max_length=6
     )
 
-    def __init__(self, pages: SearchPages) -> None:
-        super().__init__(timeout=SEARCH_TIMEOUT)
-        self.pages = pages
+    def __init__(self, ask: SearchAsk, place: SearchPlace) -> None:
+        super().__init__(timeout=JUMP_TIMEOUT)
+        self.ask = ask
+        self.place = place
 
     async def on_submit(self, interaction: discord.Interaction[GazouBot]) -> None:
         text = self.page.value.strip()
@@ -192,116 +383,10 @@ class JumpModal(discord.ui.Modal, title="Go to page"):
                 "Give a page number (1, 2, ...).", ephemeral=True
             )
             return
-        await self.pages.show(interaction, int(text) - 1)
+        await show_page(interaction, self.ask, replace(self.place, index=int(text) - 1))
 
     async def on_error(self, interaction: discord.Interaction[Any], error: Exception) -> None:
         await report_error(interaction, error)
-
-
-class SearchPages(discord.ui.View):
-    """One image per page; only the member who searched can turn the pages."""
-
-    def __init__(
-        self,
-        bot: GazouBot,
-        query: SearchQuery,
-        owner_id: int,
-        origin: discord.Interaction[GazouBot],
-    ) -> None:
-        super().__init__(timeout=SEARCH_TIMEOUT)
-        self.bot = bot
-        self.query = query
-        self.owner_id = owner_id
-        self.origin = origin
-        self.index = 0
-        self.total = 0
-        self.exact = True
-        self.limit = 0
-
-    def page_label(self) -> str:
-        if self.exact:
-            return f"Page {self.index + 1} of {self.total}"
-        return f"Page {self.index + 1} of {max(self.total, self.index + 1)}+"
-
-    def _refresh_buttons(self) -> None:
-        self.previous.disabled = self.index == 0
-        self.next.disabled = self.exact and self.index + 1 >= self.total
-
-    async def render(self, index: int) -> tuple[dict[str, Any], bool]:
-        """The message for page `index` (0-based); False when that page is empty."""
-        page = await self.bot.services.images.search(replace(self.query, skip=index, limit=1))
-        self.total, self.exact = page.total, page.total_exact
-        if not page.images:
-            return {}, False
-        self.index = index
-        self._refresh_buttons()
-        image = page.images[0]
-        embed = image_embed(image)
-        files = await show_image(self.bot, image, embed, limit=self.limit)
-        return {
-            "content": self.page_label(),
-            "embed": embed,
-            "attachments": files,
-            "view": self,
-        }, True
-
-    async def show(self, interaction: discord.Interaction[GazouBot], index: int) -> None:
-        """Turn to page `index`, editing the results message."""
-        self.limit = upload_limit(interaction)
-        message, found = await self.render(index)
-        if not found:
-            last = f"{self.total}{'' if self.exact else '+'}"
-            await interaction.response.send_message(
-                f"There is no page {index + 1}; the results have {last} pages.", ephemeral=True
-            )
-            return
-        # Acknowledge first: uploading the page's file may outlast Discord's 3 s.
-        await interaction.response.defer()
-        await interaction.edit_original_response(**message)
-
-    async def interaction_check(self, interaction: discord.Interaction[Any]) -> bool:
-        if interaction.user.id == self.owner_id:
-            return True
-        await interaction.response.send_message(
-            "These results belong to the member who searched; run /search yourself.", ephemeral=True
-        )
-        return False
-
-    async def on_timeout(self) -> None:
-        for item in self.children:
-            if isinstance(item, discord.ui.Button):
-                item.disabled = True
-        try:
-            await self.origin.edit_original_response(view=self)
-        except discord.HTTPException:
-            pass  # the message is gone or the interaction expired: nothing to tidy
-
-    async def on_error(
-        self, interaction: discord.Interaction[Any], error: Exception, item: discord.ui.Item[Any]
-    ) -> None:
-        await report_error(interaction, error)
-
-    @discord.ui.button(
-        label="Previous", emoji="\N{BLACK LEFT-POINTING TRIANGLE}", custom_id="search:previous"
-    )
-    async def previous(
-        self, interaction: discord.Interaction[GazouBot], button: discord.ui.Button[Any]
-    ) -> None:
-        await self.show(interaction, max(self.index - 1, 0))
-
-    @discord.ui.button(label="Go to page…", custom_id="search:jump")
-    async def jump(
-        self, interaction: discord.Interaction[GazouBot], button: discord.ui.Button[Any]
-    ) -> None:
-        await interaction.response.send_modal(JumpModal(self))
-
-    @discord.ui.button(
-        label="Next", emoji="\N{BLACK RIGHT-POINTING TRIANGLE}", custom_id="search:next"
-    )
-    async def next(
-        self, interaction: discord.Interaction[GazouBot], button: discord.ui.Button[Any]
-    ) -> None:
-        await self.show(interaction, self.index + 1)
 
 
 # ---- the cog -------------------------------------------------------------------------
@@ -314,10 +399,10 @@ class Images(commands.Cog):
         self.bot = bot
 
     async def cog_load(self) -> None:
-        self.bot.add_dynamic_items(AnotherButton, LikeButton)
+        self.bot.add_dynamic_items(AnotherButton, LikeButton, SearchButton)
 
     async def cog_unload(self) -> None:
-        self.bot.remove_dynamic_items(AnotherButton, LikeButton)
+        self.bot.remove_dynamic_items(AnotherButton, LikeButton, SearchButton)
 
     # ---- autocomplete --------------------------------------------------------------
 
@@ -399,23 +484,29 @@ class Images(commands.Cog):
         sort: SortName = "newest",
     ) -> None:
         """Search the collection and page through the results."""
-        query = SearchQuery(
+        ratings = allowed_ratings(interaction.channel, None)
+        ask = SearchAsk(
             tags=split_list(tags),
-            exclude_tags=split_list(exclude),
-            ratings=allowed_ratings(interaction.channel, None),
+            exclude=split_list(exclude),
+            ratings=tuple(sorted(ratings)),
             artist=(artist or "").strip() or None,
             character=(character or "").strip() or None,
-            sort=Sort(sort),
+            sort=Sort(sort).value,
         )
-        pages = SearchPages(self.bot, query, interaction.user.id, interaction)
-        pages.limit = upload_limit(interaction)
-        first = await self.bot.services.images.search(replace(query, limit=1))
-        if not first.images:
-            await interaction.response.send_message("No image matches that search.", ephemeral=True)
+        place = SearchPlace(ask.key(), interaction.user.id, 0)
+        message, _ = await render_page(self.bot, ask, place, upload_limit(interaction))
+        if message is None:
+            text = "No image matches that search."
+            if ratings and not age_restricted(interaction.channel):
+                # Only when nothing showable matched: one more page, without the rating.
+                anything = replace(ask.query(), ratings=frozenset(), limit=1)
+                if (await self.bot.services.images.search(anything, count_total=False)).images:
+                    text = f"No sfw image matches that search. {NSFW_HINT}"
+            await interaction.response.send_message(text, ephemeral=True)
             return
-        message, found = await pages.render(0)
-        if not found:  # deleted between the two reads
-            raise NotFound("No image matches that search.")
+        await self.bot.services.storage.repo.kv_set(
+            _search_key(place.key), json.dumps(asdict(ask)), expires_in=SEARCH_LIFETIME
+        )
         message["files"] = message.pop("attachments")
         await defer_public(interaction)
         await send_public(interaction, **message)
@@ -473,7 +564,9 @@ class Images(commands.Cog):
             await interaction.followup.send(f"Upload refused: {exc.message}", ephemeral=True)
             return
         if stored.status is Status.APPROVED:
-            text = f"Added to the collection: {image_url(self.bot, stored)} (id `{stored.id}`)."
+            link = public_image_url(self.bot, stored)
+            where = f": {link}" if link else ""  # a private PUBLIC_URL leads nowhere
+            text = f"Added to the collection{where} (id `{stored.id}`)."
         else:
             text = (
                 f"Thanks! Your image (id `{stored.id}`) is pending: an owner will review "
@@ -487,9 +580,10 @@ class Images(commands.Cog):
         except NotFound:
             return f"Duplicate: this image was uploaded before (id `{existing_id}`)."
         if existing.status is Status.APPROVED:
+            link = public_image_url(self.bot, existing)
+            where = f": {link}" if link else ""
             return (
-                f"Duplicate: this image is already in the collection: "
-                f"{image_url(self.bot, existing)} (id `{existing.id}`)."
+                f"Duplicate: this image is already in the collection{where} (id `{existing.id}`)."
             )
         return (
             f"Duplicate: this image was already uploaded and is {existing.status} "

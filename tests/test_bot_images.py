@@ -3,14 +3,15 @@ against the Discord stand-in."""
 
 from __future__ import annotations
 
-import sys
+import re
+from datetime import timedelta
 
 import pytest
 
 from tests import botkit
 from tests.botkit import bot_settings, embed_image_id, store_image
 from tests.conftest import make_image
-from tests.discord_standin import DiscordStandIn, connected_bot
+from tests.discord_standin import DiscordStandIn, SentMessage, connected_bot
 
 # isort: split
 from cogs.client import GENERIC_FAILURE, GazouBot
@@ -182,16 +183,21 @@ async def test_unexpected_error_is_a_short_ephemeral_message_and_logged(
 # ---- /search ------------------------------------------------------------------------
 
 
-async def run_search(standin: DiscordStandIn, options: dict | None = None, **where) -> dict:
+async def run_search(standin: DiscordStandIn, options: dict | None = None, **where) -> SentMessage:
     inter = await standin.invoke_command("search", options, **where)
     await standin.wait_for_reply(inter)
     return await standin.wait_for_followup(inter)
 
 
-async def turn_page(standin: DiscordStandIn, message: dict, custom_id: str) -> None:
+def page_button(message: SentMessage, action: str) -> str:
+    """The custom id of a page button (previous, jump, next) on a results message."""
+    return next(i for i in message.custom_ids() if i.startswith(f"search:{action}:"))
+
+
+async def turn_page(standin: DiscordStandIn, message: SentMessage, action: str) -> None:
     """Press a page button and wait for the bot to edit the results."""
     edits = len(message.edits)
-    reply = await standin.wait_for_reply(await standin.click(message, custom_id))
+    reply = await standin.wait_for_reply(await standin.click(message, page_button(message, action)))
     assert reply.type == 6  # acknowledged at once, edited after
     await standin.wait_until(lambda: len(message.edits) > edits, what="the page edited")
 
@@ -203,15 +209,15 @@ async def test_search_pages_through_results_with_buttons(
     message = await run_search(standin, {"sort": "oldest"})
     assert message.content == "Page 1 of 3"
     assert embed_image_id(message) == stored[0].id
-    assert message.component("search:previous")["disabled"] is True
-    await turn_page(standin, message, "search:next")
+    assert message.component(page_button(message, "previous"))["disabled"] is True
+    await turn_page(standin, message, "next")
     assert message.content == "Page 2 of 3"
     assert embed_image_id(message) == stored[1].id
     assert message.files[-1].data == await services.images.read_bytes(stored[1])
-    await turn_page(standin, message, "search:next")
+    await turn_page(standin, message, "next")
     assert message.content == "Page 3 of 3"
-    assert message.component("search:next")["disabled"] is True
-    await turn_page(standin, message, "search:previous")
+    assert message.component(page_button(message, "next"))["disabled"] is True
+    await turn_page(standin, message, "previous")
     assert embed_image_id(message) == stored[1].id
 
 
@@ -220,7 +226,7 @@ async def test_search_jumps_to_a_page_through_a_modal(
 ) -> None:
     stored = [await store_image(services, seed) for seed in range(4)]
     message = await run_search(standin, {"sort": "oldest"})
-    jump = await standin.click(message, "search:jump")
+    jump = await standin.click(message, page_button(message, "jump"))
     assert (await standin.wait_for_reply(jump)).type == 9
     [field] = [c for c in standin.callbacks[-1].data["components"][0]["components"]]
     submit = await standin.submit_modal(jump, {field["custom_id"]: "4"})
@@ -236,7 +242,7 @@ async def test_search_buttons_refuse_another_member(
         await store_image(services, seed)
     message = await run_search(standin)
     reply = await standin.wait_for_reply(
-        await standin.click(message, "search:next", user=standin.owner)
+        await standin.click(message, page_button(message, "next"), user=standin.owner)
     )
     assert reply.ephemeral and "belong to the member who searched" in reply.content
     assert message.content == "Page 1 of 2"
@@ -294,9 +300,23 @@ async def test_owner_upload_is_approved_at_once(
     standin: DiscordStandIn, bot: GazouBot, services: Services
 ) -> None:
     text = await run_upload(standin, make_image(seed=7), user=standin.owner)
-    assert text.startswith("Added to the collection: http://127.0.0.1:8080/image/")
+    # PUBLIC_URL is on loopback here: a link would lead nowhere, so there is none.
+    assert re.fullmatch(r"Added to the collection \(id `[0-9a-f-]{36}`\)\.", text), text
     image_id = text.split("`")[1]
     assert (await services.images.get(image_id)).status == "approved"
+
+
+async def test_owner_upload_links_the_image_when_public_url_is_public(
+    standin: DiscordStandIn, tmp_path
+) -> None:
+    settings = bot_settings(tmp_path / "pub", PUBLIC_URL="https://img.example.org")
+    async with open_services(settings) as services:
+        async with connected_bot(standin, GazouBot(services)):
+            text = await run_upload(standin, make_image(seed=7), user=standin.owner)
+    image_id = text.split("`")[1]
+    assert text == (
+        f"Added to the collection: https://img.example.org/image/{image_id} (id `{image_id}`)."
+    )
 
 
 async def test_duplicate_upload_links_the_existing_image(
@@ -304,10 +324,7 @@ async def test_duplicate_upload_links_the_existing_image(
 ) -> None:
     existing = await store_image(services, 7)
     text = await run_upload(standin, make_image(seed=7, size=(80, 60)))
-    assert text == (
-        "Duplicate: this image is already in the collection: "
-        f"http://127.0.0.1:8080/image/{existing.id} (id `{existing.id}`)."
-    )
+    assert text == f"Duplicate: this image is already in the collection (id `{existing.id}`)."
 
 
 async def test_upload_of_a_non_image_is_refused_with_the_reason(
@@ -363,10 +380,10 @@ async def test_search_shows_a_lower_bound_when_the_total_is_not_exact(
         await store_image(services, seed)
     message = await run_search(standin, {"tags": "cat"})  # tag and rating: a counted total
     assert message.content == "Page 1 of 2+"
-    await turn_page(standin, message, "search:next")
-    await turn_page(standin, message, "search:next")
+    await turn_page(standin, message, "next")
+    await turn_page(standin, message, "next")
     assert message.content == "Page 3 of 3+"
-    assert message.component("search:next")["disabled"] is False
+    assert message.component(page_button(message, "next"))["disabled"] is False
 
 
 async def test_image_over_the_upload_limit_is_shown_by_its_thumbnail(
@@ -380,23 +397,48 @@ async def test_image_over_the_upload_limit_is_shown_by_its_thumbnail(
     assert attached.fp.read() == await services.images.read_bytes(image, thumbnail=True)
 
 
-async def test_search_buttons_are_disabled_when_the_results_expire(
-    standin: DiscordStandIn, bot: GazouBot, services: Services, monkeypatch: pytest.MonkeyPatch
+async def test_search_buttons_ask_for_a_new_search_once_the_results_are_forgotten(
+    standin: DiscordStandIn, bot: GazouBot, services: Services
 ) -> None:
-    # 10 minutes in production; the module the bot loaded as its extension is patched.
-    monkeypatch.setattr(sys.modules["cogs.images"], "SEARCH_TIMEOUT", 0.2)
     for seed in range(2):
         await store_image(services, seed)
     message = await run_search(standin)
-
-    def buttons() -> list[dict]:
-        return [c for c in message.iter_components() if c.get("type") == 2]
-
-    assert not all(b["disabled"] for b in buttons())
-    await standin.wait_until(
-        lambda: all(b["disabled"] for b in buttons()), what="the buttons disabled"
+    [(key, expires_at)] = await services.storage.repo._all(
+        "SELECT key, expires_at FROM kv WHERE key LIKE 'discord:search:%'"
     )
-    assert len(buttons()) == 3 and message.content == "Page 1 of 2"
+    assert expires_at is not None  # kept for a while, not for ever
+    await services.storage.repo.kv_set(key, "{}", expires_in=timedelta(seconds=-1))
+    reply = await standin.wait_for_reply(await standin.click(message, page_button(message, "next")))
+    assert reply.ephemeral
+    assert reply.content == "These results are no longer kept; run /search again."
+    assert message.content == "Page 1 of 2"
+
+
+async def test_random_outside_age_restricted_channels_says_when_only_nsfw_matches(
+    standin: DiscordStandIn, bot: GazouBot, services: Services
+) -> None:
+    await store_image(services, 1, tags=("cat",), rating=Rating.NSFW)
+    await store_image(services, 2, tags=("dog",))
+    inter = await standin.invoke_command("random", {"tags": "cat"})
+    reply = await standin.wait_for_reply(inter)
+    assert reply.ephemeral and reply.content == (
+        "No sfw image matches those filters. Images above sfw match, but they are only "
+        "shown in age-restricted channels; try there."
+    )
+    # Where nothing matches at all, it says just that.
+    inter = await standin.invoke_command("random", {"tags": "bird"})
+    reply = await standin.wait_for_reply(inter)
+    assert reply.content == "No image matches those filters."
+
+
+async def test_search_outside_age_restricted_channels_says_when_only_nsfw_matches(
+    standin: DiscordStandIn, bot: GazouBot, services: Services
+) -> None:
+    await store_image(services, 1, tags=("cat",), rating=Rating.QUESTIONABLE)
+    reply = await standin.wait_for_reply(await standin.invoke_command("search", {"tags": "cat"}))
+    assert reply.ephemeral and reply.content.startswith("No sfw image matches that search.")
+    in_nsfw = await run_search(standin, {"tags": "cat"}, channel=standin.nsfw_channel)
+    assert in_nsfw.content == "Page 1 of 1"
 
 
 async def test_failure_after_a_public_defer_replaces_the_loading_message_privately(

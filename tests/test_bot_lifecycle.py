@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -249,3 +250,49 @@ async def test_review_dm_still_stuck_at_shutdown_is_cancelled_and_posted_at_the_
     async with connected_bot(standin, new_bot(services)) as second:
         await second.get_cog("Moderation")._backlog  # type: ignore[union-attr]
     assert await services.storage.repo.kv_get(f"discord:moderation:{image.id}") is not None
+
+
+async def test_search_pages_keep_turning_after_a_restart(
+    standin: DiscordStandIn, services: Services
+) -> None:
+    stored = [await store_image(services, seed) for seed in range(3)]
+    async with connected_bot(standin, new_bot(services)):
+        inter = await standin.invoke_command("search", {"sort": "oldest"})
+        message = await standin.wait_for_followup(inter)
+    async with connected_bot(standin, new_bot(services)):
+        click = next(i for i in message.custom_ids() if i.startswith("search:next:"))
+        assert (await standin.wait_for_reply(await standin.click(message, click))).type == 6
+        await standin.wait_until(lambda: message.content == "Page 2 of 3", what="page 2")
+    assert embed_image_id(message) == stored[1].id
+
+
+async def test_expired_bot_state_is_deleted_at_start(
+    standin: DiscordStandIn, services: Services
+) -> None:
+    repo = services.storage.repo
+    await repo.kv_set("discord:random:0123456789abcdef", "{}", expires_in=timedelta(seconds=-1))
+    await repo.kv_set("discord:search:0123456789abcdef", "{}", expires_in=timedelta(days=1))
+    async with connected_bot(standin, new_bot(services)) as bot:
+        await standin.wait_until(lambda: bot.state_purges, what="a purge")
+    keys = [r[0] for r in await repo._all("SELECT key FROM kv WHERE key LIKE 'discord:%:0%'")]
+    assert keys == ["discord:search:0123456789abcdef"]
+
+
+async def test_every_per_message_state_the_bot_keeps_has_an_end(
+    standin: DiscordStandIn, services: Services
+) -> None:
+    await store_image(services, 1)
+    image = await store_image(services, 2, trusted=False)
+    async with connected_bot(standin, new_bot(services)):
+        await standin.wait_for_followup(await standin.invoke_command("random"))
+        await standin.wait_for_followup(await standin.invoke_command("search"))
+        await standin.wait_for_followup(
+            await standin.invoke_command("token request", {"purpose": "a bot"})
+        )
+        dm = await standin.wait_for_dm(standin.owner)
+        assert f"mod:approve:{image.id}" in dm.custom_ids()
+    rows = await services.storage.repo._all("SELECT key, expires_at FROM kv")
+    kinds = {key.split(":")[1] for key, _ in rows}
+    assert {"random", "search", "moderation", "token-request"} <= kinds
+    lasting = {key for key, expires_at in rows if expires_at is None}
+    assert {k.split(":")[1] for k in lasting} <= {"commands", "dev-guild"}, lasting
