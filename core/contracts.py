@@ -12,7 +12,7 @@ Every backend keeps the same promises, which the contract tests check:
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
@@ -212,11 +212,15 @@ class KeyValue(Protocol):
     """Small durable values the transports keep (message ids, command digests)."""
 
     async def kv_get(self, key: str) -> str | None:
-        """The value under `key`, if any."""
+        """The value under `key`; None when absent or expired."""
         ...
 
-    async def kv_set(self, key: str, value: str) -> None:
-        """Set (or replace) the value under `key`."""
+    async def kv_set(self, key: str, value: str, *, expires_in: timedelta | None = None) -> None:
+        """Set (or replace) the value under `key`, for good or for `expires_in`."""
+        ...
+
+    async def kv_purge_expired(self, now: datetime | None = None) -> int:
+        """Delete the values whose expiry has passed; how many."""
         ...
 
 
