@@ -163,7 +163,7 @@ class GazouBot(commands.Bot):
         bot writes some for every /random, /search and review post."""
         while True:
             try:
-                removed = await self.services.storage.repo.kv_purge_expired()
+                removed = await self.services.kv.kv_purge_expired()
                 if removed:
                     log.info("deleted %d expired bot state entries", removed)
             except Exception:
@@ -187,7 +187,7 @@ class GazouBot(commands.Bot):
         scope = f"guild:{guild.id}" if guild else "global"
         key = f"discord:commands:{self.application_id}:{scope}"
         digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
-        repo = self.services.storage.repo
+        repo = self.services.kv
         if await repo.kv_get(key) == digest:
             log.info("slash commands unchanged since the last sync (%s); not syncing", scope)
             return False
@@ -205,7 +205,7 @@ class GazouBot(commands.Bot):
     async def _retire_former_dev_guild(self, current: discord.Object | None) -> None:
         """Remove the commands from a guild that was DEV_GUILD_ID before, so members
         there don't see every command twice (its copy and the global one)."""
-        repo = self.services.storage.repo
+        repo = self.services.kv
         key = f"discord:dev-guild:{self.application_id}"
         former = await repo.kv_get(key)
         if former and (current is None or int(former) != current.id):

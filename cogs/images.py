@@ -107,7 +107,7 @@ class AnotherButton(
 
     async def callback(self, interaction: discord.Interaction[GazouBot]) -> None:
         try:
-            stored = await interaction.client.services.storage.repo.kv_get(_kv_key(self.key))
+            stored = await interaction.client.services.kv.kv_get(_kv_key(self.key))
             if stored is None:
                 raise NotFound("These filters are no longer known; run /random again.")
             await post_random(interaction, RandomAsk.from_json(stored))
@@ -183,7 +183,7 @@ async def post_random(interaction: discord.Interaction[GazouBot], ask: RandomAsk
         return
     image = found[0]
     key = ask.key()
-    await bot.services.storage.repo.kv_set(
+    await bot.services.kv.kv_set(
         _kv_key(key), json.dumps(asdict(ask)), expires_in=RANDOM_ASK_LIFETIME
     )
     embed = image_embed(image)
@@ -310,7 +310,7 @@ class SearchButton(
 
 async def load_search(bot: GazouBot, key: str) -> SearchAsk:
     """The search a page button belongs to; NotFound once it is no longer kept."""
-    stored = await bot.services.storage.repo.kv_get(_search_key(key))
+    stored = await bot.services.kv.kv_get(_search_key(key))
     if stored is None:
         raise NotFound("These results are no longer kept; run /search again.")
     return SearchAsk.from_json(stored)
@@ -504,7 +504,7 @@ class Images(commands.Cog):
                     text = f"No sfw image matches that search. {NSFW_HINT}"
             await interaction.response.send_message(text, ephemeral=True)
             return
-        await self.bot.services.storage.repo.kv_set(
+        await self.bot.services.kv.kv_set(
             _search_key(place.key), json.dumps(asdict(ask)), expires_in=SEARCH_LIFETIME
         )
         message["files"] = message.pop("attachments")

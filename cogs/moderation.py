@@ -220,7 +220,7 @@ class Moderation(commands.Cog):
         it in the digest instead."""
         if not self.bot.is_ready() or self.bot.is_closed() or self._closing:
             return  # the backlog posts it when the bot is (again) ready
-        repo = self.bot.services.storage.repo
+        repo = self.bot.services.kv
         if image.id in self._posting or await repo.kv_get(_posts_key(image.id)):
             return
         if not self._take_post_slot():
@@ -247,7 +247,7 @@ class Moderation(commands.Cog):
         return True
 
     async def _remember_posts(self, image_id: str, sent: list[tuple[discord.Message, Any]]) -> None:
-        repo = self.bot.services.storage.repo
+        repo = self.bot.services.kv
         refs = _refs(await repo.kv_get(_posts_key(image_id)))
         refs += [[m.channel.id, m.id, filename] for m, filename in sent]
         await repo.kv_set(_posts_key(image_id), json.dumps(refs), expires_in=POSTS_WHILE_PENDING)
@@ -278,7 +278,7 @@ class Moderation(commands.Cog):
     async def send_digest(self) -> None:
         """Tell the owners how many uploads wait, with a button that walks the queue:
         the recent digest is edited, else a new one is sent."""
-        repo = self.bot.services.storage.repo
+        repo = self.bot.services.kv
         count = await self._pending_count()
         if count == "0":
             return
@@ -413,7 +413,7 @@ class Moderation(commands.Cog):
         if self.bot.is_closed():
             return
         verdict = "Approved" if approved else "Rejected"
-        repo = self.bot.services.storage.repo
+        repo = self.bot.services.kv
         refs = _refs(await repo.kv_get(_posts_key(image.id)))
         for channel_id, message_id, filename in refs:
             channel = self.bot.get_channel(channel_id)

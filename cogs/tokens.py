@@ -145,7 +145,7 @@ async def decide_request(
             )
     embed = request_embed(request, note)
     await interaction.edit_original_response(embed=embed, view=None)
-    stored = await bot.services.storage.repo.kv_get(_dm_key(request_id))
+    stored = await bot.services.kv.kv_get(_dm_key(request_id))
     if stored:
         others = [
             (c, m)
@@ -153,9 +153,7 @@ async def decide_request(
             if interaction.message is None or m != interaction.message.id
         ]
         await bot.edit_messages(others, embed=embed, view=None)
-        await bot.services.storage.repo.kv_set(
-            _dm_key(request_id), stored, expires_in=DMS_AFTER_DECISION
-        )
+        await bot.services.kv.kv_set(_dm_key(request_id), stored, expires_in=DMS_AFTER_DECISION)
     if note:
         await interaction.followup.send(note, ephemeral=True)
 
@@ -197,7 +195,7 @@ class Tokens(commands.Cog):
             )
             return
         refs = [(m.channel.id, m.id) for m in sent]
-        await self.bot.services.storage.repo.kv_set(
+        await self.bot.services.kv.kv_set(
             _dm_key(request.id), json.dumps(refs), expires_in=DMS_WHILE_PENDING
         )
         await interaction.followup.send(

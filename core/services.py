@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from core.contracts import KeyValue
 from core.events import Events
 from core.images import ImageService
 from core.settings import Settings
@@ -17,10 +18,12 @@ from storage import Storage, open_storage
 
 @dataclass(frozen=True, slots=True)
 class Services:
-    """Everything a transport calls: images, tokens, link signing, events."""
+    """Everything a transport calls: images, tokens, small durable values (kv), link
+    signing, events. Transports use these, never `storage` directly."""
 
     settings: Settings
     storage: Storage
+    kv: KeyValue
     images: ImageService
     tokens: TokenService
     signer: LinkSigner
@@ -57,6 +60,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             services = Services(
                 settings=settings,
                 storage=storage,
+                kv=storage.repo,
                 images=images,
                 tokens=tokens,
                 signer=LinkSigner(settings.signing_secret),
