@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from api.app_errors import plain_error
 from api.dialect import Dialect, json_response
@@ -30,6 +31,30 @@ class InternalError(GazouError):
 
     status = 500
     code = "internal"
+
+
+class _MalformedRequestFilter(logging.Filter):
+    """aiohttp logs a request it cannot parse (bad request line, bad header bytes) as
+    "Error handling request" with a traceback at ERROR; anyone on the network can send
+    one, so it becomes one INFO line naming the peer and the problem."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, HttpProcessingError) or not str(record.msg).startswith(
+            "Error handling request"
+        ):
+            return True
+        if not logging.getLogger(record.name).isEnabledFor(logging.INFO):
+            return False
+        problem = " ".join(str(exc.message).split())[:200]
+        record.msg = "malformed HTTP request from %s: %s: %s"
+        record.args = (*(record.args or ("?",)), type(exc).__name__, problem)  # type: ignore[misc]
+        record.exc_info = record.exc_text = None
+        record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+_MALFORMED_REQUESTS = _MalformedRequestFilter()
 
 
 def _dialects() -> list[Dialect]:
@@ -98,6 +123,8 @@ def create_app(services: Services) -> web.Application:
     """Build the whole HTTP API over `services` (the production factory, also used
     by the tests)."""
     dialects = _dialects()
+    # Once per process, whichever runner serves the app (addFilter ignores repeats).
+    logging.getLogger("aiohttp.server").addFilter(_MALFORMED_REQUESTS)
     limited = services.settings.rate_limits
     app = web.Application(
         client_max_size=services.settings.max_request_bytes,

@@ -113,12 +113,12 @@ async def upload(request: web.Request) -> web.Response:
     if len(parts) > MAX_FILES:
         raise InvalidInput(f"At most {MAX_FILES} files at once.")
     uploader = User(token.owner_id, token.owner_name)
-    stored: list[Image] = []
-    for part in parts:
-        meta = IngestMetadata(original_filename=part.filename)
-        stored.append(
-            await services.images.ingest(part.data, meta, uploader, trusted=trusted_uploader(token))
-        )
+    # All or nothing: a batch with one bad file stores none, so a retry is not a 409.
+    stored = await services.images.ingest_many(
+        [(part.data, IngestMetadata(original_filename=part.filename)) for part in parts],
+        uploader,
+        trusted=trusted_uploader(token),
+    )
     entries = [
         {"name": i.filename, "code": i.filename, "url": _urls(request, i)[0]} for i in stored
     ]

@@ -5,12 +5,19 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
+import orjson
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 from multidict import CIMultiDictProxy
 
 from core.errors import ImageTooLarge, InvalidInput
+
+# No client nests request JSON more than a few levels; deeper input is refused before
+# anything walks it recursively (orjson alone stops at 1024, past the recursion limit of
+# the stdlib's json.dumps that re-encodes nested form values).
+MAX_JSON_DEPTH = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,8 +88,9 @@ async def read_form(request: web.Request, max_bytes: int) -> Form:
                     chunks.append(chunk)
                 data = b"".join(chunks)
                 if _is_file_part(part.headers, part.filename):
+                    filename = None if part.filename is None else storable_text(part.filename)
                     form.files.setdefault(part.name, []).append(
-                        Upload(part.filename, part.headers.get("Content-Type"), data)
+                        Upload(filename, part.headers.get("Content-Type"), data)
                     )
                 else:
                     charset = part.get_charset(default="utf-8")
@@ -118,12 +126,58 @@ async def _read_capped(request: web.Request, max_bytes: int) -> bytes:
     return b"".join(chunks)
 
 
+def storable_text(text: str) -> str:
+    """`text` with whatever is not valid UTF-8 replaced by U+FFFD: aiohttp keeps the
+    non-UTF-8 bytes of a part's headers (its file name) as lone surrogates, which no
+    store can encode."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raw = text.encode("utf-8", "surrogateescape" if _escaped_only(text) else "surrogatepass")
+        return raw.decode("utf-8", "replace")
+    return text
+
+
+def _escaped_only(text: str) -> bool:
+    # surrogateescape gives back the original bytes, but only for U+DC80-U+DCFF.
+    return all(not 0xD800 <= ord(c) <= 0xDFFF or 0xDC80 <= ord(c) <= 0xDCFF for c in text)
+
+
+def _too_deep(value: Any, limit: int) -> bool:
+    """Whether `value` nests arrays or objects more than `limit` levels (iteratively)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        elif not isinstance(item, list):
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in item if isinstance(child, dict | list))
+    return False
+
+
+def parse_json(data: bytes | str, what: str = "Body") -> Any:
+    """Request JSON, parsed safely: InvalidInput naming `what` for anything that is not
+    strict JSON (NaN, numbers past a double, lone surrogates, bad UTF-8 included) or
+    that nests more than MAX_JSON_DEPTH levels; never a RecursionError."""
+    if isinstance(data, bytes) and data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]  # a UTF-8 byte order mark, which some Windows clients write
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        if "depth limit" in str(exc):
+            raise InvalidInput(f"{what} is nested more than {MAX_JSON_DEPTH} levels deep") from None
+        raise InvalidInput(f"{what} is not valid JSON ({exc})") from None
+    if _too_deep(value, MAX_JSON_DEPTH):
+        raise InvalidInput(f"{what} is nested more than {MAX_JSON_DEPTH} levels deep")
+    return value
+
+
 def parse_json_object(body: bytes) -> dict:
     """A JSON object from `body`; InvalidInput for anything else."""
-    try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise InvalidInput("Body is not valid JSON") from None
+    data = parse_json(body)
     if not isinstance(data, dict):
         raise InvalidInput("Body must be a JSON object")
     return data

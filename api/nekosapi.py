@@ -310,7 +310,13 @@ async def image_random(request: web.Request) -> web.Response:
     token = await _caller(request)
     ttl = _link_ttl(request, token)
     images = request.app[SERVICES].images
-    found = await images.random(Filters(tags=tuple(names), ratings=SFW_ONLY), limit)
+    try:
+        found = await images.random(Filters(tags=tuple(names), ratings=SFW_ONLY), limit)
+    except InvalidInput as exc:
+        if exc.details.get("field") != "tags":
+            raise
+        # Past the core's cap of distinct tags: the seed's one wording for categories.
+        raise InvalidInput("Invalid categories", field="categories") from None
     if not found:
         # Only an empty draw can hide an unknown category: a match has every one.
         if names and await images.unknown_tags(names):

@@ -8,7 +8,7 @@ link; it enters random and search only once approved; a rejected one is 404."""
 
 from __future__ import annotations
 
-import json
+import math
 import re
 from datetime import UTC, datetime
 from typing import Any
@@ -20,7 +20,7 @@ from aiohttp import web
 from api import files
 from api.auth import HeaderForm, authenticate
 from api.dialect import Dialect, RateLimit, Rendered, iso_ms, json_response
-from api.forms import Form, read_form, read_json_object
+from api.forms import Form, parse_json, read_form, read_json_object
 from api.keys import SERVICES
 from core.errors import (
     DuplicateImage,
@@ -128,25 +128,32 @@ async def random_images(request: web.Request) -> web.Response:
     return json_response({"images": [image_json(i, original_hash=True) for i in images]})
 
 
-def _int_field(body: dict[str, Any], name: str) -> int | None:
-    """A number field (or a numeric string); None when absent or null."""
+def _number_field(body: dict[str, Any], name: str) -> int | float | None:
+    """A number field (or a numeric string), truncated to an integer; None when absent
+    or null. Like the original's JavaScript, a number too big for a double (`1e400`,
+    `"inf"`) is an infinity, which callers compare like any number; NaN is refused."""
     value = body.get(name)
     if value is None or value == "":
         return None
+    number: int | float
     if isinstance(value, bool):
         raise InvalidInput(f"{name} must be a number")
     if isinstance(value, int | float):
-        return int(value)
-    if isinstance(value, str):
+        number = value
+    elif isinstance(value, str):
         try:
-            return int(float(value))
+            number = float(value)
         except ValueError:
-            pass
-    raise InvalidInput(f"{name} must be a number")
+            raise InvalidInput(f"{name} must be a number") from None
+    else:
+        raise InvalidInput(f"{name} must be a number")
+    if math.isnan(number):
+        raise InvalidInput(f"{name} must be a number")
+    return int(number) if math.isfinite(number) else number
 
 
 def _ms(body: dict[str, Any], name: str) -> datetime | None:
-    value = _int_field(body, name)
+    value = _number_field(body, name)
     if value is None:
         return None
     try:
@@ -197,14 +204,14 @@ def search_query(body: dict[str, Any]) -> SearchQuery:
         if isinstance(sort_name, str) and sort_name in Sort.__members__.values()
         else Sort.NEWEST
     )
-    skip = _int_field(body, "skip")
+    skip = _number_field(body, "skip")
     if skip is None:
-        skip = _int_field(body, "offset")
+        skip = _number_field(body, "offset")
     skip = max(0, skip or 0)
     if skip > MAX_SKIP:
         raise InvalidInput("Cannot skip more than 2,500 images")
-    limit = _int_field(body, "limit")
-    if limit is None or limit < 1 or limit > MAX_LIMIT:
+    limit = _number_field(body, "limit")
+    if limit is None or not 1 <= limit <= MAX_LIMIT:
         limit = DEFAULT_LIMIT
     return SearchQuery(
         tags=tuple(include),
@@ -215,8 +222,8 @@ def search_query(body: dict[str, Any]) -> SearchQuery:
         posted_before=_ms(body, "posted_before"),
         posted_after=_ms(body, "posted_after"),
         sort=sort,
-        skip=skip,
-        limit=limit,
+        skip=int(skip),
+        limit=int(limit),
     )
 
 
@@ -257,10 +264,7 @@ def upload_tags(values: list[str]) -> tuple[str, ...]:
         items: list[Any]
         text = value.strip()
         if text.startswith("["):
-            try:
-                parsed = json.loads(text)
-            except json.JSONDecodeError:
-                raise InvalidInput("tags must be an array of strings") from None
+            parsed = parse_json(text, "tags")
             if not isinstance(parsed, list) or not all(isinstance(t, str) for t in parsed):
                 raise InvalidInput("tags must be an array of strings")
             items = parsed

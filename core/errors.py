@@ -88,6 +88,20 @@ class Conflict(GazouError):
     code = "conflict"
 
 
+class StorageFull(GazouError):
+    """The disk (or quota) under DATA_DIR is full: nothing was stored."""
+
+    status = 507
+    code = "storage_full"
+
+
+class StorageUnavailable(GazouError):
+    """DATA_DIR cannot be written (read-only, not permitted, failing): nothing was stored."""
+
+    status = 503
+    code = "storage_unavailable"
+
+
 class SettingsError(Exception):
     """A setting is missing or malformed; `name` is the environment variable."""
 

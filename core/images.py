@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import string
 import time
 from collections.abc import Sequence
 from concurrent.futures import Executor
@@ -56,10 +57,16 @@ MAX_PAGE = 100
 # while the check runs; a writer takes milliseconds between the two, never an hour.
 # Temporaries (`.<name>.<pid>.tmp`) get the same grace: they may be half written.
 ORPHAN_GRACE_SECONDS = 3600
+# Distinct tags one filter may name, included and excluded together: more than an
+# image may carry, so no query that can match is refused.
+MAX_FILTER_TAGS = MAX_TAGS
 _SPACES = re.compile(r"\s+")
+# Tag names compare as SQLite's NOCASE does: only ASCII letters fold.
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 
 
 Found = TypeVar("Found", Image, ImageFile)
+Filtered = TypeVar("Filtered", Filters, SearchQuery)
 
 
 def _readable(found: Found | None, at_link: bool) -> Found:
@@ -76,6 +83,25 @@ def _readable(found: Found | None, at_link: bool) -> Found:
     if not shown:
         raise NotFound("Image not found")
     return found
+
+
+def _distinct(names: Sequence[str]) -> tuple[str, ...]:
+    """`names` without repeats, first spelling kept (names match case-insensitively)."""
+    seen: dict[str, str] = {}
+    for name in names:
+        seen.setdefault(name.translate(_ASCII_LOWER), name)
+    return tuple(seen.values())
+
+
+def distinct_tags(filters: Filtered) -> Filtered:
+    """`filters` with its tags and excluded tags each named once; InvalidInput past
+    MAX_FILTER_TAGS distinct tags, rather than one SQL condition per repeat."""
+    tags, exclude = _distinct(filters.tags), _distinct(filters.exclude_tags)
+    if len(tags) + len(exclude) > MAX_FILTER_TAGS:
+        raise InvalidInput(f"At most {MAX_FILTER_TAGS} tags at once", field="tags")
+    if tags == filters.tags and exclude == filters.exclude_tags:
+        return filters
+    return replace(filters, tags=tags, exclude_tags=exclude)
 
 
 def clean_name(text: str) -> str:
@@ -178,11 +204,68 @@ class ImageService:
         """Verify, measure and store an upload. Trusted uploads (owners, imports) are
         approved at once; others start pending and are announced to moderators.
         Raises DuplicateImage with the stored id for bytes already stored."""
+        meta, processed = await self._prepare(raw, meta)
+        image = await self._store(processed, meta, uploader, trusted)
+        if image.status is Status.PENDING:
+            self.events.emit(ev.IMAGE_PENDING, image)
+        return image
+
+    async def ingest_many(
+        self,
+        uploads: Sequence[tuple[bytes, IngestMetadata]],
+        uploader: User | None,
+        *,
+        trusted: bool = False,
+    ) -> list[Image]:
+        """`ingest` for a batch, all or nothing: every upload is verified first, so one
+        bad or duplicate file stores none; a store that fails part-way removes what
+        it stored. Moderators hear of the batch only once it is all in."""
+        prepared = [await self._prepare(raw, meta) for raw, meta in uploads]
+        first: dict[str, int] = {}
+        for n, (_, processed) in enumerate(prepared):
+            if processed.sha256 in first:
+                raise InvalidInput(f"Files {first[processed.sha256] + 1} and {n + 1} are the same")
+            first[processed.sha256] = n
+        stored: list[Image] = []
+        try:
+            for meta, processed in prepared:
+                stored.append(await self._store(processed, meta, uploader, trusted))
+        except BaseException:
+            for image in stored:
+                try:
+                    await asyncio.shield(self._unstore(image))
+                except Exception:
+                    # The store still refuses (a full disk may refuse a delete too):
+                    # the image stays, pending or approved as it was; say so.
+                    log.exception("could not take back %s of a failed batch", image.id)
+            raise
+        for image in stored:
+            if image.status is Status.PENDING:
+                self.events.emit(ev.IMAGE_PENDING, image)
+        return stored
+
+    async def _unstore(self, image: Image) -> None:
+        """Take back an image just stored by a batch that failed: row, then files."""
+        await self.repo.delete_image(image.id)
+        self._changed()
+        await self.blobs.remove(image_key(image.id, image.extension))
+        await self.blobs.remove(thumbnail_key(image.id))
+
+    async def _prepare(
+        self, raw: bytes, meta: IngestMetadata
+    ) -> tuple[IngestMetadata, ProcessedImage]:
+        """Clean the metadata and verify the bytes; DuplicateImage if already stored."""
         meta = self._clean_metadata(meta)
         processed = await self._process(raw, meta)
         existing = await self.repo.id_by_sha256(processed.sha256)
         if existing is not None:
             raise DuplicateImage(existing)
+        return meta, processed
+
+    async def _store(
+        self, processed: ProcessedImage, meta: IngestMetadata, uploader: User | None, trusted: bool
+    ) -> Image:
+        """Write the files and the row of a prepared upload (no event: callers announce)."""
         near = await self.repo.near_duplicate(processed.phash, NEAR_DUPLICATE_BITS)
         image_id = new_id()
         keys = (image_key(image_id, processed.extension), thumbnail_key(image_id))
@@ -235,11 +318,12 @@ class ImageService:
             # Includes DuplicateImage: two uploads of the same bytes raced.
             stored = await asyncio.shield(self._settle_failed_ingest(keys, steps))
             if stored is not None:
-                # Cancelled after the commit: the image is in, so it is announced.
-                self._stored(stored)
+                # Cancelled after the commit: the image is in, so it is announced
+                # here (the caller, cancelled, will not).
+                self._stored(stored, announce=True)
                 raise
             raise
-        self._stored(image)
+        self._stored(image, announce=False)  # callers announce, once all is in
         return image
 
     async def _settle_failed_ingest(
@@ -258,10 +342,10 @@ class ImageService:
                 log.warning("could not remove %s after a failed upload", key, exc_info=True)
         return None
 
-    def _stored(self, image: Image) -> None:
+    def _stored(self, image: Image, *, announce: bool) -> None:
         # Even a pending upload changes what its uploader's own listing shows.
         self._changed()
-        if image.status is Status.PENDING:
+        if announce and image.status is Status.PENDING:
             self.events.emit(ev.IMAGE_PENDING, image)
 
     def _changed(self) -> None:
@@ -348,6 +432,7 @@ class ImageService:
         """Up to `count` distinct approved images, uniformly drawn from the matches."""
         if not 1 <= count <= MAX_PAGE:
             raise InvalidInput(f"count must be between 1 and {MAX_PAGE}")
+        filters = distinct_tags(filters)
         if seen_by is None and self.draw_buffer is not None:
             return await self.draw_buffer.take(filters, count)
         return await self.repo.random_images(filters, count, seen_by)
@@ -359,6 +444,7 @@ class ImageService:
         """Like `random`, for callers that only link to the bytes (much cheaper)."""
         if not 1 <= count <= MAX_PAGE:
             raise InvalidInput(f"count must be between 1 and {MAX_PAGE}")
+        filters = distinct_tags(filters)
         if self.file_draw_buffer is not None:
             return await self.file_draw_buffer.take(filters, count)
         return await self._draw_files(filters, count)
@@ -369,6 +455,7 @@ class ImageService:
             raise InvalidInput(f"limit must be between 1 and {MAX_PAGE}")
         if query.skip < 0:
             raise InvalidInput("skip must not be negative")
+        query = distinct_tags(query)
         if self.page_cache is not None:
             return await self.page_cache.get(
                 (query, count_total), lambda: self.repo.search(query, count_total=count_total)
@@ -427,7 +514,7 @@ class ImageService:
 
     async def unknown_tags(self, names: Sequence[str]) -> list[str]:
         """Which of `names` are not tags (NekosAPI refuses unknown categories)."""
-        return await self.repo.unknown_tags(names)
+        return await self.repo.unknown_tags(_distinct(names))
 
     async def stats(self) -> Stats:
         """Counts by rating, orientation, resolution; artists, characters, categories."""

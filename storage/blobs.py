@@ -4,8 +4,27 @@ contract (core/contracts.py)."""
 from __future__ import annotations
 
 import asyncio
+import errno
+import logging
 import os
 from pathlib import Path
+
+from core.errors import GazouError, StorageFull, StorageUnavailable
+
+log = logging.getLogger(__name__)
+_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+def write_error(error: OSError) -> GazouError:
+    """The domain error for a failed write of image files: full (507) or not writable
+    (503), worded for whoever reads it, without paths."""
+    if error.errno in _FULL:
+        return StorageFull("The image store is full: nothing was stored")
+    if error.errno == errno.EROFS:
+        return StorageUnavailable("The image store is read-only: nothing was stored")
+    if error.errno in (errno.EACCES, errno.EPERM):
+        return StorageUnavailable("The image store may not be written: nothing was stored")
+    return StorageUnavailable("The image store cannot be written: nothing was stored")
 
 
 class FileBlobStore:
@@ -44,8 +63,14 @@ class FileBlobStore:
             os.close(dir_fd)
 
     async def put(self, key: str, data: bytes) -> None:
-        """Write `data` atomically under `key`."""
-        await asyncio.to_thread(self._put_sync, key, data)
+        """Write `data` atomically under `key`; StorageFull or StorageUnavailable when
+        the disk refuses."""
+        try:
+            await asyncio.to_thread(self._put_sync, key, data)
+        except OSError as exc:
+            # The operator must hear of it; the client gets a 507 or 503 that says why.
+            log.error("cannot write %s: %s", key, exc)
+            raise write_error(exc) from exc
 
     async def exists(self, key: str) -> bool:
         """Whether the file for `key` exists."""

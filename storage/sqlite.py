@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import random as _random
 import sqlite3
 import string
@@ -20,7 +21,14 @@ from typing import Any
 
 import aiosqlite
 
-from core.errors import Conflict, DuplicateImage, InvalidInput
+from core.errors import (
+    Conflict,
+    DuplicateImage,
+    GazouError,
+    InvalidInput,
+    StorageFull,
+    StorageUnavailable,
+)
 from core.models import (
     Album,
     Artist,
@@ -43,10 +51,16 @@ from core.models import (
 )
 from storage.schema import MIGRATIONS
 
+log = logging.getLogger(__name__)
+
 # Totals past this are reported as "at least" so a count never walks a huge set.
 TOTAL_CAP = 10_000
 # Rows a draw may look at through rejection before falling back to an exact scan.
 DRAW_ROUNDS = 4
+# Keys resolved per query (two bound variables each, well under SQLite's limit).
+RIDS_CHUNK = 400
+# What COLLATE NOCASE folds: ASCII letters only.
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 _SECRET_RNG = _random.SystemRandom()
 # WAL with NORMAL: a commit is atomic and survives a crash of the process, but the
 # last commits before a power cut may be lost (the WAL is synced only at
@@ -57,6 +71,19 @@ _SYNCHRONOUS = "NORMAL"
 # Enum lookups by value cost microseconds each on the hot read path; a dict doesn't.
 _RATING = {r.value: r for r in Rating}
 _STATUS = {s.value: s for s in Status}
+
+
+def _write_error(error: BaseException | None) -> GazouError | None:
+    """The domain error for a write SQLite refused because of the disk, else None:
+    SQLITE_FULL is 507, a read-only or unopenable database 503."""
+    if not isinstance(error, sqlite3.OperationalError):
+        return None
+    code = getattr(error, "sqlite_errorcode", 0) & 0xFF  # the primary result code
+    if code == sqlite3.SQLITE_FULL:
+        return StorageFull("The database is full: nothing was stored")
+    if code in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_IOERR):
+        return StorageUnavailable("The database cannot be written: nothing was stored")
+    return None
 
 
 def _ts(dt: datetime | None) -> float | None:
@@ -376,12 +403,22 @@ class SQLiteRepo:
         return cur.lastrowid
 
     async def _rids(self, table: str, keys: Iterable[str]) -> list[int | None]:
-        """Resolve ids or names (case-insensitive) to row ids; None for unknown ones."""
-        out = []
-        for key in keys:
-            row = await self._one(f"SELECT rid FROM {table} WHERE id = ? OR name = ?", (key, key))
-            out.append(row[0] if row else None)
-        return out
+        """Resolve ids or names (case-insensitive) to row ids; None for unknown ones.
+        One query per RIDS_CHUNK distinct keys, however many are asked for."""
+        keys = list(keys)
+        by_id: dict[str, int] = {}
+        by_name: dict[str, int] = {}
+        distinct = list(dict.fromkeys(keys))
+        for start in range(0, len(distinct), RIDS_CHUNK):
+            chunk = distinct[start : start + RIDS_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            for rid, row_id, name in await self._all(
+                f"SELECT rid, id, name FROM {table} WHERE id IN ({marks}) OR name IN ({marks})",
+                [*chunk, *chunk],
+            ):
+                by_id[row_id] = rid
+                by_name[name.translate(_ASCII_LOWER)] = rid
+        return [by_id.get(k, by_name.get(k.translate(_ASCII_LOWER))) for k in keys]
 
     async def unknown_tags(self, names: Iterable[str]) -> list[str]:
         """Which of `names` name no tag."""
@@ -932,7 +969,10 @@ class SQLiteRepo:
         # Each condition: (sql, params, pools that imply it or None, pools estimating
         # how many pass it, whether those pools hold the ones that fail instead).
         conditions: list[tuple[str, list[Any], list[str] | None, list[str], bool]] = []
-        for rid in await self._rids("tags", filters.tags):
+        # Included and excluded tags are looked up together, in one query.
+        rids = await self._rids("tags", [*filters.tags, *filters.exclude_tags])
+        include_rids, exclude_rids = rids[: len(filters.tags)], rids[len(filters.tags) :]
+        for rid in include_rids:
             if rid is None:
                 return None
             conditions.append(
@@ -944,7 +984,7 @@ class SQLiteRepo:
                     False,
                 )
             )
-        for rid in await self._rids("tags", filters.exclude_tags):
+        for rid in exclude_rids:
             if rid is not None:
                 conditions.append(
                     (
@@ -1179,7 +1219,9 @@ class SQLiteRepo:
         # query of approved images with at most one pooled constraint has an O(1) total.
         constraints: list[str | None] = []
         drive: tuple[int, int] | None = None  # (tag rid, pool size) to drive the scan from
-        tag_rids = await self._rids("tags", query.tags)
+        # Included and excluded tags are looked up together, in one query.
+        rids = await self._rids("tags", [*query.tags, *query.exclude_tags])
+        tag_rids, exclude_rids = rids[: len(query.tags)], rids[len(query.tags) :]
         if any(r is None for r in tag_rids):
             return SearchPage([], 0, True, query.skip, query.limit)
         sizes = await self._pool_sizes([f"tag:{r}" for r in tag_rids])
@@ -1194,7 +1236,7 @@ class SQLiteRepo:
                     "EXISTS (SELECT 1 FROM image_tags x WHERE x.tag_rid = ? AND x.seq = i.seq)"
                 )
                 params.append(rid)
-        for rid in await self._rids("tags", query.exclude_tags):
+        for rid in exclude_rids:
             if rid is not None:
                 where.append(
                     "NOT EXISTS (SELECT 1 FROM image_tags x WHERE x.tag_rid = ? AND x.seq = i.seq)"
@@ -1627,7 +1669,7 @@ class _Transaction:
                 # Only outside a transaction does SQLite take this; it costs no I/O.
                 await self.conn.execute("PRAGMA synchronous = FULL")
             await self.conn.execute("BEGIN IMMEDIATE")
-        except BaseException:
+        except BaseException as exc:
             # A cancelled await does not stop the worker thread: BEGIN may still run and
             # leave the shared connection inside a transaction, failing every later one.
             # The worker runs calls in order, so a ROLLBACK queued now comes after it.
@@ -1640,21 +1682,35 @@ class _Transaction:
                     await self._restore_synchronous()
                 finally:
                     self.lock.release()
+            if (mapped := _write_error(exc)) is not None:
+                log.error("cannot write the database: %s", exc)
+                raise mapped from exc
             raise
         return self
 
-    async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
+    async def __aexit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
         try:
             if exc_type is None:
-                if self.on_commit is not None:
-                    await self.conn.execute(
-                        "UPDATE changes SET counter = counter + 1 WHERE what = 'images'"
-                    )
-                await self.conn.execute("COMMIT")
+                try:
+                    if self.on_commit is not None:
+                        await self.conn.execute(
+                            "UPDATE changes SET counter = counter + 1 WHERE what = 'images'"
+                        )
+                    await self.conn.execute("COMMIT")
+                except sqlite3.Error as error:
+                    # A failed COMMIT (disk full) may leave the transaction open.
+                    await self._rollback()
+                    if (mapped := _write_error(error)) is not None:
+                        log.error("cannot write the database: %s", error)
+                        raise mapped from error
+                    raise
                 if self.on_commit is not None:
                     self.on_commit()
             else:
-                await self.conn.execute("ROLLBACK")
+                await self._rollback()
+                if (mapped := _write_error(exc)) is not None:
+                    log.error("cannot write the database: %s", exc)
+                    raise mapped from exc
         finally:
             try:
                 await self._restore_synchronous()
@@ -1668,6 +1724,11 @@ class _Transaction:
         # runs outside the transaction even when this await is cancelled.
         with contextlib.suppress(sqlite3.Error):
             await asyncio.shield(self.conn.execute(f"PRAGMA synchronous = {_SYNCHRONOUS}"))
+
+    async def _rollback(self) -> None:
+        # SQLite may already have rolled back on its own (SQLITE_FULL, SQLITE_IOERR).
+        if self.conn.in_transaction:
+            await self.conn.execute("ROLLBACK")
 
     async def execute(self, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Cursor:
         return await self.conn.execute(sql, tuple(params))
