@@ -6,15 +6,23 @@ before; everything runs over real HTTP against a real store."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
 from core.images import MAX_FILTER_TAGS
 from core.models import Filters, IngestMetadata, Rating, SearchQuery, Status
-from core.services import Services
-from tests.conftest import MEMBER, OWNER, make_image
+from core.services import Services, open_services
+from tests.conftest import MEMBER, OWNER, make_image, make_settings
+from tests.test_cli import ROOT, child_env, free_port
 
 SEARCH = "/api/v1/images/search"
 DEEP = 100_000
@@ -433,3 +441,142 @@ async def test_readonly_database_write_is_503(services: Services) -> None:
             await repo.kv_set("k", "v")
     finally:
         await repo.close()
+
+
+# ---- a full or read-only files folder, for real ------------------------------------
+
+
+def _namespaces_work() -> bool:
+    if not (shutil.which("unshare") and shutil.which("nsenter")):
+        return False
+    try:
+        done = subprocess.run(["unshare", "-Urm", "true"], capture_output=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
+
+
+def _upload_requests(token: str, seed: int) -> list[tuple[str, str, dict[str, str], bytes, dict]]:
+    """(dialect, path, headers, body, content type) of one upload on each route."""
+    out = []
+    for n, (dialect, path, field, auth) in enumerate(
+        [
+            ("miku", "/api/add", "image", {"Authorization": f"Bearer {token}"}),
+            ("nekosmoe", "/api/v1/images", "image", {"Authorization": token}),
+            ("discord_images", "/api/upload", "files[]", {"token": token}),
+            ("chevereto", "/api/1/upload", "source", {"X-API-Key": token}),
+        ]
+    ):
+        body, content_type = _multipart(field, b"a.png", make_image(seed=seed + n))
+        out.append((dialect, path, auth, body, content_type))
+    return out
+
+
+def _expected(dialect: str, status: int, message: str) -> dict:
+    if dialect == "discord_images":
+        return {"success": False, "message": message}
+    if dialect == "chevereto":
+        phrase = {507: "Insufficient Storage", 503: "Service Unavailable"}[status]
+        return {
+            "status_code": status,
+            "error": {"message": message, "code": status},
+            "status_txt": phrase,
+        }
+    return {"message": message}
+
+
+def _fill(path: Path) -> int:
+    """Write zeros to `path` until the file system refuses; the errno it gave."""
+    with path.open("wb", buffering=0) as f:
+        for _ in range(1024):  # 4 MB at most, far past the 512 KB tmpfs
+            try:
+                f.write(b"\0" * 4096)
+            except OSError as exc:
+                return exc.errno or 0
+    return 0
+
+
+def _remount_readonly(pid: int, filler: Path, files: Path) -> None:
+    """Free the space again, then make the tmpfs read-only inside `pid`'s namespaces."""
+    filler.unlink()
+    command = ["nsenter", "-t", str(pid), "-U", "-m", "--preserve-credentials"]
+    subprocess.run([*command, "mount", "-o", "remount,ro", str(files)], check=True, timeout=10)
+
+
+@pytest.mark.skipif(
+    not _namespaces_work(), reason="needs unshare and nsenter (user + mount namespaces)"
+)
+async def test_full_then_readonly_files_folder_is_507_then_503(tmp_path: Path) -> None:
+    """Real conditions, not mocks: a `bot.py serve` child runs in its own user and
+    mount namespaces (unprivileged, gone with the process) with DATA_DIR/files on a
+    512 KB tmpfs. The test fills that tmpfs through /proc/<pid>/root until the kernel
+    says ENOSPC, then remounts it read-only (EROFS) with nsenter. Tests run as root,
+    so permissions (chmod) would not stop a write; a full or read-only file system
+    does. Every upload route must answer in its own shape, and store nothing."""
+    data = tmp_path / "data"
+    files = data / "files"
+    files.mkdir(parents=True)
+    async with open_services(make_settings(data)) as services:
+        token = await _admin_token(services)
+    port = free_port()
+    env = child_env(data, HOST="127.0.0.1", PORT=str(port), RATE_LIMITS="off")
+    proc = await asyncio.create_subprocess_exec(
+        "unshare",
+        "-Urm",
+        "sh",
+        "-c",
+        'mount -t tmpfs -o size=512k gazou "$1" && exec "$2" bot.py serve',
+        "sh",
+        str(files),
+        sys.executable,
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    assert proc.stdout is not None
+    output = asyncio.create_task(proc.stdout.read())
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+            for _ in range(150):
+                assert not output.done(), "the server exited early"
+                try:
+                    async with session.get(f"{base}/healthz") as response:
+                        if response.status == 200:
+                            break
+                except aiohttp.ClientConnectionError:
+                    await asyncio.sleep(0.1)
+            else:
+                pytest.fail("the server did not answer /healthz in 15 s")
+            sanity = _upload_requests(token, 500)[0]
+            async with session.post(
+                base + sanity[1], data=sanity[3], headers={**sanity[2], **sanity[4]}
+            ) as response:
+                assert response.status == 200, await response.text()
+            # Fill the tmpfs as the server sees it, until the kernel refuses.
+            filler = Path(f"/proc/{proc.pid}/root{files}/filler")
+            assert await asyncio.to_thread(_fill, filler) == errno.ENOSPC
+            for n, (status, message) in enumerate(
+                [
+                    (507, "The image store is full: nothing was stored"),
+                    (503, "The image store is read-only: nothing was stored"),
+                ]
+            ):
+                if status == 503:
+                    await asyncio.to_thread(_remount_readonly, proc.pid, filler, files)
+                for dialect, path, auth, body, ctype in _upload_requests(token, 600 + 10 * n):
+                    async with session.post(
+                        base + path, data=body, headers={**auth, **ctype}
+                    ) as response:
+                        assert response.status == status, (dialect, await response.text())
+                        assert await response.json() == _expected(dialect, status, message)
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGINT)
+        await asyncio.wait_for(proc.wait(), timeout=20)
+        text = (await output).decode()
+    assert "Traceback" not in text, text
+    assert text.count("cannot write images/") == 8, text
+    async with open_services(make_settings(data)) as services:
+        assert len(await _all_ids(services)) == 1  # the sanity upload only
