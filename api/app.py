@@ -4,9 +4,11 @@ each dialect's own shape, never a traceback."""
 from __future__ import annotations
 
 import logging
+import warnings
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.multipart import BadContentDispositionParam
 
 from api.app_errors import plain_error
 from api.dialect import Dialect, json_response
@@ -125,6 +127,9 @@ def create_app(services: Services) -> web.Application:
     dialects = _dialects()
     # Once per process, whichever runner serves the app (addFilter ignores repeats).
     logging.getLogger("aiohttp.server").addFilter(_MALFORMED_REQUESTS)
+    # aiohttp warns on stderr about a malformed `filename*` in a part and goes on
+    # without it: a client's mistake, not a warning about our code.
+    warnings.filterwarnings("ignore", category=BadContentDispositionParam)
     limited = services.settings.rate_limits
     app = web.Application(
         client_max_size=services.settings.max_request_bytes,

@@ -66,6 +66,12 @@ def _is_file_part(headers: CIMultiDictProxy[str], filename: str | None) -> bool:
     return not (ctype.startswith("text/") or ctype in ("", "application/x-www-form-urlencoded"))
 
 
+def _names(part: BodyPartReader) -> tuple[str | None, str | None]:
+    """The part's field name and file name, storable."""
+    filename = part.filename
+    return part.name, None if filename is None else storable_text(filename)
+
+
 async def read_form(request: web.Request, max_bytes: int) -> Form:
     """Read the body as a form. Multipart parts with a file name (or a non-text type)
     are files; JSON objects become fields (lists kept as repeated values)."""
@@ -78,8 +84,11 @@ async def read_form(request: web.Request, max_bytes: int) -> Form:
             reader = await request.multipart()
             total = 0
             while (part := await reader.next()) is not None:
-                if not isinstance(part, BodyPartReader) or part.name is None:
-                    continue  # nested multipart or nameless part: nothing a client means
+                if not isinstance(part, BodyPartReader):
+                    continue  # nested multipart: nothing a client means
+                name, filename = _names(part)
+                if name is None:
+                    continue  # a nameless part
                 chunks = []
                 while chunk := await part.read_chunk(64 * 1024):
                     total += len(chunk)
@@ -87,16 +96,13 @@ async def read_form(request: web.Request, max_bytes: int) -> Form:
                         raise _too_large(max_bytes)
                     chunks.append(chunk)
                 data = b"".join(chunks)
-                if _is_file_part(part.headers, part.filename):
-                    filename = None if part.filename is None else storable_text(part.filename)
-                    form.files.setdefault(part.name, []).append(
+                if _is_file_part(part.headers, filename):
+                    form.files.setdefault(name, []).append(
                         Upload(filename, part.headers.get("Content-Type"), data)
                     )
                 else:
                     charset = part.get_charset(default="utf-8")
-                    form.fields.setdefault(part.name, []).append(
-                        data.decode(charset, errors="replace")
-                    )
+                    form.fields.setdefault(name, []).append(data.decode(charset, errors="replace"))
         except (ValueError, AssertionError, LookupError, HttpProcessingError) as exc:
             # HttpProcessingError: a part's headers are malformed (e.g. control bytes).
             raise InvalidInput(f"Malformed multipart body: {exc}") from None
