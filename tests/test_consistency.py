@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from core.contracts import image_key, thumbnail_key
-from core.errors import InvalidInput
+from core.errors import InvalidInput, StorageFull
 from core.images import ORPHAN_GRACE_SECONDS
 from core.models import IngestMetadata, new_id
 from core.services import Services
@@ -137,7 +137,7 @@ class ThumbnailsFail(FileBlobStore):
 
 async def test_a_failed_thumbnail_write_leaves_no_file(services: Services) -> None:
     services.images.blobs = ThumbnailsFail(services.settings.data_dir / "files")
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(StorageFull):
         await services.images.ingest(make_image(seed=1), META, MEMBER)
     assert all_files(services) == set()
     assert await services.storage.repo._all("SELECT id FROM images") == []
