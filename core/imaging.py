@@ -3,12 +3,13 @@ hashes and colours. Synchronous and I/O-free; callers run them in a thread execu
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import math
 import re
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from io import BytesIO
@@ -29,6 +30,9 @@ MAX_SIDE = 65535
 # Decoding every frame of an animation costs frames x width x height; a few KB of LZW can
 # describe thousands of full-canvas frames, so the total is capped as well as the canvas.
 MAX_ANIMATION_PIXELS = 600_000_000
+
+# After an image this large (as its header claims), freed memory goes back to the system.
+TRIM_MIN_PIXELS = 8_000_000
 
 THUMBNAIL_QUALITY = 85
 RESIZE_QUALITY = 90
@@ -57,6 +61,18 @@ _EMPTY_XMP_TAIL = b'<?xpacket end="w"?>'
 # Start-of-frame markers carry the dimensions; C4 (DHT), C8 (JPG) and CC (DAC) are not frames.
 _JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 _JPEG_STANDALONE = frozenset({0x01, *range(0xD0, 0xD9)})
+
+
+def _load_malloc_trim() -> Callable[[int], int] | None:
+    """glibc's malloc_trim, or None where the C library has none (musl, macOS)."""
+    try:
+        trim: Callable[[int], int] = ctypes.CDLL(None).malloc_trim
+        return trim
+    except (OSError, AttributeError):
+        return None
+
+
+_MALLOC_TRIM = _load_malloc_trim()
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +115,20 @@ def process_image(
     resize_width: int | None = None,
 ) -> ProcessedImage:
     """Vet uploaded bytes and return what to store: cleaned data, thumbnail, hashes, colour."""
+    try:
+        return _process_image(raw, max_pixels, max_bytes, thumb_size, resize_width)
+    finally:
+        if _claimed_pixels(raw) >= TRIM_MIN_PIXELS:
+            _release_freed_memory()
+
+
+def _process_image(
+    raw: bytes,
+    max_pixels: int,
+    max_bytes: int | None,
+    thumb_size: tuple[int, int],
+    resize_width: int | None,
+) -> ProcessedImage:
     if max_bytes is not None and len(raw) > max_bytes:
         raise ImageTooLarge(f"Image is larger than {_megabytes(max_bytes)} MB", max_bytes=max_bytes)
     fmt = _require_format(raw)
@@ -108,17 +138,24 @@ def process_image(
     with _decoding():
         img, frames = _open_vetted(raw, fmt, max_pixels)
         stored_size = img.size  # before a JPEG's scaled decode shrinks it
-        first = _verify_frames(img, frames, thumb_size)
+        exif = img.info.get("exif")
         if fmt == "PNG":
             # load() skips IDAT checksums, which browsers do not forgive.
             Image.open(BytesIO(raw), formats=["PNG"]).verify()
-        turn = _exif_orientation(img.info.get("exif"))
+        layout = _strip_layout(raw, img, frames)
+        if layout is not None:
+            first = _png_shrink(raw, layout, thumb_size)
+            exif = layout.exif or exif
+        else:
+            first = _verify_frames(img, frames, thumb_size)
+            exif = img.info.get("exif")  # a PNG's eXIf may follow the pixels
+        turn = _exif_orientation(exif)
         data = _strip_location(raw, fmt)
 
     width, height = _upright_size(stored_size, turn)
     thumb = _upright(first, turn)
     if resize_width is not None and resize_width < width:
-        data = resize_to_width(data, resize_width)
+        data = resize_to_width(data, resize_width, max_pixels=max_pixels)
         width, height = _header_size(data)
 
     return ProcessedImage(
@@ -137,17 +174,21 @@ def process_image(
     )
 
 
-def resize_to_width(raw: bytes, width: int) -> bytes:
+def resize_to_width(raw: bytes, width: int, *, max_pixels: int = MAX_SIDE * MAX_SIDE) -> bytes:
     """Scale to `width` (as displayed), keeping format, aspect and animation; never upscales."""
     if width < 1:
         raise InvalidInput("Resize width must be a positive number of pixels")
     fmt = _require_format(raw)
-    limit = Image.MAX_IMAGE_PIXELS or MAX_SIDE * MAX_SIDE
     with _decoding():
-        img, frame_count = _open_vetted(raw, fmt, limit)
-        if fmt != "JPEG":
+        img, frame_count = _open_vetted(raw, fmt, max_pixels)
+        layout = _strip_layout(raw, img, frame_count)
+        exif = img.info.get("exif")
+        if layout is not None:
+            exif = layout.exif or exif
+        elif fmt != "JPEG":
             img.load()  # a PNG's eXIf chunk may follow the pixels; a JPEG's never does
-        turn = _exif_orientation(img.info.get("exif"))
+            exif = img.info.get("exif")
+        turn = _exif_orientation(exif)
         shown_width, shown_height = _upright_size(img.size, turn)
         if width >= shown_width:
             return raw
@@ -160,7 +201,10 @@ def resize_to_width(raw: bytes, width: int) -> bytes:
             img.draft(img.mode, (target[0] * 2, target[1] * 2))
         frames: list[Image.Image] = []
         durations: list[int] = []
-        for index in range(frame_count):
+        if layout is not None:
+            frames.append(_upright(_png_resized(raw, layout, target), turn))
+            durations.append(0)
+        for index in range(frame_count if layout is None else 0):
             img.seek(index)
             img.load()
             frame = _saveable(img, fmt).resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
@@ -222,24 +266,46 @@ def _decoding() -> Iterator[None]:
         raise ImageTooLarge("Image has too many pixels (decompression bomb)") from exc
     # Warnings only arrive here when a filter turned them into errors (as our tests do);
     # a malformed-file warning means the same as a malformed-file exception.
-    except (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error,
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error, zlib.error,
             Warning) as exc:  # fmt: skip
         raise CorruptImage(CORRUPT_MESSAGE) from exc
 
 
 def _open_vetted(raw: bytes, fmt: str, max_pixels: int) -> tuple[Image.Image, int]:
     """Check the size the header claims, then let Pillow open (not decode) it; with frames."""
-    # Pillow's own bomb check runs inside Image.open and warns (or raises) through the
-    # process-wide warnings machinery; refusing first means it never fires.
-    limit = min(max_pixels, Image.MAX_IMAGE_PIXELS or max_pixels)
     width, height = _header_size(raw, fmt)
-    _check_size((width, height), limit)
+    _check_size((width, height), max_pixels)
+    # Pillow has a bomb check of its own, run inside Image.open (and GIF, WebP and MPO
+    # frame reads): a warning through the process-wide warnings machinery past
+    # Image.MAX_IMAGE_PIXELS, an error past twice that. Its default, 89.5 Mpx, would
+    # silently cap MAX_IMAGE_PIXELS; raised to the setting, which is checked first here,
+    # it never fires and the setting decides. (Only core.imaging uses Pillow.)
+    if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < max_pixels:
+        Image.MAX_IMAGE_PIXELS = max_pixels
     img = Image.open(BytesIO(raw), formats=[fmt])
-    _check_size(img.size, limit)  # in case Pillow reads the header differently
+    _check_size(img.size, max_pixels)  # in case Pillow reads the header differently
     frames = _frame_count(img)
     if frames * width * height > MAX_ANIMATION_PIXELS:
         raise ImageTooLarge(f"Animation has too many pixels ({frames} frames of {width}x{height})")
     return img, frames
+
+
+def _claimed_pixels(raw: bytes) -> int:
+    fmt = sniff_format(raw)
+    if fmt is None:
+        return 0
+    width, height = _header_size(raw, fmt)
+    return width * height
+
+
+def _release_freed_memory() -> None:
+    """Give memory freed after a large image back to the system.
+
+    glibc keeps freed blocks in per-thread arenas (and raises its mmap threshold after the
+    first large free), so after a burst of large images on the worker threads a process
+    kept over a GB it no longer used; malloc_trim returns the free pages of every arena."""
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
 
 
 def _check_size(size: tuple[int, int], limit: int) -> None:
@@ -350,11 +416,16 @@ def _webp_size(raw: bytes) -> tuple[int, int]:
 # --- derivatives ---------------------------------------------------------------------------
 
 
+def _shrunk_size(size: tuple[int, int], box: tuple[int, int]) -> tuple[int, int]:
+    """No bigger than needed to fill `box` in either orientation."""
+    width, height = size
+    scale = min(1.0, max(box) / width, max(box) / height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
 def _shrink(img: Image.Image, box: tuple[int, int]) -> Image.Image:
     """A copy no bigger than needed for `box` in either orientation, as RGB or RGBA."""
-    side = max(box)
-    scale = min(1.0, side / img.width, side / img.height)
-    size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
+    size = _shrunk_size(img.size, box)
     if img.mode in ("P", "PA", "1"):
         # Palette images resize only with NEAREST; pre-shrink big ones before widening the mode.
         if img.width * img.height > 4 * 2048 * 2048:
@@ -438,6 +509,186 @@ def _dominant_color(small: Image.Image) -> str:
     palette = paletted.getpalette() or [255, 255, 255]
     red, green, blue = palette[index * 3 : index * 3 + 3]
     return f"#{red:02x}{green:02x}{blue:02x}"
+
+
+# --- large PNGs, a strip at a time ----------------------------------------------------------
+
+# Pillow decodes a PNG into one full-size bitmap (4 bytes a pixel, and a second copy to
+# premultiply alpha before resizing): 700 MB for an 88 Mpx RGBA file of a few hundred KB.
+# From this size on, a non-interlaced 8-bit PNG is inflated here a strip of rows at a time,
+# each strip decoded by Pillow from a small PNG of its own and box-reduced at once, so
+# only a strip and the reduced picture are ever in memory.
+STRIP_MIN_PIXELS = 8_000_000
+# Bytes of decoded pixels per strip: big enough that per-strip costs vanish.
+STRIP_BYTES = 8 * 1024 * 1024
+# Fed to zlib in slices, so an IDAT of many MB is not copied again for each strip.
+_INFLATE_SLICE = 64 * 1024
+# PNG colour type -> (channels, the mode Pillow opens it in) for 8-bit samples.
+_PNG_COLOUR = {0: (1, "L"), 2: (3, "RGB"), 3: (1, "P"), 4: (2, "LA"), 6: (4, "RGBA")}
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PREMULTIPLIED = {"RGBA": "RGBa", "LA": "La"}
+
+
+@dataclass(frozen=True, slots=True)
+class _PngLayout:
+    """What decoding a PNG in strips needs: header fields and where the pixel data is."""
+
+    width: int
+    height: int
+    channels: int
+    header: bytes  # the IHDR fields after width and height
+    extra: bytes  # PLTE and tRNS chunks, which a strip needs to decode the same
+    idat: tuple[tuple[int, int], ...]  # (start, end) of each consecutive IDAT's data
+    exif: bytes | None
+
+
+def _strip_layout(raw: bytes, img: Image.Image, frames: int) -> _PngLayout | None:
+    """The layout of a still PNG big enough to be worth decoding in strips, else None."""
+    if img.format != "PNG" or frames != 1 or img.width * img.height < STRIP_MIN_PIXELS:
+        return None
+    return _png_layout(raw, img)
+
+
+def _png_layout(raw: bytes, img: Image.Image) -> _PngLayout | None:
+    """The layout of a PNG that can be decoded in strips, else None (Pillow decodes it)."""
+    width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", raw[16:29])
+    if depth != 8 or interlace or colour not in _PNG_COLOUR:
+        return None  # 16-bit rows do not survive the mode Pillow widens them to
+    channels, mode = _PNG_COLOUR[colour]
+    if img.mode != mode:
+        return None
+    extra: list[bytes] = []
+    idat: list[tuple[int, int]] = []
+    exif = None
+    pos, idat_done = 8, False
+    while pos + 12 <= len(raw):
+        length, kind = struct.unpack(">I4s", raw[pos : pos + 8])
+        end = pos + 8 + length
+        if kind == b"IDAT" and not idat_done:
+            idat.append((pos + 8, min(end, len(raw))))
+        elif idat:
+            idat_done = True  # as Pillow, only the first run of IDAT chunks holds pixels
+        if kind in (b"PLTE", b"tRNS"):
+            extra.append(raw[pos : end + 4])
+        elif kind == b"eXIf":
+            exif = b"Exif\x00\x00" + raw[pos + 8 : end]
+        elif kind == b"IEND":
+            break
+        pos = end + 4
+    if not idat:
+        raise CorruptImage(CORRUPT_MESSAGE)
+    return _PngLayout(width, height, channels, raw[24:29], b"".join(extra), tuple(idat), exif)
+
+
+def _png_shrink(raw: bytes, layout: _PngLayout, box: tuple[int, int]) -> Image.Image:
+    """What `_shrink` returns for this PNG, decoding every row but a strip at a time."""
+    return _widen(_png_resized(raw, layout, _shrunk_size((layout.width, layout.height), box)))
+
+
+def _png_resized(raw: bytes, layout: _PngLayout, size: tuple[int, int]) -> Image.Image:
+    """The PNG resized as resize(size, LANCZOS, reducing_gap=3.0) would (palette and colour
+    keys turned into RGB or RGBA first), decoding every row but a strip at a time."""
+    width, height = layout.width, layout.height
+    # The integer box reduction Pillow's resize(reducing_gap=3.0) would make before Lanczos;
+    # done per strip of a multiple of its height, the strips add up to the same picture.
+    factor_x = int(width / size[0] / 3.0) or 1
+    factor_y = int(height / size[1] / 3.0) or 1
+    rows_per_strip = max(1, STRIP_BYTES // (width * 4) // factor_y) * factor_y
+    reduced: Image.Image | None = None
+    previous = b""  # the last row of the strip before, unfiltered: the next one's filters use it
+    for top, rows in _png_strips(raw, layout, rows_per_strip):
+        strip = _png_strip_image(layout, rows, previous)
+        start = 1 if previous else 0
+        previous = strip.crop((0, strip.height - 1, width, strip.height)).tobytes()
+        if strip.mode == "P" or "transparency" in strip.info:
+            strip = _widen(strip)
+        if strip.mode in _PREMULTIPLIED:  # as resize does, so edges do not darken
+            strip = strip.convert(_PREMULTIPLIED[strip.mode])
+        part = strip.reduce((factor_x, factor_y), box=(0, start, width, strip.height))
+        if reduced is None:
+            reduced_size = (-(-width // factor_x), -(-height // factor_y))
+            reduced = Image.new(part.mode, reduced_size)
+        reduced.paste(part, (0, top // factor_y))
+    assert reduced is not None  # _png_strips yields at least one strip or raises
+    small = reduced.resize(
+        size, Image.Resampling.LANCZOS, box=(0, 0, width / factor_x, height / factor_y)
+    )
+    if small.mode in ("RGBa", "La"):
+        small = small.convert(small.mode.upper())
+    return small
+
+
+def _png_strips(
+    raw: bytes, layout: _PngLayout, rows_per_strip: int
+) -> Iterator[tuple[int, list[bytes]]]:
+    """(first row, pieces of its filtered rows) of each strip, inflated from the IDATs."""
+    stride = layout.width * layout.channels + 1  # a filter byte leads each row
+    inflater = zlib.decompressobj()
+    view = memoryview(raw)
+    top, pieces, have = 0, [], 0  # kept in pieces: joining them would copy every byte again
+    wanted = min(rows_per_strip, layout.height) * stride
+    for start, end in layout.idat:
+        for piece in range(start, end, _INFLATE_SLICE):
+            data: bytes | memoryview = view[piece : min(piece + _INFLATE_SLICE, end)]
+            while data:
+                pieces.append(inflater.decompress(data, wanted - have))
+                have += len(pieces[-1])
+                data = inflater.unconsumed_tail
+                if have == wanted:
+                    yield top, pieces
+                    top += wanted // stride
+                    if top == layout.height:
+                        return  # Pillow ignores whatever follows the last row too
+                    pieces, have = [], 0
+                    wanted = min(rows_per_strip, layout.height - top) * stride
+            if inflater.eof:
+                break
+    raise CorruptImage(CORRUPT_MESSAGE)  # the rows ran out: truncated
+
+
+def _png_strip_image(layout: _PngLayout, rows: list[bytes], previous: bytes) -> Image.Image:
+    """Decode filtered rows as a PNG of their own, led by the row before them, unfiltered."""
+    stride = layout.width * layout.channels + 1
+    count = sum(len(piece) for piece in rows) // stride + (1 if previous else 0)
+    lead = b"\x00" + previous if previous else b""
+    body = _stored_zlib(lead, *rows)
+    crc = zlib.crc32(b"IDAT")
+    for part in body:
+        crc = zlib.crc32(part, crc)
+    header = struct.pack(">II", layout.width, count) + layout.header
+    png = b"".join(
+        (
+            _PNG_SIGNATURE,
+            _png_chunk(b"IHDR", header),
+            layout.extra,
+            struct.pack(">I", sum(len(part) for part in body)),
+            b"IDAT",
+            *body,
+            struct.pack(">I", crc),
+            _png_chunk(b"IEND", b""),
+        )
+    )
+    strip = Image.open(BytesIO(png), formats=["PNG"])
+    strip.load()
+    return strip
+
+
+def _stored_zlib(*buffers: bytes | bytearray) -> list[bytes | memoryview]:
+    """A zlib stream of the buffers in stored blocks: framing and a checksum, no deflating
+    (which costs as much as decoding the strip, even at level 0)."""
+    parts: list[bytes | memoryview] = [b"\x78\x01"]
+    adler = 1
+    blocks = [
+        memoryview(buffer)[start : start + 65535]
+        for buffer in buffers
+        for start in range(0, len(buffer), 65535)
+    ]
+    for index, block in enumerate(blocks):
+        final = index == len(blocks) - 1
+        parts += (struct.pack("<BHH", final, len(block), len(block) ^ 0xFFFF), block)
+        adler = zlib.adler32(block, adler)
+    parts.append(struct.pack(">I", adler))
+    return parts
 
 
 # --- resizing ------------------------------------------------------------------------------

@@ -86,6 +86,40 @@ def png_with_header_size(width: int, height: int) -> bytes:
     return bytes(raw)
 
 
+def flat_grey_png(width: int, height: int) -> bytes:
+    """A greyscale PNG written row by row (never whole in memory): left half black, right
+    half white, with a grey band across the top quarter."""
+    half = width // 2
+    plain = b"\x00" + b"\x00" * half + b"\xff" * (width - half)
+    band = b"\x00" + b"\x80" * width
+    packer = zlib.compressobj(9)
+    body = [packer.compress(band if row < height // 4 else plain) for row in range(height)]
+    body.append(packer.flush())
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"".join(
+        (b"\x89PNG\r\n\x1a\n", png_chunk(b"IHDR", ihdr), png_chunk(b"IDAT", b"".join(body)),
+         png_chunk(b"IEND", b""))
+    )  # fmt: skip
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png_chunks(raw: bytes) -> list[tuple[bytes, bytes]]:
+    """(kind, data) of each chunk of a PNG."""
+    chunks, pos = [], 8
+    while pos < len(raw):
+        (length,) = struct.unpack(">I", raw[pos : pos + 4])
+        chunks.append((raw[pos + 4 : pos + 8], raw[pos + 8 : pos + 8 + length]))
+        pos += 12 + length
+    return chunks
+
+
+def png_of(chunks: list[tuple[bytes, bytes]]) -> bytes:
+    return b"\x89PNG\r\n\x1a\n" + b"".join(png_chunk(kind, data) for kind, data in chunks)
+
+
 def frames_of(data: bytes) -> list[Image.Image]:
     img = Image.open(BytesIO(data))
     result = []
@@ -179,15 +213,47 @@ def test_decompression_bomb_is_refused_before_decoding() -> None:
     assert time.perf_counter() - started < 0.5
 
 
-def test_pillow_bomb_limit_applies_without_any_warning(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "GIF", "WEBP", "animated GIF"])
+def test_max_pixels_above_pillows_own_limit_is_honoured_without_any_warning(
+    monkeypatch: pytest.MonkeyPatch, fmt: str
+) -> None:
+    # 30,000 pixels is past twice this, where Pillow raises rather than warns.
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10_000)
-    raw = encode(picture((200, 100)), "PNG")
+    if fmt == "animated GIF":
+        raw = animated_gif(frames=3, size=(200, 150))
+    else:
+        raw = encode(picture((200, 150)), fmt)
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        with pytest.raises(ImageTooLarge):
-            process_image(raw, max_pixels=MAX_PIXELS)
+        result = process_image(raw, max_pixels=MAX_PIXELS, resize_width=100)
     assert caught == []
+    assert (result.width, result.height) == (100, 75)
+
+
+def test_max_pixels_below_the_image_refuses_without_any_warning() -> None:
+    raw = encode(picture((200, 150)), "PNG")
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(ImageTooLarge, match=r"\(30000 > 20000\)"):
+            process_image(raw, max_pixels=20_000)
+    assert caught == []
+
+
+def test_png_past_pillows_default_limit_is_accepted_under_a_higher_setting() -> None:
+    # 90 Mpx, past Pillow's 89.5 Mpx default, which used to cap MAX_IMAGE_PIXELS silently.
+    raw = flat_grey_png(10_000, 9_000)
+    assert 10_000 * 9_000 > 89_478_485
+
+    with pytest.raises(ImageTooLarge, match="too many pixels"):
+        process_image(raw, max_pixels=89_000_000)
+    result = process_image(raw, max_pixels=100_000_000)
+
+    assert (result.width, result.height) == (10_000, 9_000)
+    assert Image.open(BytesIO(result.thumbnail)).size == (360, 324)
+    assert result.dominant_color in ("#000000", "#ffffff")
+    assert result.data == raw
 
 
 def test_too_many_pixels_refused() -> None:
@@ -522,3 +588,152 @@ def test_resize_width_option_resizes_data_and_reports_new_size() -> None:
     assert (stored.format, stored.size) == ("PNG", (400, 300))
     assert (result.width, result.height) == (400, 300)
     assert 0x8825 not in stored.getexif()
+
+
+# --- large PNGs, decoded a strip at a time ----------------------------------------------------
+
+PNG_MODES = ["RGB", "RGBA", "L", "LA", "P", "P with transparency"]
+
+
+@pytest.fixture(params=[False, True], ids=["whole", "strips"])
+def strips(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """Run a test with every PNG decoded whole, then with every PNG decoded in small strips."""
+    if request.param:
+        monkeypatch.setattr(imaging, "STRIP_MIN_PIXELS", 1)
+        monkeypatch.setattr(imaging, "STRIP_BYTES", 50_000)
+    return bool(request.param)
+
+
+def png_in_mode(mode: str, size: tuple[int, int] = (2600, 900)) -> bytes:
+    img = picture(size)
+    if mode == "RGBA":
+        img.putalpha(Image.linear_gradient("L").rotate(90).resize(size))
+    elif mode == "LA":
+        img = img.convert("L")
+        img.putalpha(Image.linear_gradient("L").resize(size))
+    elif mode.startswith("P"):
+        img = img.convert("P", palette=Image.Palette.ADAPTIVE, colors=64)
+    else:
+        img = img.convert(mode)
+    options = {"transparency": 0} if mode == "P with transparency" else {}
+    return encode(img, "PNG", **options)
+
+
+def processed_whole_and_in_strips(
+    monkeypatch: pytest.MonkeyPatch, raw: bytes, **options: object
+) -> tuple[object, object]:
+    whole = process_image(raw, max_pixels=MAX_PIXELS, **options)  # type: ignore[arg-type]
+    monkeypatch.setattr(imaging, "STRIP_MIN_PIXELS", 1)
+    monkeypatch.setattr(imaging, "STRIP_BYTES", 50_000)  # 8 rows a strip: 113 strips
+    in_strips = process_image(raw, max_pixels=MAX_PIXELS, **options)  # type: ignore[arg-type]
+    return whole, in_strips
+
+
+@pytest.mark.parametrize("mode", PNG_MODES)
+def test_png_decoded_in_strips_gives_what_a_whole_decode_gives(
+    monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    raw = png_in_mode(mode)
+
+    whole, in_strips = processed_whole_and_in_strips(monkeypatch, raw)
+
+    assert in_strips == whole  # thumbnail bytes, hash and colour included
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "P"])
+def test_png_resized_in_strips_gives_what_a_whole_decode_gives(
+    monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    raw = png_in_mode(mode)
+
+    whole, in_strips = processed_whole_and_in_strips(monkeypatch, raw, resize_width=700)
+
+    assert in_strips == whole
+    assert Image.open(BytesIO(in_strips.data)).size == (700, 242)  # type: ignore[attr-defined]
+
+
+def test_png_with_a_colour_key_in_strips_hashes_like_a_whole_decode(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Strips apply the colour key before scaling (the whole decode after), so pixels at the
+    # key's edges differ a little; the picture does not.
+    raw = encode(picture((2600, 900)), "PNG", transparency=(90, 90, 90))
+
+    whole, in_strips = processed_whole_and_in_strips(monkeypatch, raw)
+
+    assert hamming(in_strips.phash, whole.phash) <= 2  # type: ignore[attr-defined]
+    assert Image.open(BytesIO(in_strips.thumbnail)).size == (360, 124)  # type: ignore[attr-defined]
+
+
+def test_png_orientation_after_the_pixels_is_honoured(strips: bool) -> None:
+    chunks = png_chunks(encode(picture(), "PNG", exif=gps_exif(orientation_tag=6)))
+    exif = next(chunk for chunk in chunks if chunk[0] == b"eXIf")
+    chunks.remove(exif)
+    chunks.insert(-1, exif)  # just before IEND, as some writers put it
+
+    result = process_image(png_of(chunks), max_pixels=MAX_PIXELS)
+
+    assert (result.width, result.height) == (300, 400)
+    thumb = Image.open(BytesIO(result.thumbnail))
+    assert thumb.height > thumb.width
+
+
+def grey_png(width: int, rows: list[bytes], *, stream: bytes | None = None) -> bytes:
+    """A greyscale PNG of the given filtered rows (each led by its filter byte)."""
+    ihdr = struct.pack(">IIBBBBB", width, len(rows), 8, 0, 0, 0, 0)
+    data = zlib.compress(b"".join(rows)) if stream is None else stream
+    return png_of([(b"IHDR", ihdr), (b"IDAT", data), (b"IEND", b"")])
+
+
+def test_png_with_an_unknown_row_filter_is_refused(strips: bool) -> None:
+    rows = [b"\x00" + bytes(range(200))] * 100
+    rows[60] = b"\x09" + rows[60][1:]  # filters go from 0 to 4
+
+    with pytest.raises(CorruptImage):
+        process_image(grey_png(200, rows), max_pixels=MAX_PIXELS)
+
+
+def test_png_with_broken_compressed_data_and_good_checksums_is_refused(strips: bool) -> None:
+    stream = bytearray(zlib.compress(b"".join([b"\x00" + bytes(range(200))] * 100)))
+    stream[2] = 0xFF  # the first deflate block claims the reserved block type
+
+    with pytest.raises(CorruptImage):
+        process_image(grey_png(200, [b""] * 100, stream=bytes(stream)), max_pixels=MAX_PIXELS)
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "P"])
+def test_damaged_pngs_are_refused_in_strips_too(strips: bool, mode: str) -> None:
+    raw = png_in_mode(mode, (300, 200))
+    flipped = bytearray(raw)
+    flipped[-20] ^= 0xFF  # inside the last IDAT's CRC or data
+
+    with pytest.raises(CorruptImage):
+        process_image(raw[: len(raw) // 2], max_pixels=MAX_PIXELS)
+    with pytest.raises(CorruptImage):
+        process_image(bytes(flipped), max_pixels=MAX_PIXELS)
+
+
+def test_png_whose_rows_run_out_is_refused_in_strips(monkeypatch: pytest.MonkeyPatch) -> None:
+    # (Pillow's whole decode leaves the missing rows black; strips count them.)
+    monkeypatch.setattr(imaging, "STRIP_MIN_PIXELS", 1)
+    rows = [b"\x00" + bytes(range(200))] * 100
+    raw = grey_png(200, rows, stream=zlib.compress(b"".join(rows[:90])))
+
+    with pytest.raises(CorruptImage):
+        process_image(raw, max_pixels=MAX_PIXELS)
+
+
+def test_freed_memory_goes_back_after_a_large_image_even_a_refused_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[int] = []
+    monkeypatch.setattr(imaging, "_MALLOC_TRIM", calls.append)
+    monkeypatch.setattr(imaging, "TRIM_MIN_PIXELS", 100_000)
+    small, large = encode(picture((300, 200)), "PNG"), encode(picture((400, 300)), "PNG")
+
+    process_image(small, max_pixels=MAX_PIXELS)
+    assert calls == []
+    process_image(large, max_pixels=MAX_PIXELS)
+    with pytest.raises(CorruptImage):
+        process_image(large[:-30], max_pixels=MAX_PIXELS)
+    assert calls == [0, 0]
