@@ -65,6 +65,7 @@ async def serve(settings: Settings) -> int:
     from aiohttp import web
 
     from api.app import create_app
+    from api.server import make_runner
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -73,9 +74,7 @@ async def serve(settings: Settings) -> int:
             loop.add_signal_handler(sig, stop.set)
 
     async with open_services(settings) as services:
-        runner = web.AppRunner(
-            create_app(services), access_log=None, handle_signals=False, shutdown_timeout=5
-        )
+        runner = make_runner(create_app(services), settings)
         await runner.setup()
         try:
             # The port first: a second server pointed at it must stop here, before it

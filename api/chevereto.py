@@ -35,7 +35,7 @@ from aiohttp import web
 from api.auth import HeaderForm, authenticate, presented_secret
 from api.dialect import Dialect, RateLimit, json_response
 from api.fetch import fetch_url
-from api.forms import Form, read_form
+from api.forms import Form, read_form, upload_body_limit
 from api.keys import SERVICES
 from api.links import check_link_signature
 from core.errors import (
@@ -70,6 +70,11 @@ _TRUE = ("1", "true", "yes", "on")
 CODE_KEY = 100
 CODE_BASE64 = 120
 CODE_EMPTY_SOURCE = 130
+
+# The seed's public API takes images of at most 20 MB. A body may carry one as base64
+# text, percent-encoded in a urlencoded form: 5/3 of its size leaves room for both.
+MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+_MAX_SOURCE_TEXT = MAX_UPLOAD_BYTES * 5 // 3
 
 
 # ---- errors ---------------------------------------------------------------------
@@ -202,7 +207,7 @@ async def _source(
             settings = services.settings
             fetched = await fetch_url(
                 text,
-                max_bytes=settings.url_fetch_max_bytes,
+                max_bytes=min(settings.url_fetch_max_bytes, MAX_UPLOAD_BYTES),
                 time_limit=settings.url_fetch_timeout,
                 allow_private=settings.url_fetch_allow_private,
             )
@@ -249,6 +254,7 @@ async def _metadata(
         album_id=album_id,
         resize_width=width,
         expires_at=datetime.now(UTC) + timedelta(seconds=seconds) if seconds else None,
+        max_bytes=MAX_UPLOAD_BYTES,
     )
 
 
@@ -355,8 +361,12 @@ async def upload(request: web.Request) -> web.StreamResponse:
         token = await _token(request, None)
         if token is not None:
             services.tokens.require(token, SCOPE_UPLOAD)
+        # A body (where the key may also be) past the cap is refused from its
+        # Content-Length before it is read.
         form = (
-            await read_form(request, services.settings.max_request_bytes)
+            await read_form(
+                request, upload_body_limit(services.settings.max_request_bytes, _MAX_SOURCE_TEXT)
+            )
             if request.method == "POST"
             else Form()
         )

@@ -55,6 +55,16 @@ class Form:
         return list(self.files.get(name, []))
 
 
+# Room for a form's text fields and multipart headers around its file.
+FORM_OVERHEAD = 64 * 1024
+
+
+def upload_body_limit(max_request_bytes: int, file_bytes: int) -> int:
+    """The most an upload route reads of a body carrying one file of `file_bytes`:
+    the file and the form around it, never past MAX_REQUEST_MB."""
+    return min(max_request_bytes, file_bytes + FORM_OVERHEAD)
+
+
 def _too_large(limit: int) -> ImageTooLarge:
     return ImageTooLarge(f"Request body is larger than {limit // (1024 * 1024)} MB", limit=limit)
 
@@ -82,8 +92,12 @@ async def read_form(request: web.Request, max_bytes: int) -> Form:
     if ctype.startswith("multipart/"):
         try:
             reader = await request.multipart()
-            total = 0
+            # Counted on the body as received (de-chunked, decompressed), so what the
+            # reader skips (a preamble, nameless parts) counts too.
+            received = request.content
             while (part := await reader.next()) is not None:
+                if received.total_bytes > max_bytes:
+                    raise _too_large(max_bytes)
                 if not isinstance(part, BodyPartReader):
                     continue  # nested multipart: nothing a client means
                 name, filename = _names(part)
@@ -91,8 +105,7 @@ async def read_form(request: web.Request, max_bytes: int) -> Form:
                     continue  # a nameless part
                 chunks = []
                 while chunk := await part.read_chunk(64 * 1024):
-                    total += len(chunk)
-                    if total > max_bytes:
+                    if received.total_bytes > max_bytes:
                         raise _too_large(max_bytes)
                     chunks.append(chunk)
                 data = b"".join(chunks)

@@ -16,7 +16,7 @@ from aiohttp import web
 from api import files
 from api.auth import HeaderForm, authenticate
 from api.dialect import Dialect, json_response
-from api.forms import read_form
+from api.forms import read_form, upload_body_limit
 from api.keys import SERVICES
 from core.errors import (
     DuplicateImage,
@@ -86,7 +86,10 @@ async def add_image(request: web.Request) -> web.Response:
     token = await authenticate(request, HeaderForm.BEARER)
     assert token is not None
     services.tokens.require(token, SCOPE_UPLOAD)
-    form = await read_form(request, services.settings.max_request_bytes)
+    # After the token check, and refused from Content-Length before any body is read.
+    form = await read_form(
+        request, upload_body_limit(services.settings.max_request_bytes, MAX_UPLOAD_BYTES)
+    )
     upload = form.file("image")
     if upload is None:
         raise InvalidInput("No image provided (multipart field `image`)")

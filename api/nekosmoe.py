@@ -20,12 +20,13 @@ from aiohttp import web
 from api import files
 from api.auth import HeaderForm, authenticate
 from api.dialect import Dialect, RateLimit, Rendered, iso_ms, json_response
-from api.forms import Form, parse_json, read_form, read_json_object
+from api.forms import Form, parse_json, read_form, read_json_object, upload_body_limit
 from api.keys import SERVICES
 from core.errors import (
     DuplicateImage,
     Forbidden,
     GazouError,
+    ImageTooLarge,
     InvalidInput,
     NotFound,
     RateLimited,
@@ -49,6 +50,9 @@ from core.visibility import trusted_uploader
 NAME = "nekosmoe"
 BASE = "/api/v1"
 MAX_UPLOAD_BYTES = 3 * 1024 * 1024
+# A search is a few filters: a body past this is refused before it is read on.
+MAX_SEARCH_BODY_BYTES = 256 * 1024
+FILE_TOO_LARGE = "File too large (max 3 MB)"
 ALLOWED_FORMATS = frozenset({"JPEG", "PNG"})
 MAX_ARTIST = 60
 MAX_TAGS = 120
@@ -239,7 +243,7 @@ _search_body = Rendered(
 async def search(request: web.Request) -> web.Response:
     """Approved images matching the body's filters (JSON, whatever the Content-Type)."""
     services = request.app[SERVICES]
-    body = await read_json_object(request, services.settings.max_request_bytes)
+    body = await read_json_object(request, MAX_SEARCH_BODY_BYTES)
     page = await services.images.search(search_query(body), count_total=False)
     return json_response(_search_body(page))
 
@@ -289,14 +293,22 @@ async def upload(request: web.Request) -> web.Response:
     assert token is not None
     if SCOPE_UPLOAD not in token.scopes and SCOPE_ADMIN not in token.scopes:
         raise Forbidden("You must have a verified account to post images")
-    form = await read_form(request, services.settings.max_request_bytes)
+    # After the token check, and refused from Content-Length before any body is read:
+    # past the server's MAX_REQUEST_MB a 413, past the dialect's own cap its 400.
+    limit = upload_body_limit(services.settings.max_request_bytes, MAX_UPLOAD_BYTES)
+    try:
+        form = await read_form(request, limit)
+    except ImageTooLarge:
+        if limit < services.settings.max_request_bytes:
+            raise InvalidInput(FILE_TOO_LARGE) from None
+        raise
     upload_part = form.file("image")
     if upload_part is None:
         raise InvalidInput("No image provided")
     if sniff_format(upload_part.data) not in ALLOWED_FORMATS:
         raise UnsupportedImage("Invalid file type")
     if len(upload_part.data) > MAX_UPLOAD_BYTES:
-        raise InvalidInput("File too large (max 3 MB)")
+        raise InvalidInput(FILE_TOO_LARGE)
     artist = (form.get("artist") or "").strip()
     if len(artist) > MAX_ARTIST:
         raise InvalidInput(f"Artist can be up to {MAX_ARTIST} characters long")

@@ -20,6 +20,8 @@ DEFAULT_TOKEN_SCOPES = ("image:upload", "image:list")
 # large uploads decode (bench/store.py measures it).
 DEFAULT_IMAGE_WORKERS = max(1, (os.cpu_count() or 2) - 1)
 
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
 
 @dataclass(frozen=True, slots=True)
 class Settings:
@@ -45,6 +47,11 @@ class Settings:
     url_fetch_allow_private: bool = False
     expiry_sweep_seconds: float = 60.0
     image_workers: int = DEFAULT_IMAGE_WORKERS
+    # Connections and clients (api/server.py, api/ratelimit.py).
+    header_timeout: float = 10.0
+    keepalive_timeout: float = 75.0
+    max_idle_connections: int = 512
+    trusted_proxies: tuple[IPNetwork, ...] = ()
 
     @property
     def public_url_is_public(self) -> bool:
@@ -131,6 +138,18 @@ def _size(env: Mapping[str, str], name: str, default: tuple[int, int]) -> tuple[
     return (w, h)
 
 
+def _networks(env: Mapping[str, str], name: str) -> tuple[IPNetwork, ...]:
+    networks = []
+    for part in filter(None, (p.strip() for p in env.get(name, "").split(","))):
+        try:
+            networks.append(ipaddress.ip_network(part, strict=False))
+        except ValueError:
+            raise SettingsError(
+                name, f"expected comma-separated addresses or CIDRs like 10.0.0.0/8, got {part!r}"
+            ) from None
+    return tuple(networks)
+
+
 def _public_url(env: Mapping[str, str], host: str, port: int) -> str:
     raw = env.get("PUBLIC_URL", "").strip()
     if not raw:
@@ -183,6 +202,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         url_fetch_allow_private=_bool(env, "URL_FETCH_ALLOW_PRIVATE", False),
         expiry_sweep_seconds=_float(env, "EXPIRY_SWEEP_SECONDS", 60.0),
         image_workers=_int(env, "IMAGE_WORKERS", DEFAULT_IMAGE_WORKERS, low=1, high=64),
+        header_timeout=_float(env, "HEADER_TIMEOUT_SECONDS", 10.0),
+        keepalive_timeout=_float(env, "KEEPALIVE_TIMEOUT_SECONDS", 75.0),
+        max_idle_connections=_int(env, "MAX_IDLE_CONNECTIONS", 512, low=1),
+        trusted_proxies=_networks(env, "TRUSTED_PROXIES"),
     )
 
 

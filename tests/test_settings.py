@@ -3,6 +3,7 @@ HOST/PORT, and the signing secret generated once and kept."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import stat
 from pathlib import Path
@@ -28,6 +29,9 @@ def test_defaults_without_any_variable() -> None:
     assert settings.default_token_scopes == DEFAULT_TOKEN_SCOPES
     assert settings.rate_limits is True
     assert settings.signing_secret == b""
+    assert (settings.header_timeout, settings.keepalive_timeout) == (10.0, 75.0)
+    assert settings.max_idle_connections == 512
+    assert settings.trusted_proxies == ()
 
 
 def test_default_image_workers_leave_a_core_to_the_event_loop() -> None:
@@ -58,6 +62,10 @@ def test_every_variable_is_read() -> None:
         "URL_FETCH_ALLOW_PRIVATE": "yes",
         "EXPIRY_SWEEP_SECONDS": "5",
         "IMAGE_WORKERS": "3",
+        "HEADER_TIMEOUT_SECONDS": "0.5",
+        "KEEPALIVE_TIMEOUT_SECONDS": "30",
+        "MAX_IDLE_CONNECTIONS": "100",
+        "TRUSTED_PROXIES": "10.0.0.1, 192.168.0.0/16,::1",
     }
     assert load_settings(env) == Settings(
         discord_token="abc",
@@ -80,6 +88,14 @@ def test_every_variable_is_read() -> None:
         url_fetch_allow_private=True,
         expiry_sweep_seconds=5.0,
         image_workers=3,
+        header_timeout=0.5,
+        keepalive_timeout=30.0,
+        max_idle_connections=100,
+        trusted_proxies=(
+            ipaddress.ip_network("10.0.0.1/32"),
+            ipaddress.ip_network("192.168.0.0/16"),
+            ipaddress.ip_network("::1/128"),
+        ),
     )
 
 
@@ -107,6 +123,11 @@ BAD = [
     ("EXPIRY_SWEEP_SECONDS", "-5"),
     ("IMAGE_WORKERS", "0"),
     ("IMAGE_WORKERS", "65"),
+    ("HEADER_TIMEOUT_SECONDS", "0"),
+    ("KEEPALIVE_TIMEOUT_SECONDS", "forever"),
+    ("MAX_IDLE_CONNECTIONS", "0"),
+    ("TRUSTED_PROXIES", "10.0.0.0/8,proxy.lan"),
+    ("TRUSTED_PROXIES", "10.0.0.0/33"),
 ]
 
 
