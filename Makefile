@@ -32,6 +32,7 @@ fuzz: $(TEST_STAMP)
 bench: $(TEST_STAMP)
 	$(PY) bench/store.py
 	$(PY) bench/http.py
+	$(PY) bench/ratelimit.py
 
 lint: $(TEST_STAMP)
 	$(PY) -m ruff check .

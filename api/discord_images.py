@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from api.auth import HeaderForm, authenticate
-from api.dialect import Dialect, json_response
+from api.dialect import Dialect, RateLimit, json_response
 from api.forms import Upload, read_form
 from api.keys import SERVICES
 from core.errors import DuplicateImage, GazouError, InvalidInput, RateLimited, Unauthorized
@@ -310,5 +310,8 @@ DIALECT = Dialect(
     routes=list(routes),
     render_error=render_error,
     prefixes=("/api/upload", "/api/uploads"),
+    # Discord Images publishes no limit; uploads get one (each request may carry up to
+    # MAX_FILES files) so a token can't flood the moderation queue.
+    rate_limits={f"{NAME}.upload": RateLimit(10, 60.0, reset="seconds")},
     openapi_paths=OPENAPI_PATHS,
 )

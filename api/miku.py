@@ -15,7 +15,7 @@ from aiohttp import web
 
 from api import files
 from api.auth import HeaderForm, authenticate
-from api.dialect import Dialect, json_response
+from api.dialect import Dialect, RateLimit, json_response
 from api.forms import read_form, upload_body_limit
 from api.keys import SERVICES
 from core.errors import (
@@ -265,5 +265,8 @@ DIALECT = Dialect(
     routes=list(routes),
     render_error=render_error,
     prefixes=("/api/v2", "/api/add", "/img"),
+    # MikuAPI publishes no limit; uploads get one so a token can't flood the
+    # moderation queue (ShareX users upload a few a minute at most).
+    rate_limits={f"{NAME}.add": RateLimit(10, 60.0, reset="seconds")},
     openapi_paths=OPENAPI_PATHS,
 )

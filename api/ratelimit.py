@@ -2,15 +2,22 @@
 
 A dialect declares `rate_limits = {"<dialect>.<route>": RateLimit(limit, window)}`;
 `rate_limit_middleware` enforces every declared limit, whatever the dialect. The
-client is its token when it presents a valid one (in any dialect's header form), else
-its address. Tokens with the `admin` scope are exempt; RATE_LIMITS=off disables it
-all. Refusals raise RateLimited, which each dialect renders in its own shape; the
-X-RateLimit-* and Retry-After headers are added to every limited response."""
+client is its token when it presents a valid one (in any dialect's header form, or
+Chevereto's `key` query parameter), else its address: a token's allowance is its own,
+never shared with anonymous calls from the same address, while a bad token is counted
+against the address. A key sent only in a Chevereto body counts as its address (the
+limit answers before a body is read). The address is the connection's, or behind
+TRUSTED_PROXIES the one those proxies put in X-Forwarded-For (`client_address`).
+Tokens with the `admin` scope are exempt; RATE_LIMITS=off disables it all. Refusals
+raise RateLimited, which each dialect renders in its own shape; the X-RateLimit-* and
+Retry-After headers are added to every limited response."""
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -20,10 +27,8 @@ from api.auth import token_in_any_header
 from api.dialect import Dialect, RateLimit
 from api.keys import SERVICES
 from core.errors import RateLimited, Unauthorized
+from core.settings import IPNetwork
 from core.tokens import SCOPE_ADMIN
-
-# Past this many tracked (route, client) windows, expired ones are swept out.
-_SWEEP_AT = 10_000
 
 
 @dataclass(slots=True)
@@ -55,19 +60,37 @@ class FixedWindowLimiter:
         self.clock = clock
         # (route, client) -> (end of the current window, requests counted in it)
         self._windows: dict[tuple[str, str], tuple[float, int]] = {}
+        # Per window length, the windows in the order they opened, so in the order
+        # they end: expiring is popping from the front, each window once (amortised
+        # O(1) a request, however many clients are live).
+        self._opened: dict[float, deque[tuple[float, tuple[str, str]]]] = {}
 
     def hit(self, route: str, client: str, rule: RateLimit) -> WindowState:
         """Count one request and say where the client stands."""
         now = self.clock()
+        self._expire(now)
         end = (math.floor(now / rule.window) + 1) * rule.window
         key = (route, client)
         seen = self._windows.get(key)
-        count = seen[1] + 1 if seen is not None and seen[0] == end else 1
-        if len(self._windows) >= _SWEEP_AT and key not in self._windows:
-            # Forget windows that are over, so memory follows the live clients only.
-            self._windows = {k: v for k, v in self._windows.items() if v[0] > now}
+        if seen is not None and seen[0] == end:
+            count = seen[1] + 1
+        else:
+            count = 1
+            opened = self._opened.get(rule.window)
+            if opened is None:
+                opened = self._opened[rule.window] = deque()
+            opened.append((end, key))
         self._windows[key] = (end, count)
         return WindowState(rule, count, end, now)
+
+    def _expire(self, now: float) -> None:
+        """Forget the windows that are over, so memory follows the live clients only."""
+        for opened in self._opened.values():
+            while opened and opened[0][0] <= now:
+                end, key = opened.popleft()
+                seen = self._windows.get(key)
+                if seen is not None and seen[0] == end:  # not reopened since
+                    del self._windows[key]
 
     def __len__(self) -> int:
         return len(self._windows)
@@ -85,15 +108,53 @@ def collect_limits(dialects: Iterable[Dialect]) -> dict[str, RateLimit]:
     return limits
 
 
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        address = ipaddress.ip_address(text.strip())
+    except ValueError:
+        return None
+    # A dual-stack socket reports IPv4 clients as ::ffff:a.b.c.d.
+    return (address.ipv4_mapped or address) if address.version == 6 else address
+
+
+def _trusted(address: object, proxies: tuple[IPNetwork, ...]) -> bool:
+    return any(address in network for network in proxies)
+
+
+def client_address(request: web.Request) -> str:
+    """The client's address. Without TRUSTED_PROXIES, or when the peer is not one of
+    them, the connection's own (X-Forwarded-For is then the client's to write, so it is
+    ignored). Behind them, X-Forwarded-For is walked from the right, past the hops
+    trusted proxies added, to the first address they did not: the client's."""
+    peer = request.remote or "unknown"
+    proxies = request.app[SERVICES].settings.trusted_proxies
+    if not proxies:
+        return peer
+    address = _address(peer)
+    if address is None or not _trusted(address, proxies):
+        return peer
+    hops = [h for v in request.headers.getall("X-Forwarded-For", ()) for h in v.split(",")]
+    for hop in reversed(hops):
+        forwarded = _address(hop)
+        if forwarded is None:
+            break  # a proxy wrote no address ("unknown"): the nearest known hop it is
+        address = forwarded
+        if not _trusted(address, proxies):
+            break
+    return str(address)
+
+
 async def _client_key(request: web.Request) -> str | None:
     """`token:<id>` for a valid token, `addr:<ip>` otherwise; None for an exempt
     (admin) token."""
     try:
         token = await token_in_any_header(request)
+        if token is None and (key := request.query.get("key", "").strip()):
+            token = await request.app[SERVICES].tokens.verify(key)  # Chevereto's ?key=
     except Unauthorized:
         token = None  # a bad token is counted against the address; the handler says 401
     if token is None:
-        return f"addr:{request.remote or 'unknown'}"
+        return f"addr:{client_address(request)}"
     return None if SCOPE_ADMIN in token.scopes else f"token:{token.id}"
 
 

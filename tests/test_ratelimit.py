@@ -4,6 +4,7 @@ exemptions, and RATE_LIMITS=off."""
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -102,6 +103,31 @@ def test_limiter_forgets_finished_windows_when_large() -> None:
     assert len(limiter) == 1
 
 
+def test_limiter_forgets_finished_windows_of_every_length() -> None:
+    clock = FakeClock(T0)
+    limiter = FixedWindowLimiter(clock)
+    for n in range(100):
+        limiter.hit("short", f"c{n}", RateLimit(1, 10.0))
+        limiter.hit("long", f"c{n}", RateLimit(1, 60.0))
+    clock.now += 20
+    limiter.hit("short", "new", RateLimit(1, 10.0))
+    assert len(limiter) == 101  # the 60 s windows live on
+    clock.now += 60
+    limiter.hit("short", "new", RateLimit(1, 10.0))
+    assert len(limiter) == 1
+
+
+def test_limiter_keeps_a_window_reopened_after_its_first_one_ended() -> None:
+    clock = FakeClock(T0)
+    limiter = FixedWindowLimiter(clock)
+    rule = RateLimit(2, 10.0)
+    limiter.hit("r", "c", rule)
+    clock.now += 10  # the first window is over; this opens the next
+    limiter.hit("r", "c", rule)
+    limiter.hit("r", "other", rule)  # expires the first window's record
+    assert limiter.hit("r", "c", rule).count == 2
+
+
 def test_window_reset_is_the_end_of_the_aligned_window() -> None:
     limiter = FixedWindowLimiter(FakeClock(T0 + 4.0))
     state = limiter.hit("r", "c", RateLimit(5, 10.0))
@@ -139,7 +165,7 @@ async def test_error_responses_on_limited_routes_carry_headers(limited) -> None:
     client, _, _ = limited
     response = await client.get("/api/v1/images/unknown")
     assert response.status == 404
-    assert response.headers["X-RateLimit-Limit"] == "10"
+    assert response.headers["X-RateLimit-Limit"] == "5"
 
 
 async def test_unlimited_routes_have_no_rate_limit_headers(limited) -> None:
@@ -168,11 +194,11 @@ async def test_next_window_serves_again(limited) -> None:
     assert (await client.post("/api/v1/images/search", json={})).status == 200
 
 
-async def test_image_route_allows_ten(limited) -> None:
+async def test_image_route_allows_the_seeds_five_per_ten_seconds(limited) -> None:
     client, services, _ = limited
     image = await services.images.ingest(make_image(), IngestMetadata(), OWNER, trusted=True)
-    statuses = [(await client.get(f"/api/v1/images/{image.id}")).status for _ in range(11)]
-    assert statuses == [200] * 10 + [429]
+    statuses = [(await client.get(f"/api/v1/images/{image.id}")).status for _ in range(6)]
+    assert statuses == [200] * 5 + [429]
 
 
 async def test_each_token_has_its_own_allowance(limited) -> None:
@@ -252,3 +278,94 @@ def test_nekosmoe_renders_retry_after_in_ms() -> None:
     assert response.body == (
         b'{"message":"Too many requests, please try again later nyaa~","retryAfter":4200}'
     )
+
+
+# ---- the client: tokens apart from addresses, trusted proxies ------------------------
+
+
+async def test_anonymous_calls_leave_a_chevereto_query_key_its_own_allowance(limited) -> None:
+    client, services, _ = limited
+    key = (await services.tokens.issue(MEMBER, issued_by="t")).secret
+    for _ in range(30):
+        await client.post("/api/1/upload")  # "Empty API key.", counted on the address
+    assert (await client.post("/api/1/upload")).status == 429
+    response = await client.post("/api/1/upload", params={"key": key})
+    assert response.status != 429
+    assert response.headers["X-RateLimit-Remaining"] == "29"
+
+
+async def test_a_bad_chevereto_query_key_counts_against_the_address(limited) -> None:
+    client, _, _ = limited
+    for _ in range(30):
+        await client.post("/api/1/upload", params={"key": "junk"})
+    assert (await client.post("/api/1/upload")).status == 429
+
+
+async def _remaining(client: TestClient, forwarded: str) -> str:
+    response = await client.get("/api/v1/random/image", headers={"X-Forwarded-For": forwarded})
+    return response.headers["X-RateLimit-Remaining"]
+
+
+async def test_x_forwarded_for_is_ignored_without_trusted_proxies(limited) -> None:
+    client, _, _ = limited
+    assert await _remaining(client, "1.2.3.4") == "4"
+    assert await _remaining(client, "5.6.7.8") == "3"  # the same (real) address
+
+
+@pytest.fixture
+async def proxied(tmp_path: Path) -> AsyncIterator[TestClient]:
+    """The app behind a trusted proxy on loopback (the test client) and 10.0.0.0/8."""
+    settings = make_settings(
+        tmp_path / "data", RATE_LIMITS="on", TRUSTED_PROXIES="127.0.0.1, 10.0.0.0/8"
+    )
+    async with open_services(settings) as services:
+        async with TestClient(TestServer(create_app(services), host="127.0.0.1")) as client:
+            client.server.app[RATE_LIMITER].clock = FakeClock(T0)
+            yield client
+
+
+async def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_bucket(proxied) -> None:
+    assert await _remaining(proxied, "1.2.3.4") == "4"
+    assert await _remaining(proxied, "5.6.7.8") == "4"
+    assert await _remaining(proxied, "1.2.3.4") == "3"
+
+
+async def test_forwarded_hops_are_walked_from_the_right_past_trusted_proxies(proxied) -> None:
+    assert await _remaining(proxied, "1.2.3.4, 10.1.2.3") == "4"
+    # Whatever the client wrote left of its own address is not believed.
+    assert await _remaining(proxied, "6.6.6.6, 1.2.3.4, 10.9.9.9") == "3"
+    response = await proxied.get(
+        "/api/v1/random/image",
+        headers=[("X-Forwarded-For", "7.7.7.7, 1.2.3.4"), ("X-Forwarded-For", "10.0.0.1")],
+    )
+    assert response.headers["X-RateLimit-Remaining"] == "2"
+
+
+async def test_a_proxy_that_forwards_no_address_counts_as_itself(proxied) -> None:
+    assert await _remaining(proxied, "unknown") == "4"
+    assert await _remaining(proxied, "") == "3"  # both the proxy's own bucket
+
+
+# ---- the upload limits MikuAPI and Discord Images publish none of ----------------------
+
+
+async def test_miku_add_allows_ten_a_minute_then_429_in_miku_shape(limited) -> None:
+    client, services, _ = limited
+    token = (await services.tokens.issue(MEMBER, issued_by="t")).secret
+    headers = {"Authorization": f"Bearer {token}"}
+    statuses = [(await client.post("/api/add", headers=headers)).status for _ in range(10)]
+    assert 429 not in statuses
+    response = await client.post("/api/add", headers=headers)
+    assert response.status == 429
+    assert set(await response.json()) == {"message"}
+    assert response.headers["X-RateLimit-Reset"] == str(math.ceil(T0 / 60) * 60 - int(T0))
+
+
+async def test_discord_images_upload_allows_ten_a_minute_then_429(limited) -> None:
+    client, services, _ = limited
+    headers = {"token": (await services.tokens.issue(MEMBER, issued_by="t")).secret}
+    statuses = [(await client.post("/api/upload", headers=headers)).status for _ in range(10)]
+    assert 429 not in statuses
+    response = await client.post("/api/upload", headers=headers)
+    assert response.status == 429
+    assert await response.json() == {"success": False, "message": "Too many requests."}
