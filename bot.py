@@ -62,8 +62,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 async def serve(settings: Settings) -> int:
     """Run until SIGINT/SIGTERM: HTTP API always, the Discord bot when configured."""
-    from aiohttp import web
-
     from api.app import create_app
     from api.server import make_runner
 
