@@ -1697,9 +1697,12 @@ class _Transaction:
                             "UPDATE changes SET counter = counter + 1 WHERE what = 'images'"
                         )
                     await self.conn.execute("COMMIT")
-                except sqlite3.Error as error:
-                    # A failed COMMIT (disk full) may leave the transaction open.
-                    await self._rollback()
+                except BaseException as error:
+                    # Nothing of it may stay: the shared connection must not be left
+                    # inside the transaction (every later write would fail with it). A
+                    # failed COMMIT (disk full) may leave it open.
+                    with contextlib.suppress(sqlite3.Error):
+                        await asyncio.shield(self._rollback())
                     if (mapped := _write_error(error)) is not None:
                         log.error("cannot write the database: %s", error)
                         raise mapped from error
