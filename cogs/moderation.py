@@ -38,7 +38,7 @@ log = logging.getLogger("gazou.bot.moderation")
 PENDING_CONTENT = "New upload waiting for review"
 BACKLOG_LIMIT = 25  # pending uploads posted at start-up that were never posted before
 # At shutdown, posts in flight get this long to finish before they are cancelled (a
-# cancelled post is made again by the next start's backlog, as it left no record).
+# cancelled post's outbox entry stays unacknowledged: the next start delivers it again).
 SHUTDOWN_DRAIN_SECONDS = 5.0
 # Review posts per minute (each goes to every owner); past it, pending uploads are
 # announced by one digest whose button walks the queue, so every upload stays reachable.
@@ -55,6 +55,11 @@ POSTS_AFTER_DECISION = timedelta(days=1)
 
 def _posts_key(image_id: str) -> str:
     return f"discord:moderation:{image_id}"
+
+
+def _told_key(image_id: str) -> str:
+    """Which verdict the uploader was DMed, so a redelivered decision DMs nobody."""
+    return f"discord:moderation:{image_id}:told"
 
 
 def _label(image: Image) -> str:
@@ -180,20 +185,23 @@ class Moderation(commands.Cog):
         events = self.bot.services.events
         events.subscribe(ev.IMAGE_PENDING, self.on_image_pending)
         events.subscribe(ev.IMAGE_DECIDED, self.on_image_decided)
-        self._backlog = asyncio.create_task(self._post_backlog())
+        self._backlog = asyncio.create_task(self._start_announcing())
 
     async def cog_unload(self) -> None:
+        self._closing = True
+        # The client closes after this: let the post in flight use it first, or it fails
+        # on a closed session (a traceback at every Ctrl-C during a review DM). Its
+        # outbox entry is acknowledged only once it is done, so one cut short by the
+        # grace period is delivered again at the next start.
+        await self.bot.services.outbox.stop(grace=SHUTDOWN_DRAIN_SECONDS)
         events = self.bot.services.events
         events.unsubscribe(ev.IMAGE_PENDING, self.on_image_pending)
         events.unsubscribe(ev.IMAGE_DECIDED, self.on_image_decided)
         self.bot.remove_dynamic_items(ModerationDecision, ReviewQueue)
-        self._closing = True
         if self._digest is not None:
             self._digest.cancel()  # its uploads stay pending: the next start announces them
             with contextlib.suppress(asyncio.CancelledError):
                 await self._digest
-        # The client closes after this: let posts in flight use it first, or they fail
-        # on a closed session (a traceback at every Ctrl-C during a review DM).
         await events.drain(grace=SHUTDOWN_DRAIN_SECONDS)
         if self._backlog is not None and not self._backlog.done():
             if not self.bot.is_ready():
@@ -204,30 +212,43 @@ class Moderation(commands.Cog):
 
     # ---- posting pending uploads -------------------------------------------------
 
-    async def _post_backlog(self) -> None:
-        """Post pending uploads that arrived while the bot was away (once ready)."""
+    async def _start_announcing(self) -> None:
+        """Once ready: post the backlog, then deliver the outbox (core/outbox.py), one
+        after the other so that they never post one upload at the same time."""
         await self.bot.wait_until_ready()
+        await self._post_backlog()
+        if not self._closing:
+            self.bot.services.outbox.start()
+
+    async def _post_backlog(self) -> None:
+        """Post pending uploads never posted before: a safety net beside the outbox, for
+        uploads older than the outbox (or than its KEEP_UNHANDLED), stored by
+        `bulk_load`, or whose post reached no owner."""
         try:
             for image in await self.bot.services.images.pending(BACKLOG_LIMIT):
                 if self._closing:
                     break
                 await self.on_image_pending(image)
+        except ev.Undelivered:
+            pass  # closing: the next start posts the rest
         except Exception:
             log.exception("could not post the pending uploads backlog")
 
     async def on_image_pending(self, image: Image) -> None:
-        """Post a pending upload for review, once; past REVIEW_POSTS_PER_MINUTE, count
-        it in the digest instead."""
+        """Post a pending upload for review, once (a redelivered event posts nothing);
+        past REVIEW_POSTS_PER_MINUTE, count it in the digest instead."""
         if not self.bot.is_ready() or self.bot.is_closed() or self._closing:
-            return  # the backlog posts it when the bot is (again) ready
-        repo = self.bot.services.kv
-        if image.id in self._posting or await repo.kv_get(_posts_key(image.id)):
+            raise ev.Undelivered("the bot is not connected")
+        if image.id in self._posting:
             return
-        if not self._take_post_slot():
-            self._announce_in_digest()
-            return
+        # Marked before the first await: the backlog and the outbox may both hand it over.
         self._posting.add(image.id)
         try:
+            if await self.bot.services.kv.kv_get(_posts_key(image.id)):
+                return
+            if not self._take_post_slot():
+                self._announce_in_digest()
+                return
             sent = await self._post(image)
             if sent:
                 await self._remember_posts(image.id, sent)
@@ -409,9 +430,10 @@ class Moderation(commands.Cog):
 
     async def on_image_decided(self, image: Image, approved: bool, by: User) -> None:
         """Update every review post (its text, its title, no buttons) and tell the
-        uploader."""
+        uploader, once: a redelivered event edits the posts to the same text and DMs
+        nobody again."""
         if self.bot.is_closed():
-            return
+            raise ev.Undelivered("the bot is closed")
         verdict = "Approved" if approved else "Rejected"
         repo = self.bot.services.kv
         refs = _refs(await repo.kv_get(_posts_key(image.id)))
@@ -432,7 +454,8 @@ class Moderation(commands.Cog):
                 _posts_key(image.id), json.dumps(refs), expires_in=POSTS_AFTER_DECISION
             )
         uid = discord_user_id(image.uploader)
-        if uid is None:
+        told_key = _told_key(image.id)
+        if uid is None or await repo.kv_get(told_key) == verdict:
             return
         name = (
             f"“{image.title}”"
@@ -448,6 +471,7 @@ class Moderation(commands.Cog):
         else:
             text = f"Your upload {name} (id `{image.id}`) was rejected by the owners."
         await self.bot.send_dm(uid, content=text.replace("  ", " "))
+        await repo.kv_set(told_key, verdict, expires_in=POSTS_AFTER_DECISION)
 
 
 async def setup(bot: GazouBot) -> None:

@@ -24,6 +24,7 @@ from core.models import (
     Image,
     ImageFile,
     NewImage,
+    OutboxEntry,
     SearchPage,
     SearchQuery,
     Stats,
@@ -39,7 +40,8 @@ class ImageRepo(Protocol):
     """Images: ingest, moderation state, pools and random draws, search, upkeep."""
 
     async def insert_image(self, new: NewImage) -> Image:
-        """Store a row (files already written); DuplicateImage if its sha256 is known."""
+        """Store a row (files already written); DuplicateImage if its sha256 is known.
+        A pending image is announced in the outbox in the same transaction."""
         ...
 
     async def set_status(
@@ -51,7 +53,8 @@ class ImageRepo(Protocol):
         only_from: frozenset[Status] | None = None,
     ) -> Status | None:
         """Move an image to `status` (entering or leaving the pools) if its status is in
-        `only_from` (checked in the same transaction); the status it had, None if unknown."""
+        `only_from` (checked in the same transaction); the status it had, None if unknown.
+        A move to approved or rejected is announced in the outbox in that transaction."""
         ...
 
     async def delete_image(self, image_id: str) -> Image | None:
@@ -224,7 +227,35 @@ class KeyValue(Protocol):
         ...
 
 
-class Repo(ImageRepo, CatalogueRepo, MemberMemory, TokenRepo, KeyValue, Protocol):
+class Outbox(Protocol):
+    """Durable announcements for the bot, whichever process made the change.
+
+    The store appends them itself, in the same transaction as the change they announce:
+    `insert_image` of a pending image appends `image_pending`; `set_status` that moves
+    an image to approved or rejected appends `image_decided` (payload: `approved`, and
+    `by` as [id, name] or None). Entries become readable in `seq` order: once a reader
+    has seen `seq` n, no entry below n appears later (SQLite serialises writers; a
+    backend with concurrent writers must keep this promise some other way)."""
+
+    async def outbox_after(self, seq: int, limit: int = 100) -> list[OutboxEntry]:
+        """Up to `limit` entries after `seq`, oldest first."""
+        ...
+
+    async def outbox_cursor(self, consumer: str) -> int:
+        """The last seq `consumer` acknowledged (0 if none)."""
+        ...
+
+    async def outbox_ack(self, consumer: str, seq: int) -> None:
+        """Record that `consumer` handled every entry up to `seq` (never moves back)."""
+        ...
+
+    async def outbox_prune(self, handled_before: datetime, unhandled_before: datetime) -> int:
+        """Delete entries older than `handled_before` that every consumer acknowledged,
+        and all entries older than `unhandled_before`; how many."""
+        ...
+
+
+class Repo(ImageRepo, CatalogueRepo, MemberMemory, TokenRepo, KeyValue, Outbox, Protocol):
     """Everything the services need from a metadata store."""
 
     async def integrity_check(self) -> list[str]:
@@ -270,6 +301,7 @@ __all__ = [
     "ImageRepo",
     "KeyValue",
     "MemberMemory",
+    "Outbox",
     "Repo",
     "TokenRepo",
     "image_key",

@@ -1,6 +1,12 @@
 """A tiny in-process event bus so the transports can react to what the core does
 (e.g. the bot posts a pending upload to the moderators) without the core knowing
-about them."""
+about them.
+
+IMAGE_PENDING and IMAGE_DECIDED are not emitted where they happen: the store writes
+them to its durable outbox in the same transaction as the change, and the bot
+process's `core.outbox.OutboxConsumer` delivers them here, whichever process made the
+change (see core/outbox.py). The process that made it only emits OUTBOX_WRITTEN, which
+wakes a consumer in the same process at once."""
 
 from __future__ import annotations
 
@@ -16,6 +22,12 @@ Handler = Callable[..., Awaitable[None]]
 
 IMAGE_PENDING = "image_pending"  # (image: Image)
 IMAGE_DECIDED = "image_decided"  # (image: Image, approved: bool, by: User)
+OUTBOX_WRITTEN = "outbox_written"  # (): this process wrote to the outbox
+
+
+class Undelivered(Exception):
+    """Raised by a handler that cannot act now (e.g. the bot is not connected yet): the
+    outbox delivers the event again later instead of counting it handled."""
 
 
 class Events:
@@ -40,6 +52,23 @@ class Events:
             task = asyncio.create_task(self._run(name, handler, args))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    async def deliver(self, name: str, *args: Any) -> bool:
+        """Run every handler of `name` now, one after another; whether there was at
+        least one and all of them succeeded (a failure is logged, unless it is
+        `Undelivered`)."""
+        handlers = list(self._handlers[name])
+        ok = bool(handlers)
+        for handler in handlers:
+            try:
+                await handler(*args)
+            except Undelivered as exc:
+                log.info("handler for %s will be retried: %s", name, exc)
+                ok = False
+            except Exception:
+                log.exception("handler for %s failed", name)
+                ok = False
+        return ok
 
     @staticmethod
     async def _run(name: str, handler: Handler, args: tuple[Any, ...]) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from core import events as ev
-from core import visibility
+from core import outbox, visibility
 from core.contracts import BlobStore, Repo, image_key, thumbnail_key
 from core.drawbuffer import DrawBuffer, PageCache
 from core.errors import Conflict, DuplicateImage, ImageTooLarge, InvalidInput, NotFound
@@ -207,7 +207,9 @@ class ImageService:
         meta, processed = await self._prepare(raw, meta)
         image = await self._store(processed, meta, uploader, trusted)
         if image.status is Status.PENDING:
-            self.events.emit(ev.IMAGE_PENDING, image)
+            # The store wrote IMAGE_PENDING to its outbox with the row: wake the
+            # consumer (core/outbox.py), here or in the bot's process.
+            self.events.emit(ev.OUTBOX_WRITTEN)
         return image
 
     async def ingest_many(
@@ -219,7 +221,8 @@ class ImageService:
     ) -> list[Image]:
         """`ingest` for a batch, all or nothing: every upload is verified first, so one
         bad or duplicate file stores none; a store that fails part-way removes what
-        it stored. Moderators hear of the batch only once it is all in."""
+        it stored (an outbox entry of an image taken back is dropped unposted, unless
+        the consumer was quicker)."""
         prepared = [await self._prepare(raw, meta) for raw, meta in uploads]
         first: dict[str, int] = {}
         for n, (_, processed) in enumerate(prepared):
@@ -239,9 +242,8 @@ class ImageService:
                     # the image stays, pending or approved as it was; say so.
                     log.exception("could not take back %s of a failed batch", image.id)
             raise
-        for image in stored:
-            if image.status is Status.PENDING:
-                self.events.emit(ev.IMAGE_PENDING, image)
+        if any(image.status is Status.PENDING for image in stored):
+            self.events.emit(ev.OUTBOX_WRITTEN)
         return stored
 
     async def _unstore(self, image: Image) -> None:
@@ -346,7 +348,9 @@ class ImageService:
         # Even a pending upload changes what its uploader's own listing shows.
         self._changed()
         if announce and image.status is Status.PENDING:
-            self.events.emit(ev.IMAGE_PENDING, image)
+            # The store wrote IMAGE_PENDING to its outbox with the row; the outbox
+            # consumer (core/outbox.py) delivers it, here or in the bot's process.
+            self.events.emit(ev.OUTBOX_WRITTEN)
 
     def _changed(self) -> None:
         """What public reads may return has changed: drop pre-drawn random images."""
@@ -389,7 +393,8 @@ class ImageService:
         if decided is None:  # deleted meanwhile
             raise NotFound("Image not found")
         if old is not decided.status:
-            self.events.emit(ev.IMAGE_DECIDED, decided, decided.status is Status.APPROVED, by)
+            # IMAGE_DECIDED went to the outbox with the change (see `_stored`).
+            self.events.emit(ev.OUTBOX_WRITTEN)
         return decided
 
     async def pending(self, limit: int = 25) -> list[Image]:
@@ -565,12 +570,14 @@ class ImageService:
         return removed
 
     async def run_expiry_sweeper(self, interval: float) -> None:
-        """Sweep expired images every `interval` seconds until cancelled."""
+        """Sweep expired images (and outbox entries past their time, core/outbox.py)
+        every `interval` seconds until cancelled."""
         while True:
             try:
                 removed = await self.sweep_expired()
                 if removed:
                     log.info("deleted %d expired image(s)", removed)
+                await outbox.prune(self.repo)
             except Exception:
                 log.exception("expiry sweep failed; will retry")
             await asyncio.sleep(interval)

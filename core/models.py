@@ -6,6 +6,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 
 class Rating(StrEnum):
@@ -291,6 +292,18 @@ class Stats:
     characters: int
     categories: int
     extra: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    """One announcement in the durable outbox: `kind` (an event name of core/events.py)
+    about an image, with what the event needs beyond the image (`payload`)."""
+
+    seq: int
+    kind: str
+    image_id: str
+    payload: dict[str, Any]
+    created_at: datetime
 
 
 def new_id() -> str:

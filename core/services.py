@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from core.contracts import KeyValue
 from core.events import Events
 from core.images import ImageService
+from core.outbox import OutboxConsumer
 from core.settings import Settings
 from core.signing import LinkSigner
 from core.tokens import TokenService
@@ -19,7 +20,8 @@ from storage import Storage, open_storage
 @dataclass(frozen=True, slots=True)
 class Services:
     """Everything a transport calls: images, tokens, small durable values (kv), link
-    signing, events. Transports use these, never `storage` directly."""
+    signing, events and their outbox consumer (started only by the process that runs
+    the bot). Transports use these, never `storage` directly."""
 
     settings: Settings
     storage: Storage
@@ -28,6 +30,7 @@ class Services:
     tokens: TokenService
     signer: LinkSigner
     events: Events
+    outbox: OutboxConsumer
 
 
 def image_executor(workers: int) -> ThreadPoolExecutor:
@@ -65,10 +68,12 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                 tokens=tokens,
                 signer=LinkSigner(settings.signing_secret),
                 events=events,
+                outbox=OutboxConsumer(storage.repo, events),
             )
             try:
                 yield services
             finally:
+                await services.outbox.stop(grace=0)  # its owner (the bot) stopped it already
                 for buffer in (images.draw_buffer, images.file_draw_buffer):
                     if buffer is not None:
                         await buffer.aclose()

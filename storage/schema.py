@@ -194,4 +194,24 @@ MIGRATIONS: list[str] = [
         WHERE key LIKE 'discord:random:%' OR key LIKE 'discord:moderation:%'
             OR key LIKE 'discord:token-request:%';
     """,
+    # 4: a durable outbox of what the bot must announce (a pending upload, a decision),
+    # written in the same transaction as the change, so an upload taken by any process
+    # reaches the moderators, also when the bot was down. AUTOINCREMENT: a pruned table
+    # never hands out a seq a consumer has already passed.
+    """
+    CREATE TABLE outbox (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind TEXT NOT NULL,
+        image_id TEXT NOT NULL,
+        payload TEXT NOT NULL DEFAULT '{}',
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX outbox_created ON outbox(created_at);
+    -- How far each consumer has handled the outbox (its last handled seq).
+    CREATE TABLE outbox_cursors (
+        consumer TEXT PRIMARY KEY,
+        seq INTEGER NOT NULL,
+        updated_at REAL NOT NULL
+    ) WITHOUT ROWID;
+    """,
 ]

@@ -29,6 +29,7 @@ from core.errors import (
     StorageFull,
     StorageUnavailable,
 )
+from core.events import IMAGE_DECIDED, IMAGE_PENDING
 from core.models import (
     Album,
     Artist,
@@ -37,6 +38,7 @@ from core.models import (
     Image,
     ImageFile,
     NewImage,
+    OutboxEntry,
     Rating,
     SearchPage,
     SearchQuery,
@@ -576,6 +578,8 @@ class SQLiteRepo:
                 )
             if new.status is Status.APPROVED:
                 await self._pool_add(tx, seq)
+            elif new.status is Status.PENDING:
+                await self._announce(tx, IMAGE_PENDING, new.id, {})
 
     async def set_status(
         self,
@@ -610,7 +614,21 @@ class SQLiteRepo:
                 await self._pool_remove(tx, seq)
             elif old != Status.APPROVED and status is Status.APPROVED:
                 await self._pool_add(tx, seq)
+            if old != status and status in (Status.APPROVED, Status.REJECTED):
+                by = [approver.id, approver.name] if approver else None
+                payload = {"approved": status is Status.APPROVED, "by": by}
+                await self._announce(tx, IMAGE_DECIDED, image_id, payload)
         return _STATUS[old]
+
+    @staticmethod
+    async def _announce(
+        tx: _Transaction, kind: str, image_id: str, payload: dict[str, Any]
+    ) -> None:
+        """Append an outbox entry inside the transaction that makes the change."""
+        await tx.execute(
+            "INSERT INTO outbox (kind, image_id, payload, created_at) VALUES (?, ?, ?, ?)",
+            (kind, image_id, json.dumps(payload), time.time()),
+        )
 
     async def delete_image(self, image_id: str) -> Image | None:
         """Delete an image row (and its memberships); returns what was deleted.
@@ -632,7 +650,8 @@ class SQLiteRepo:
         large imports. Keeps every invariant `insert_image` keeps (tags, artists and
         characters created by name, approved rows appended to their pools' dense slots);
         `album_id` must name an existing album; `near_duplicate_of` is taken as given.
-        Raises sqlite3.IntegrityError (and stores nothing) on a duplicate id or sha256.
+        Pending rows are not announced in the outbox (the bot's start-up backlog finds
+        them). Raises sqlite3.IntegrityError (and stores nothing) on a duplicate id or sha256.
         Returns how many rows were inserted."""
         async with self.transaction() as tx:
             loaded = await self._bulk_load(tx, rows, chunk)
@@ -1635,6 +1654,47 @@ class SQLiteRepo:
         async with self.transaction(touches_images=False) as tx:
             cursor = await tx.execute(
                 "DELETE FROM kv WHERE expires_at IS NOT NULL AND expires_at <= ?", (when,)
+            )
+            return cursor.rowcount
+
+    # ---- outbox ------------------------------------------------------------------
+
+    async def outbox_after(self, seq: int, limit: int = 100) -> list[OutboxEntry]:
+        """Up to `limit` outbox entries after `seq`, oldest first (one primary-key range
+        read: cheap when there are none)."""
+        rows = await self._all(
+            "SELECT seq, kind, image_id, payload, created_at FROM outbox WHERE seq > ? "
+            "ORDER BY seq LIMIT ?",
+            (seq, limit),
+        )
+        return [
+            OutboxEntry(r[0], r[1], r[2], json.loads(r[3]), datetime.fromtimestamp(r[4], UTC))
+            for r in rows
+        ]
+
+    async def outbox_cursor(self, consumer: str) -> int:
+        """The last seq `consumer` acknowledged (0 if none)."""
+        row = await self._one("SELECT seq FROM outbox_cursors WHERE consumer = ?", (consumer,))
+        return row[0] if row else 0
+
+    async def outbox_ack(self, consumer: str, seq: int) -> None:
+        """Record that `consumer` handled every entry up to `seq`; never moves back."""
+        async with self.transaction(touches_images=False) as tx:
+            await tx.execute(
+                "INSERT INTO outbox_cursors (consumer, seq, updated_at) VALUES (?, ?, ?) "
+                "ON CONFLICT(consumer) DO UPDATE SET seq = max(seq, excluded.seq), "
+                "updated_at = excluded.updated_at",
+                (consumer, seq, time.time()),
+            )
+
+    async def outbox_prune(self, handled_before: datetime, unhandled_before: datetime) -> int:
+        """Delete entries older than `handled_before` that every consumer acknowledged,
+        and every entry older than `unhandled_before`; returns how many."""
+        async with self.transaction(touches_images=False) as tx:
+            cursor = await tx.execute(
+                "DELETE FROM outbox WHERE (created_at < ? AND "
+                "seq <= (SELECT min(seq) FROM outbox_cursors)) OR created_at < ?",
+                (handled_before.timestamp(), unhandled_before.timestamp()),
             )
             return cursor.rowcount
 

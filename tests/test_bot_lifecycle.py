@@ -19,7 +19,6 @@ from tests.discord_standin import DiscordStandIn, connected_bot
 import discord
 
 from cogs.client import GazouBot
-from core import events as ev
 from core.models import User
 from core.services import Services, open_services
 
@@ -219,7 +218,7 @@ async def test_review_dm_in_flight_at_shutdown_is_finished_without_an_error(
             await asyncio.wait_for(gate.arrived.wait(), 5)
             task.cancel()
             # The DM goes through only once the bot is shutting down.
-            await standin.wait_until(lambda: not services.events._handlers[ev.IMAGE_PENDING])
+            await standin.wait_until(lambda: services.outbox.stopping, what="shutting down")
             gate.release()
         finally:
             await asyncio.gather(task, return_exceptions=True)
@@ -243,7 +242,7 @@ async def test_review_dm_still_stuck_at_shutdown_is_cancelled_and_posted_at_the_
         monkeypatch.setattr(sys.modules["cogs.moderation"], "SHUTDOWN_DRAIN_SECONDS", 0.05)
         image = await store_image(services, 1, trusted=False)
         await asyncio.wait_for(gate.arrived.wait(), 5)
-    assert "cancelling 1 event handler(s) still running at shutdown" in caplog.text
+    assert "cancelling an outbox delivery still running at shutdown" in caplog.text
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert await services.storage.repo.kv_get(f"discord:moderation:{image.id}") is None
     gate.release()

@@ -137,7 +137,7 @@ async def test_uploader_with_closed_dms_is_skipped_quietly(
     dm = await standin.wait_for_dm(standin.owner)
     await standin.click(dm, button(dm, "approve"))
     await standin.wait_until(lambda: dm.edits, what="the review post edited")
-    await services.events.drain()
+    await services.outbox.catch_up()  # waits for the delivery in hand (the DM) to end
     assert (await services.images.get(image.id)).status == "approved"
     assert standin.requests_to("POST", r"/channels/\d+/messages")[-1].status == 403
     assert "cannot DM user" in caplog.text and "Traceback" not in caplog.text
