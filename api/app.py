@@ -4,6 +4,7 @@ each dialect's own shape, never a traceback."""
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 
 from aiohttp import web
@@ -118,7 +119,10 @@ async def healthz(request: web.Request) -> web.Response:
     """Liveness and a cheap store check."""
     services = request.app[SERVICES]
     await services.storage.repo.pool_size("all")
-    return json_response({"status": "ok"})
+    response = json_response({"status": "ok"})
+    # Which process answered: with several web workers, how to see each one is alive.
+    response.headers["X-Gazou-Worker"] = str(os.getpid())
+    return response
 
 
 def create_app(services: Services) -> web.Application:

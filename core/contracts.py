@@ -226,6 +226,16 @@ class KeyValue(Protocol):
         """Delete the values whose expiry has passed; how many."""
         ...
 
+    async def kv_claim(self, key: str, holder: str, ttl: timedelta) -> bool:
+        """Atomically hold `key` for `holder` during `ttl` (a lease): succeeds when the
+        key is absent, expired or already `holder`'s (renewing it); False otherwise,
+        changing nothing. Safe between processes sharing the store."""
+        ...
+
+    async def kv_release(self, key: str, holder: str) -> bool:
+        """Delete `key` only if `holder` holds it; whether it did."""
+        ...
+
 
 class Outbox(Protocol):
     """Durable announcements for the bot, whichever process made the change.

@@ -19,6 +19,9 @@ DEFAULT_TOKEN_SCOPES = ("image:upload", "image:list")
 # every core, a woken loop waits for a core and stalls for tens of milliseconds while
 # large uploads decode (bench/store.py measures it).
 DEFAULT_IMAGE_WORKERS = max(1, (os.cpu_count() or 2) - 1)
+# What one `bot.py serve` process runs: everything (the default), only the HTTP API, or
+# only the Discord bot with the work that must happen once.
+ROLES = ("all", "web", "bot")
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -52,6 +55,9 @@ class Settings:
     keepalive_timeout: float = 75.0
     max_idle_connections: int = 512
     trusted_proxies: tuple[IPNetwork, ...] = ()
+    # Processes: what `bot.py serve` runs (all, web, bot) and how many serve HTTP.
+    role: str = "all"
+    web_workers: int = 1
 
     @property
     def public_url_is_public(self) -> bool:
@@ -181,6 +187,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             "SIGNING_SECRET", "must be at least 16 characters (or unset to generate one)"
         )
     token = env.get("DISCORD_TOKEN", "").strip() or None
+    role = env.get("ROLE", "").strip().lower() or "all"
+    if role not in ROLES:
+        raise SettingsError("ROLE", f"expected all, web or bot, got {role!r}")
     return Settings(
         discord_token=token,
         owner_ids=_ids(env, "OWNER_IDS"),
@@ -206,6 +215,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         keepalive_timeout=_float(env, "KEEPALIVE_TIMEOUT_SECONDS", 75.0),
         max_idle_connections=_int(env, "MAX_IDLE_CONNECTIONS", 512, low=1),
         trusted_proxies=_networks(env, "TRUSTED_PROXIES"),
+        role=role,
+        web_workers=_int(env, "WEB_WORKERS", 1, low=1, high=64),
     )
 
 

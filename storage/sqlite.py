@@ -1657,6 +1657,30 @@ class SQLiteRepo:
             )
             return cursor.rowcount
 
+    async def kv_claim(self, key: str, holder: str, ttl: timedelta) -> bool:
+        """Hold `key` for `holder` for `ttl`: taken when absent, expired or already
+        `holder`'s (then renewed); False, and nothing changed, while another holds it."""
+        now = time.time()
+        async with self.transaction(touches_images=False) as tx:
+            # One statement in one transaction: two processes claiming at once cannot
+            # both win (BEGIN IMMEDIATE serialises them on the file).
+            cursor = await tx.execute(
+                "INSERT INTO kv (key, value, expires_at) VALUES (?, ?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value, "
+                "expires_at = excluded.expires_at "
+                "WHERE kv.value = excluded.value "
+                "OR (kv.expires_at IS NOT NULL AND kv.expires_at <= ?)",
+                (key, holder, now + ttl.total_seconds(), now),
+            )
+            return cursor.rowcount == 1
+
+    async def kv_release(self, key: str, holder: str) -> bool:
+        """Let go of `key` if `holder` holds it (so a successor need not wait for the
+        expiry); False if someone else does or nobody."""
+        async with self.transaction(touches_images=False) as tx:
+            cursor = await tx.execute("DELETE FROM kv WHERE key = ? AND value = ?", (key, holder))
+            return cursor.rowcount == 1
+
     # ---- outbox ------------------------------------------------------------------
 
     async def outbox_after(self, seq: int, limit: int = 100) -> list[OutboxEntry]:

@@ -195,3 +195,14 @@ def test_a_damaged_signing_secret_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(SettingsError) as caught:
         ensure_signing_secret(load_settings({"DATA_DIR": str(tmp_path / "data")}))
     assert caught.value.name == "SIGNING_SECRET"
+
+
+def test_processes_role_and_web_workers() -> None:
+    assert (load_settings({}).role, load_settings({}).web_workers) == ("all", 1)
+    settings = load_settings({"ROLE": " Web ", "WEB_WORKERS": "4"})
+    assert (settings.role, settings.web_workers) == ("web", 4)
+    assert load_settings({"ROLE": "bot"}).role == "bot"
+    for name, value in (("ROLE", "worker"), ("WEB_WORKERS", "0"), ("WEB_WORKERS", "65")):
+        with pytest.raises(SettingsError) as caught:
+            load_settings({name: value})
+        assert caught.value.name == name
