@@ -199,10 +199,7 @@ async def serve(settings: Settings, *, worker_of: int | None = None) -> int:
             failed = [t for t in done if t is not waiter and not t.cancelled() and t.exception()]
             for task in failed:
                 log.error("stopping: %s", task.exception())
-            if worker_of is not None and os.getppid() != worker_of:
-                log.warning("the supervisor (pid %d) is gone; shutting down", worker_of)
-            else:
-                log.info("shutting down")
+            log.info("shutting down")
         finally:
             for task in (*checks, *tasks):
                 task.cancel()
@@ -344,6 +341,9 @@ PR_SET_PDEATHSIG = 1  # linux/prctl.h
 def die_with_parent(parent: int) -> bool:
     """Have the kernel SIGTERM this process when its parent dies, even by SIGKILL (Linux
     prctl PR_SET_PDEATHSIG); False where that is not available."""
+    # The kernel signals when the *thread* that started this process ends: the
+    # supervisor starts workers from its event loop, on its main thread, which lives as
+    # long as the process does.
     if not sys.platform.startswith("linux"):
         return False
     try:
@@ -363,6 +363,7 @@ async def watch_parent(parent: int, stop: asyncio.Event) -> None:
         await asyncio.sleep(1.0)
         if os.getppid() != parent:
             break
+    log.warning("the supervisor (pid %d) is gone; stopping", parent)
     stop.set()
 
 
