@@ -1,4 +1,4 @@
-"""HTTP benchmark, run by hand: `.venv/bin/python bench/http.py [--seconds 10]`.
+"""HTTP benchmark, run by hand: `.venv/bin/python bench/http.py [--seconds 10] [--workers 1,2]`.
 
 Fills a store with 100,000 image rows (SQLiteRepo.bulk_load) plus a few real image
 files, then serves it with gazou (the production create_app, RATE_LIMITS=off) and,
@@ -6,10 +6,17 @@ in the same run, a bare aiohttp app answering a constant small JSON. Both run in
 child process of their own and are driven over loopback by the same load generator
 (wrk if installed, else a Python generator in a separate process) for the same time
 at the same concurrency. For each gazou endpoint it prints requests/s, p50 and p99,
-and the ratio of its requests/s to the bare app's.
+the ratio of its requests/s to the bare app's, and the CPU time the server's whole
+process tree spent per request (from /proc, in microseconds).
 
-Targets: the random endpoints serve at least half the bare app's requests/s, and
-every endpoint's p99 stays under 20 ms."""
+With `--workers 1,2` everything is measured once per process count: gazou started
+with that many web workers (`serve --workers N`), the bare app as that many processes
+sharing the port (SO_REUSEPORT). Ratios to the bare app compare the same process
+count; the "/1w" column compares an endpoint with its one-worker figure.
+
+Targets: with one worker, the random endpoints serve at least half the bare app's
+requests/s; with two, at least 1.4 times their one-worker requests/s; every
+endpoint's p99 stays under 20 ms."""
 
 from __future__ import annotations
 
@@ -41,6 +48,7 @@ sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != 
 
 TAGS = [f"tag{i:02d}" for i in range(40)] + ["x"]
 RANDOM_TARGET = 0.5
+SCALING_TARGET = 1.4  # two workers against one, random endpoints
 P99_TARGET_MS = 20.0
 
 
@@ -142,8 +150,9 @@ async def fill_store(data_dir: Path, rows: int) -> str:
 # ---- the two servers (child processes) ---------------------------------------------
 
 
-def serve_gazou(data_dir: Path, port: int) -> None:
-    """Child: gazou over the filled store, started as `bot.py serve` starts it."""
+def serve_gazou(data_dir: Path, port: int, workers: int = 1) -> None:
+    """Child: gazou over the filled store, started as `bot.py serve --workers N` starts it."""
+    import dataclasses
     import logging
 
     import bot
@@ -151,10 +160,11 @@ def serve_gazou(data_dir: Path, port: int) -> None:
     # The bulk-loaded rows have no files by design: the start-up check would list them.
     logging.getLogger("core.images").setLevel(logging.CRITICAL)
     print("ready", flush=True)  # start_child then waits for the port to answer
-    asyncio.run(bot.serve(_settings(data_dir, port)))
+    settings = dataclasses.replace(_settings(data_dir, port), web_workers=workers)
+    asyncio.run(bot.serve(settings))
 
 
-def serve_bare(port: int) -> None:
+def serve_bare(port: int, shared: bool = False) -> None:
     """Child: the bare aiohttp baseline, one constant small JSON."""
     from aiohttp import web
 
@@ -168,7 +178,7 @@ def serve_bare(port: int) -> None:
         app.router.add_get("/", handler)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
+        await web.TCPSite(runner, "127.0.0.1", port, reuse_port=shared).start()
         print("ready", flush=True)
         await asyncio.Event().wait()
 
@@ -198,6 +208,47 @@ def start_child(args: list[str], port: int) -> subprocess.Popen[str]:
     raise SystemExit(f"server did not start: {line!r}")
 
 
+def wait_for_processes(port: int, count: int) -> None:
+    """Until `count` distinct gazou processes have answered /healthz (new connection
+    each time), so that every worker is serving before the load starts."""
+    import urllib.request
+
+    seen: set[str] = set()
+    deadline = time.monotonic() + 60
+    while len(seen) < count and time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
+                seen.add(r.headers["X-Gazou-Worker"])
+            continue
+        time.sleep(0.1)
+    if len(seen) < count:
+        raise SystemExit(f"only {len(seen)} of {count} gazou processes answered")
+
+
+def tree_cpu_seconds(roots: list[int]) -> float:
+    """User + system CPU time of `roots` and all their descendants, from /proc."""
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        pid = int(entry.name)
+        parents[pid] = int(fields[1])
+        times[pid] = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    tree = set(roots)
+    grew = True
+    while grew:
+        children = {pid for pid, parent in parents.items() if parent in tree} - tree
+        tree |= children
+        grew = bool(children)
+    return sum(times.get(pid, 0.0) for pid in tree)
+
+
 def stop_child(proc: subprocess.Popen[str]) -> None:
     proc.send_signal(signal.SIGTERM)
     try:
@@ -216,6 +267,8 @@ class Result:
     p50_ms: float
     p99_ms: float
     errors: int
+    requests: int = 0
+    cpu_us: float = 0.0  # server CPU per request (whole process tree)
 
 
 def _ms(text: str) -> float:
@@ -259,6 +312,7 @@ def run_wrk(
         if script is not None:
             os.unlink(script.name)
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
     p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
     errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
@@ -266,7 +320,7 @@ def run_wrk(
     count = int(errors.group(1)) if errors else 0
     if socket_errors:
         count += sum(int(n) for n in re.findall(r"\d+", socket_errors.group(0)))
-    return Result(rps, p50, p99, count)
+    return Result(rps, p50, p99, count, requests)
 
 
 def python_generator(url: str, seconds: float, connections: int, bodies: list[str] | None) -> None:
@@ -309,6 +363,7 @@ def python_generator(url: str, seconds: float, connections: int, bodies: list[st
                     "p50_ms": statistics.median(latencies) * 1000,
                     "p99_ms": latencies[int(len(latencies) * 0.99) - 1] * 1000,
                     "errors": errors,
+                    "requests": len(latencies),
                 }
             )
         )
@@ -332,6 +387,16 @@ def run_python(url: str, seconds: float, connections: int, bodies: list[str] | N
 # ---- the run -----------------------------------------------------------------------
 
 
+def _counts(raw: str) -> list[int]:
+    try:
+        counts = [int(part) for part in raw.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected counts like 1,2, got {raw!r}") from None
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"expected counts of at least 1, got {raw!r}")
+    return counts
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -343,16 +408,23 @@ def main() -> None:
     parser.add_argument("--generator", choices=("auto", "wrk", "python"), default="auto")
     parser.add_argument("--only", help="run only the endpoints whose label contains this")
     parser.add_argument(
-        "--serve-gazou", nargs=2, metavar=("DATA_DIR", "PORT"), help=argparse.SUPPRESS
+        "--workers",
+        type=_counts,
+        default=[1],
+        metavar="N[,N...]",
+        help="process counts to measure, e.g. 1,2 (default 1)",
     )
-    parser.add_argument("--serve-bare", metavar="PORT", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--serve-gazou", nargs=3, metavar=("DATA_DIR", "PORT", "N"), help=argparse.SUPPRESS
+    )
+    parser.add_argument("--serve-bare", nargs=2, metavar=("PORT", "N"), help=argparse.SUPPRESS)
     parser.add_argument("--generate", metavar="URL", help=argparse.SUPPRESS)
     parser.add_argument("--bodies", metavar="JSON_FILE", help=argparse.SUPPRESS)
     parser.add_argument(
         "--fill",
         metavar="DATA_DIR",
         help="only fill a store there and print a real file's id (for "
-        "profiling a server started with --serve-gazou DATA_DIR PORT)",
+        "profiling a server started with --serve-gazou DATA_DIR PORT 1)",
     )
     args = parser.parse_args()
 
@@ -361,9 +433,10 @@ def main() -> None:
         return None
 
     if args.serve_gazou:
-        return serve_gazou(Path(args.serve_gazou[0]), int(args.serve_gazou[1]))
+        data_dir, port, workers = args.serve_gazou
+        return serve_gazou(Path(data_dir), int(port), int(workers))
     if args.serve_bare:
-        return serve_bare(int(args.serve_bare))
+        return serve_bare(int(args.serve_bare[0]), shared=int(args.serve_bare[1]) > 1)
     if args.generate:
         return python_generator(
             args.generate,
@@ -376,10 +449,16 @@ def main() -> None:
     if generator == "auto":
         generator = "wrk" if shutil.which("wrk") else "python"
 
-    def load(url: str, bodies: list[str] | None = None) -> Result:
+    def load(url: str, bodies: list[str] | None, servers: list[int]) -> Result:
+        """One measured run against `url`, with the CPU time of the `servers` trees."""
+        cpu_before = tree_cpu_seconds(servers)
         if generator == "wrk":
-            return run_wrk(url, args.seconds, args.connections, bodies, args.threads)
-        return run_python(url, args.seconds, args.connections, bodies)
+            result = run_wrk(url, args.seconds, args.connections, bodies, args.threads)
+        else:
+            result = run_python(url, args.seconds, args.connections, bodies)
+        spent = tree_cpu_seconds(servers) - cpu_before
+        result.cpu_us = spent * 1e6 / max(result.requests, 1)
+        return result
 
     with tempfile.TemporaryDirectory(prefix="gazou-bench-") as tmp:
         data_dir = Path(tmp) / "data"
@@ -388,16 +467,9 @@ def main() -> None:
         print(
             f"store: {args.rows:,} rows + 8 files in {time.perf_counter() - t0:.1f} s; "
             f"generator: {generator}, {args.connections} connections, "
-            f"{args.seconds:g} s per endpoint, RATE_LIMITS=off, {os.cpu_count()} CPUs"
+            f"{args.seconds:g} s per endpoint, RATE_LIMITS=off, {os.cpu_count()} CPUs, "
+            f"workers {','.join(map(str, args.workers))}"
         )
-
-        bare_port, gazou_port = _free_port(), _free_port()
-        bare = start_child(["--serve-bare", str(bare_port)], bare_port)
-        try:
-            load(f"http://127.0.0.1:{bare_port}/", None)  # warm-up
-            baseline = load(f"http://127.0.0.1:{bare_port}/", None)
-        finally:
-            stop_child(bare)
 
         endpoints = [
             # Context, not a target: gazou's routing and middlewares with no store access.
@@ -427,33 +499,74 @@ def main() -> None:
         ]
         if args.only:
             endpoints = [e for e in endpoints if args.only in e[0]]
-        gazou = start_child(["--serve-gazou", str(data_dir), str(gazou_port)], gazou_port)
-        results = []
-        try:
-            for label, path, bodies, is_random in endpoints:
-                url = f"http://127.0.0.1:{gazou_port}{path}"
-                load(url, bodies) if args.seconds >= 5 else None  # warm the caches
-                results.append((label, load(url, bodies), is_random))
-        finally:
-            stop_child(gazou)
+
+        baselines: dict[int, Result] = {}
+        results: dict[tuple[int, str], tuple[Result, bool]] = {}
+        for workers in args.workers:
+            bare_port, gazou_port = _free_port(), _free_port()
+            bares = [
+                start_child(["--serve-bare", str(bare_port), str(workers)], bare_port)
+                for _ in range(workers)
+            ]
+            try:
+                pids = [b.pid for b in bares]
+                load(f"http://127.0.0.1:{bare_port}/", None, pids)  # warm-up
+                baselines[workers] = load(f"http://127.0.0.1:{bare_port}/", None, pids)
+            finally:
+                for bare in bares:
+                    stop_child(bare)
+
+            gazou = start_child(
+                ["--serve-gazou", str(data_dir), str(gazou_port), str(workers)], gazou_port
+            )
+            try:
+                wait_for_processes(gazou_port, workers)
+                for label, path, bodies, is_random in endpoints:
+                    url = f"http://127.0.0.1:{gazou_port}{path}"
+                    if args.seconds >= 5:
+                        load(url, bodies, [gazou.pid])  # warm the caches
+                    results[workers, label] = (load(url, bodies, [gazou.pid]), is_random)
+            finally:
+                stop_child(gazou)
 
     print()
     print(
-        f"{'endpoint':44} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'ratio':>6} "
-        f"{'errors':>6}  target"
+        f"{'endpoint':44} {'w':>2} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'/bare':>6} "
+        f"{'/1w':>5} {'CPU us':>7} {'errors':>6}  target"
     )
-    print(
-        f"{'bare aiohttp (constant JSON)':44} {baseline.rps:9.0f} {baseline.p50_ms:8.2f} "
-        f"{baseline.p99_ms:8.2f} {1:6.2f} {baseline.errors:6d}"
-    )
-    for label, result, is_random in results:
-        ratio = result.rps / baseline.rps
-        met = result.p99_ms < P99_TARGET_MS and (ratio >= RANDOM_TARGET or not is_random)
-        target = ("ratio >= 0.5, " if is_random else "") + "p99 < 20 ms"
+    for workers in args.workers:
+        base = baselines[workers]
         print(
-            f"{label:44} {result.rps:9.0f} {result.p50_ms:8.2f} {result.p99_ms:8.2f} "
-            f"{ratio:6.2f} {result.errors:6d}  {target}: {'met' if met else 'MISSED'}"
+            f"{'bare aiohttp (constant JSON)':44} {workers:2d} {base.rps:8.0f} "
+            f"{base.p50_ms:7.2f} {base.p99_ms:7.2f} {1:6.2f} "
+            f"{_versus(base, baselines.get(1), workers)} {base.cpu_us:7.0f} {base.errors:6d}"
         )
+    for label, _, _, _ in endpoints:
+        for workers in args.workers:
+            result, is_random = results[workers, label]
+            ratio = result.rps / baselines[workers].rps
+            one = results.get((1, label), (None, False))[0]
+            scaling = result.rps / one.rps if one is not None else None
+            if workers == 1:
+                needed = ratio >= RANDOM_TARGET
+                target = f"ratio >= {RANDOM_TARGET}, " if is_random else ""
+            else:
+                needed = scaling is None or scaling >= SCALING_TARGET
+                target = f"/1w >= {SCALING_TARGET}, " if is_random and one is not None else ""
+            met = result.p99_ms < P99_TARGET_MS and (needed or not is_random)
+            print(
+                f"{label:44} {workers:2d} {result.rps:8.0f} {result.p50_ms:7.2f} "
+                f"{result.p99_ms:7.2f} {ratio:6.2f} {_versus(result, one, workers)} "
+                f"{result.cpu_us:7.0f} {result.errors:6d}  "
+                f"{target}p99 < {P99_TARGET_MS:g} ms: {'met' if met else 'MISSED'}"
+            )
+
+
+def _versus(result: Result, one: Result | None, workers: int) -> str:
+    """This run's requests/s against the one-worker run's, as a 5-wide column."""
+    if workers == 1 or one is None:
+        return f"{'':>5}"
+    return f"{result.rps / one.rps:5.2f}"
 
 
 if __name__ == "__main__":
