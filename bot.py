@@ -192,6 +192,8 @@ async def serve(settings: Settings, *, worker_of: int | None = None) -> int:
             elif role == "web":
                 if worker_of is None:
                     log.info("role web: HTTP API only (no Discord bot, no once-only work)")
+            elif role == "bot":
+                log.info("Discord bot is off: DISCORD_TOKEN is not set (only the once-only work)")
             else:
                 log.info("Discord bot is off: DISCORD_TOKEN is not set (HTTP API only)")
             waiter = asyncio.create_task(stop.wait())
@@ -284,9 +286,13 @@ class Supervisor:
             process_group=0,
         )
         assert proc.stdin is not None
-        proc.stdin.write(pickle.dumps(self.settings))
-        await proc.stdin.drain()
-        proc.stdin.close()
+        try:
+            proc.stdin.write(pickle.dumps(self.settings))
+            await proc.stdin.drain()
+            proc.stdin.close()
+        except BaseException:  # cancelled (stopping) or the child died at once
+            await _stop_process(proc)
+            raise
         return proc
 
     async def _keep(self, n: int) -> None:
@@ -462,7 +468,11 @@ async def import_command(settings: Settings, args: argparse.Namespace) -> int:
 
 def worker_main(parent: int) -> int:
     """A supervised web worker: the supervisor's settings arrive pickled on stdin."""
-    settings = pickle.load(sys.stdin.buffer)
+    try:
+        settings = pickle.load(sys.stdin.buffer)
+    except (EOFError, pickle.UnpicklingError):
+        print("gazou: --worker-of is for gazou's own web workers", file=sys.stderr)
+        return 2
     logging.basicConfig(
         level=settings.log_level,
         format="%(asctime)s %(levelname)-7s [web worker %(process)d] %(name)s: %(message)s",

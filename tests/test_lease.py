@@ -1,10 +1,13 @@
 """The lease in the store (kv_claim / kv_release and core.lease.Lease): one holder at a
 time, also between connections racing on one SQLite file; a lapsed lease is taken over,
-a released one at once; a holder whose lease was taken stops."""
+a released one at once; a holder whose lease was taken stops. And `bot.serve` in the
+bot role against the Discord stand-in: one gateway per token."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -12,6 +15,11 @@ import pytest
 
 from core.lease import Lease, LeaseHeld, LeaseLost, gateway_lease_key
 from storage.sqlite import SQLiteRepo
+from tests import botkit
+from tests.botkit import bot_settings
+from tests.discord_standin import DiscordStandIn
+
+standin = botkit.standin
 
 GONE = timedelta(seconds=-1)  # a lease that has already lapsed
 MINUTE = timedelta(minutes=1)
@@ -116,3 +124,30 @@ async def test_a_kept_lease_stays_held_and_one_taken_away_stops_its_keeper(
         await asyncio.wait_for(keeper, 5)
     await lease.release()  # not ours any more: left alone
     assert await repo.kv_get("lease:bot") == "other"
+
+
+async def test_a_running_bot_holds_the_gateway_a_second_is_refused_and_starts_after_it(
+    standin: DiscordStandIn, tmp_path: Path
+) -> None:
+    """`bot.serve` with the bot role, for real against the stand-in, twice on one store."""
+    import bot as composition_root
+
+    settings = replace(bot_settings(tmp_path / "data", DISCORD_TOKEN=standin.token), role="bot")
+    try:
+        with standin.patch_discord():
+            first = asyncio.create_task(composition_root.serve(settings))
+            await standin.wait_until(lambda: standin.connected, what="the gateway")
+            with pytest.raises(LeaseHeld):
+                await composition_root.serve(settings)
+            assert len(standin.identifies) == 1  # the refused one never connected
+            first.cancel()  # stops as on SIGINT, giving the lease back
+            await asyncio.gather(first, return_exceptions=True)
+            second = asyncio.create_task(composition_root.serve(settings))
+            try:
+                await standin.wait_until(lambda: len(standin.identifies) == 2, what="a bot")
+                await standin.wait_until(lambda: standin.connected, what="the gateway")
+            finally:
+                second.cancel()
+                await asyncio.gather(second, return_exceptions=True)
+    finally:
+        gc.unfreeze()  # serve froze what the test process had built
