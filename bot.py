@@ -411,7 +411,7 @@ async def token_command(settings: Settings, args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
         elif args.token_command == "list":
-            rows = await tokens.list()
+            rows = await tokens.list_tokens()
             if not rows:
                 print("no tokens")
             for t in rows:

@@ -264,7 +264,7 @@ class Tokens(commands.Cog):
     ) -> None:
         """(owners) List tokens: ids, owners, scopes and state (never the secrets)."""
         await require_owner(self.bot, interaction.user)
-        found = await self.bot.services.tokens.list(str(user.id) if user else None)
+        found = await self.bot.services.tokens.list_tokens(str(user.id) if user else None)
         if not found:
             await interaction.response.send_message("No tokens.", ephemeral=True)
             return
@@ -309,7 +309,7 @@ class Tokens(commands.Cog):
         now = datetime.now(UTC)
         needle = current.strip().lower()
         choices = []
-        for t in await self.bot.services.tokens.list():
+        for t in await self.bot.services.tokens.list_tokens():
             label = f"{t.owner_name} · {t.purpose or 'no purpose'} · {t.id[:8]}"
             if t.active(now) and (needle in t.id or needle in label.lower()):
                 choices.append(app_commands.Choice(name=label[:100], value=t.id))

@@ -23,25 +23,33 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
-from core.models import Filters, Image
+from core.models import Filters
 
 # Refills a caller waits for before drawing on its own: enough for a cold filter's
 # batches to grow to the size a burst of callers needs.
 _ROUNDS = 6
 
-# Draws images, or anything else with an `id` (e.g. ImageFile).
-Draw = Callable[[Filters, int], Awaitable[list[Any]]]
+
+class _HasId(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
+# Images, or anything else with an `id` (e.g. ImageFile).
+T = TypeVar("T", bound=_HasId)
+
+Draw = Callable[[Filters, int], Awaitable[list[T]]]
 
 
 @dataclass(slots=True)
-class _Batch:
+class _Batch(Generic[T]):
     drawn_at: float
     generation: int
     size: int  # how many were asked for
-    images: list[Image]  # still to hand out (a large match set)
-    whole: list[Image] | None  # the whole match set, when smaller than a batch
+    images: list[T]  # still to hand out (a large match set)
+    whole: list[T] | None  # the whole match set, when smaller than a batch
     # The first `older` of `images` are left from an earlier draw and are handed out
     # only until `older_until`: no image is served more than `ttl` after it was drawn,
     # however busy the filter (a write by another process is seen within `ttl`).
@@ -49,12 +57,12 @@ class _Batch:
     older_until: float = 0.0
 
 
-class DrawBuffer:
+class DrawBuffer(Generic[T]):
     """Per-filter batches of random images; `take` is `draw` with fewer round trips."""
 
     def __init__(
         self,
-        draw: Draw,
+        draw: Draw[T],
         *,
         batch: int = 256,
         min_batch: int = 8,
@@ -69,7 +77,7 @@ class DrawBuffer:
         self.max_filters = max_filters
         self._clock = clock
         self._rng = random.Random()
-        self._batches: OrderedDict[str, _Batch] = OrderedDict()
+        self._batches: OrderedDict[str, _Batch[T]] = OrderedDict()
         self._sizes: OrderedDict[str, int] = OrderedDict()  # next batch size, by filter
         self._refills: dict[str, asyncio.Future[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -81,7 +89,7 @@ class DrawBuffer:
         self.generation += 1
         self._batches.clear()
 
-    def _fresh(self, key: str) -> _Batch | None:
+    def _fresh(self, key: str) -> _Batch[T] | None:
         batch = self._batches.get(key)
         if batch is None or batch.generation != self.generation:
             return None
@@ -96,7 +104,7 @@ class DrawBuffer:
             batch.older = 0
         return batch
 
-    async def take(self, filters: Filters, count: int) -> list[Image]:
+    async def take(self, filters: Filters, count: int) -> list[T]:
         """Up to `count` distinct random images matching `filters`."""
         if count > self.batch // 2:
             self.draws += 1
@@ -167,7 +175,7 @@ class DrawBuffer:
             if not done.done():
                 done.set_result(None)
 
-    def _store(self, key: str, generation: int, size: int, images: list[Image]) -> None:
+    def _store(self, key: str, generation: int, size: int, images: list[T]) -> None:
         if len(images) < size:  # the whole match set
             self._batches[key] = _Batch(self._clock(), generation, size, [], images)
         else:

@@ -467,7 +467,7 @@ class ImageService:
             )
         return await self.repo.search(query, count_total=count_total)
 
-    async def list(self, offset: int = 0, limit: int = 25) -> SearchPage:
+    async def latest(self, offset: int = 0, limit: int = 25) -> SearchPage:
         """Approved images, newest first."""
         return await self.search(SearchQuery(skip=offset, limit=limit))
 

@@ -156,7 +156,7 @@ class TokenService:
         assert revoked is not None
         return revoked
 
-    async def list(self, owner_id: str | None = None) -> list[Token]:
+    async def list_tokens(self, owner_id: str | None = None) -> list[Token]:
         """Tokens, newest first (never their secrets: those are not stored)."""
         return await self.repo.list_tokens(owner_id)
 

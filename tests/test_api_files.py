@@ -299,7 +299,7 @@ async def test_nothing_is_stored_from_an_oversized_upload(small_client) -> None:
         "/api/add", data=_big_form("image"), headers={"Authorization": f"Bearer {token}"}
     )
     assert await services.images.pending() == []
-    assert (await services.images.list()).images == []
+    assert (await services.images.latest()).images == []
 
 
 def test_byte_cache_drops_least_recently_used_to_fit() -> None:

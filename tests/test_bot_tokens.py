@@ -95,7 +95,7 @@ async def test_denied_request_tells_the_requester(
     await standin.click(dm, decision_button(dm, "deny"))
     told = await standin.wait_for_dm(standin.user)
     assert told.content == "Your API token request (my art bot) was denied by the owners."
-    assert await services.tokens.list() == []
+    assert await services.tokens.list_tokens() == []
 
 
 async def test_second_pending_request_is_refused(standin: DiscordStandIn, bot: GazouBot) -> None:
@@ -131,7 +131,7 @@ async def test_requester_with_closed_dms_gets_no_live_token(
     click = await standin.click(dm, decision_button(dm, "approve"))
     note = await standin.wait_for_followup(click)
     assert note.ephemeral and "DMs are closed" in note.content
-    [token] = await services.tokens.list()
+    [token] = await services.tokens.list_tokens()
     assert token.revoked_at is not None
 
 
@@ -188,7 +188,7 @@ async def test_owner_commands_are_refused_to_members(
     reply = await standin.wait_for_reply(await standin.invoke_command(command, options))
     assert reply.type == 4 and reply.ephemeral
     assert reply.content == "Only the bot's owners can do that."
-    assert await services.tokens.list() == []
+    assert await services.tokens.list_tokens() == []
 
 
 async def test_owner_revokes_a_token(

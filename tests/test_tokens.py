@@ -202,7 +202,7 @@ async def test_revoke_by_an_ambiguous_prefix_is_refused(services: Services) -> N
             await tx.execute("UPDATE tokens SET id = ? WHERE id = ?", (f"abcdef-{n}", token_id))
     with pytest.raises(InvalidInput, match="ambiguous"):
         await services.tokens.revoke("abcdef")
-    assert all(t.revoked_at is None for t in await services.tokens.list())
+    assert all(t.revoked_at is None for t in await services.tokens.list_tokens())
 
 
 @pytest.mark.parametrize("prefix", ["abc", "zzzzzzzz"], ids=["too short", "unknown"])
@@ -224,8 +224,8 @@ async def test_revoking_twice_is_a_conflict(services: Services) -> None:
 async def test_list_shows_tokens_newest_first_and_by_owner(services: Services) -> None:
     first = await services.tokens.issue(MEMBER, issued_by="test")
     second = await services.tokens.issue(OWNER, issued_by="test")
-    assert [t.id for t in await services.tokens.list()] == [second.token.id, first.token.id]
-    assert [t.id for t in await services.tokens.list(MEMBER.id)] == [first.token.id]
+    assert [t.id for t in await services.tokens.list_tokens()] == [second.token.id, first.token.id]
+    assert [t.id for t in await services.tokens.list_tokens(MEMBER.id)] == [first.token.id]
 
 
 async def test_a_member_has_one_pending_request_at_a_time(services: Services) -> None:
@@ -267,7 +267,7 @@ async def test_denying_a_request_issues_nothing(services: Services) -> None:
     request = await services.tokens.request(MEMBER, "my bot")
     decided = await services.tokens.deny_request(request.id, OWNER)
     assert decided.status == "denied" and decided.token_id is None
-    assert await services.tokens.list() == []
+    assert await services.tokens.list_tokens() == []
     assert await services.storage.repo.list_token_requests() == []
 
 
@@ -282,7 +282,7 @@ async def test_deciding_a_request_twice_is_a_conflict(
     with pytest.raises(Conflict):
         await decide[second](request.id, User("101", "other owner"))
     # Exactly one token exists if (and only if) the first decision approved.
-    assert len(await services.tokens.list()) == (1 if first == "approve" else 0)
+    assert len(await services.tokens.list_tokens()) == (1 if first == "approve" else 0)
 
 
 async def test_deciding_an_unknown_request_is_not_found(services: Services) -> None:

@@ -208,7 +208,7 @@ async def test_approving_a_rejected_image_is_refused(services: Services) -> None
         await services.images.approve(image.id, OWNER)
     stored = await services.storage.repo.get_image(image.id)
     assert stored is not None and stored.status is Status.REJECTED
-    assert (await services.images.list()).images == []
+    assert (await services.images.latest()).images == []
 
 
 async def test_an_approve_racing_a_reject_cannot_publish_a_fileless_image(
