@@ -93,7 +93,18 @@ def _ts(dt: datetime | None) -> float | None:
 
 
 def _dt(value: float | None) -> datetime | None:
-    return None if value is None else datetime.fromtimestamp(value, UTC)
+    return None if value is None else _at(value)
+
+
+def _at(value: float) -> datetime:
+    """A NOT NULL timestamp column as an aware datetime."""
+    return datetime.fromtimestamp(value, UTC)
+
+
+def _rowid(cur: aiosqlite.Cursor) -> int:
+    """The rowid of the row the INSERT just run on `cur` added."""
+    assert cur.lastrowid is not None, "no row was inserted"
+    return cur.lastrowid
 
 
 def _signed64(value: int) -> int:
@@ -138,13 +149,13 @@ def _tag(row: Sequence[Any]) -> Tag:
         name=row[1],
         description=row[2],
         nsfw=bool(row[3]),
-        created_at=_dt(row[4]),
+        created_at=_at(row[4]),
         images=row[5] or 0,
     )
 
 
 def _artist(row: Sequence[Any]) -> Artist:
-    return Artist(id=row[0], name=row[1], url=row[2], created_at=_dt(row[3]), images=row[4] or 0)
+    return Artist(id=row[0], name=row[1], url=row[2], created_at=_at(row[3]), images=row[4] or 0)
 
 
 def _character(row: Sequence[Any]) -> Character:
@@ -158,7 +169,7 @@ def _character(row: Sequence[Any]) -> Character:
         birth_date=row[6],
         nationality=row[7],
         occupations=tuple(json.loads(row[8])),
-        created_at=_dt(row[9]),
+        created_at=_at(row[9]),
         images=row[10] or 0,
     )
 
@@ -198,7 +209,7 @@ def _token(row: Sequence[Any]) -> Token:
         purpose=row[3],
         scopes=tuple(s for s in row[4].split(" ") if s),
         issued_by=row[5],
-        created_at=_dt(row[6]),
+        created_at=_at(row[6]),
         expires_at=_dt(row[7]),
         revoked_at=_dt(row[8]),
         last_used_at=_dt(row[9]),
@@ -213,7 +224,7 @@ def _request(row: Sequence[Any]) -> TokenRequest:
         purpose=row[3],
         status=row[4],
         decided_by=row[5],
-        created_at=_dt(row[6]),
+        created_at=_at(row[6]),
         decided_at=_dt(row[7]),
         token_id=row[8],
     )
@@ -349,7 +360,9 @@ class SQLiteRepo:
     async def _migrate(self) -> None:
         conn = self._write
         assert conn is not None
-        version = (await (await conn.execute("PRAGMA user_version")).fetchone())[0]
+        row = await (await conn.execute("PRAGMA user_version")).fetchone()
+        assert row is not None  # PRAGMA user_version always answers one row
+        version = row[0]
         if version > len(MIGRATIONS):
             raise RuntimeError(
                 f"{self.path} has schema version {version}, newer than this gazou "
@@ -402,7 +415,7 @@ class SQLiteRepo:
             f"INSERT INTO {table} (id, name, created_at) VALUES (?, ?, ?)",
             (new_id(), name, time.time()),
         )
-        return cur.lastrowid
+        return _rowid(cur)
 
     async def _rids(self, table: str, keys: Iterable[str]) -> list[int | None]:
         """Resolve ids or names (case-insensitive) to row ids; None for unknown ones.
@@ -449,7 +462,7 @@ class SQLiteRepo:
             row = await tx.one("SELECT pool, size FROM pools WHERE name = ?", (name,))
             if row is None:
                 cur = await tx.execute("INSERT INTO pools (name, size) VALUES (?, 0)", (name,))
-                pool, size = cur.lastrowid, 0
+                pool, size = _rowid(cur), 0
             else:
                 pool, size = row
             await tx.execute(
@@ -564,7 +577,7 @@ class SQLiteRepo:
                     new.near_duplicate_of,
                 ),
             )
-            seq = cur.lastrowid
+            seq = _rowid(cur)
             for name in dict.fromkeys(new.tags):
                 rid = await self._get_or_create(tx, "tags", name)
                 await tx.execute(
@@ -756,7 +769,7 @@ class SQLiteRepo:
                             cur = await tx.execute(
                                 "INSERT INTO pools (name, size) VALUES (?, 0)", (name,)
                             )
-                            entry = pools[name] = [cur.lastrowid, 0]
+                            entry = pools[name] = [_rowid(cur), 0]
                         slot_rows.append((entry[0], entry[1], seq))
                         entry[1] += 1
             await tx.executemany(
@@ -859,11 +872,11 @@ class SQLiteRepo:
                     approver=User(r[24], r[25] or "") if r[24] is not None else None,
                     likes=r[26],
                     favorites=r[27],
-                    created_at=_dt(r[28]),
+                    created_at=_at(r[28]),
                     expires_at=_dt(r[29]),
                     near_duplicate_of=r[30],
                     artist=artist[0] if artist else None,
-                    album=Album(r[32], r[33], r[34], _dt(r[35])) if r[32] is not None else None,
+                    album=Album(r[32], r[33], r[34], _at(r[35])) if r[32] is not None else None,
                     tags=tag_set,
                     characters=character_set,
                 )
@@ -1240,21 +1253,22 @@ class SQLiteRepo:
         drive: tuple[int, int] | None = None  # (tag rid, pool size) to drive the scan from
         # Included and excluded tags are looked up together, in one query.
         rids = await self._rids("tags", [*query.tags, *query.exclude_tags])
-        tag_rids, exclude_rids = rids[: len(query.tags)], rids[len(query.tags) :]
-        if any(r is None for r in tag_rids):
+        tag_rids = [r for r in rids[: len(query.tags)] if r is not None]
+        exclude_rids = rids[len(query.tags) :]
+        if len(tag_rids) < len(query.tags):  # an unknown tag matches nothing
             return SearchPage([], 0, True, query.skip, query.limit)
         sizes = await self._pool_sizes([f"tag:{r}" for r in tag_rids])
-        for rid in tag_rids:
-            size = sizes.get(f"tag:{rid}", (0, 0))[1]
+        for tag_rid in tag_rids:
+            size = sizes.get(f"tag:{tag_rid}", (0, 0))[1]
             if drive is None or size < drive[1]:
-                drive = (rid, size)
-            constraints.append(f"tag:{rid}")
-        for rid in tag_rids:
-            if drive and rid != drive[0]:
+                drive = (tag_rid, size)
+            constraints.append(f"tag:{tag_rid}")
+        for tag_rid in tag_rids:
+            if drive and tag_rid != drive[0]:
                 where.append(
                     "EXISTS (SELECT 1 FROM image_tags x WHERE x.tag_rid = ? AND x.seq = i.seq)"
                 )
-                params.append(rid)
+                params.append(tag_rid)
         for rid in exclude_rids:
             if rid is not None:
                 where.append(
@@ -1351,7 +1365,7 @@ class SQLiteRepo:
 
     async def _named_list(
         self, table: str, alias: str, columns: str, pattern: str | None, offset: int, limit: int
-    ) -> tuple[list[Sequence[Any]], int]:
+    ) -> tuple[list[sqlite3.Row], int]:
         where, params = "", []
         if pattern is not None:
             where, params = f"WHERE {alias}.name LIKE ?", [pattern]
@@ -1462,14 +1476,14 @@ class SQLiteRepo:
                 "INSERT INTO albums (id, name, owner_id, created_at) VALUES (?, ?, ?, ?)",
                 (album_id, name, owner_id, now),
             )
-        return Album(album_id, name, owner_id, _dt(now))
+        return Album(album_id, name, owner_id, _at(now))
 
     async def get_album(self, album_id: str) -> Album | None:
         """An album by id."""
         row = await self._one(
             "SELECT id, name, owner_id, created_at FROM albums WHERE id = ?", (album_id,)
         )
-        return Album(row[0], row[1], row[2], _dt(row[3])) if row else None
+        return Album(row[0], row[1], row[2], _at(row[3])) if row else None
 
     # ---- stats -----------------------------------------------------------------
 
