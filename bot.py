@@ -523,10 +523,10 @@ def main(argv: list[str] | None = None) -> int:
     if command == "import" and not args.folder.is_dir():
         print(f"gazou: {args.folder} is not a folder", file=sys.stderr)
         return 2
-    runner = {"serve": serve, "token": token_command, "import": import_command}[command]
     try:
         if command == "serve":
             return asyncio.run(serve(settings))
+        runner = token_command if command == "token" else import_command
         return asyncio.run(runner(settings, args))
     except KeyboardInterrupt:
         print("interrupted; run the same command again to resume", file=sys.stderr)

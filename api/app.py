@@ -10,6 +10,7 @@ import warnings
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.multipart import BadContentDispositionParam
+from aiohttp.typedefs import Handler, Middleware
 
 from api.app_errors import plain_error
 from api.dialect import Dialect, json_response
@@ -85,9 +86,9 @@ def _dialect_for(request: web.Request, dialects: list[Dialect]) -> Dialect | Non
     return best[1] if best else None
 
 
-def _error_middleware(dialects: list[Dialect]) -> web.middleware:
+def _error_middleware(dialects: list[Dialect]) -> Middleware:
     @web.middleware
-    async def middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
             return await handler(request)
         except GazouError as error:
@@ -97,20 +98,20 @@ def _error_middleware(dialects: list[Dialect]) -> web.middleware:
             if exc.status < 400:
                 raise
             dialect = _dialect_for(request, dialects)
-            error = GazouError(exc.reason)
-            error.status = exc.status
-            error.code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(
+            http_error = GazouError(exc.reason)
+            http_error.status = exc.status
+            http_error.code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(
                 exc.status, "http_error"
             )
-            response = (dialect.render_error if dialect else plain_error)(error)
+            response = (dialect.render_error if dialect else plain_error)(http_error)
             if exc.status == 405 and "Allow" in exc.headers:
                 response.headers["Allow"] = exc.headers["Allow"]
             return response
         except Exception:
             log.exception("unhandled error on %s %s", request.method, request.path)
             dialect = _dialect_for(request, dialects)
-            error = InternalError("Internal server error")
-            return (dialect.render_error if dialect else plain_error)(error)
+            internal = InternalError("Internal server error")
+            return (dialect.render_error if dialect else plain_error)(internal)
 
     return middleware
 

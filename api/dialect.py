@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
@@ -37,7 +37,7 @@ class Dialect:
     of a request from that prefix (or, for unmatched paths, from `prefixes`)."""
 
     name: str
-    routes: list[web.RouteDef]
+    routes: Sequence[web.AbstractRouteDef]  # a RouteTableDef, or RouteDefs
     render_error: ErrorRenderer
     prefixes: tuple[str, ...] = ()
     rate_limits: dict[str, RateLimit] = field(default_factory=dict)  # route name -> limit

@@ -131,10 +131,10 @@ async def image_response(
     304 on a matching If-None-Match, 206 for a Range, bodiless for HEAD."""
     services = request.app[SERVICES]
     etag = f"{image.sha256}-thumb" if thumbnail else image.sha256
-    cache = IMMUTABLE if cacheable_by_anyone(image.status) else PRIVATE
+    cache_control = IMMUTABLE if cacheable_by_anyone(image.status) else PRIVATE
     headers = {
         hdrs.CONTENT_TYPE: "image/jpeg" if thumbnail else image.mimetype,
-        hdrs.CACHE_CONTROL: cache,
+        hdrs.CACHE_CONTROL: cache_control,
         # Bytes are sniffed and vetted at upload; browsers must not second-guess the type.
         "X-Content-Type-Options": "nosniff",
     }
@@ -142,7 +142,9 @@ async def image_response(
         return web.Response(status=304, headers={**headers, hdrs.ETAG: f'"{etag}"'})
     if_match = request.headers.get(hdrs.IF_MATCH)
     if if_match is not None and not _etag_matches(if_match, etag, weak=False):
-        return web.Response(status=412, headers={hdrs.ETAG: f'"{etag}"', hdrs.CACHE_CONTROL: cache})
+        return web.Response(
+            status=412, headers={hdrs.ETAG: f'"{etag}"', hdrs.CACHE_CONTROL: cache_control}
+        )
     # The validators above are ours; FileResponse would compare them with its own
     # mtime-based tag, so they are taken off the request it sees. An If-Range that
     # does not name these bytes means "send everything".

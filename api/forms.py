@@ -128,8 +128,8 @@ async def read_form(request: web.Request, max_bytes: int) -> Form:
             form.fields.setdefault(key, []).append(value)
         return form
     if body.strip():
-        data = parse_json_object(body)
-        for key, value in data.items():
+        obj = parse_json_object(body)
+        for key, value in obj.items():
             values = value if isinstance(value, list) else [value]
             form.fields[key] = [v if isinstance(v, str) else json.dumps(v) for v in values]
     return form

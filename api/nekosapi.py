@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from api.auth import HeaderForm, authenticate
 from api.dialect import Dialect, RateLimit, Rendered, iso_ms, json_response
@@ -400,7 +401,7 @@ async def category_get(request: web.Request) -> web.Response:
 
 # (path under the base, route suffix, handler); the random route comes before the
 # `{id}` one so "random" is never read as an id.
-_TABLE = (
+_TABLE: tuple[tuple[str, str, Handler], ...] = (
     ("/", "index", index),
     ("/stats", "stats", stats),
     ("/token", "token", token_info),
@@ -695,7 +696,7 @@ def _openapi_paths() -> dict[str, Any]:
             # A request line or header over aiohttp's 8190-byte limit is refused by the
             # HTTP parser before any route runs, as plain text.
             responses["400"]["content"]["text/plain"] = {"schema": _STRING}
-            operation = {
+            operation: dict[str, Any] = {
                 "operationId": route_name(base, suffix).replace(".", "_"),
                 "summary": f"NekosAPI v1: {summary}",
                 "tags": ["NekosAPI v1"],

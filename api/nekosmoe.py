@@ -39,6 +39,7 @@ from core.models import (
     Image,
     IngestMetadata,
     Rating,
+    SearchPage,
     SearchQuery,
     Sort,
     Status,
@@ -233,7 +234,7 @@ def search_query(body: dict[str, Any]) -> SearchQuery:
 
 # A popular query's page comes from the core's page cache as one shared object for a
 # second: its answer is encoded once.
-_search_body = Rendered(
+_search_body: Rendered[SearchPage] = Rendered(
     lambda page: orjson.Fragment(orjson.dumps({"images": [image_json(i) for i in page.images]})),
     max_entries=64,
 )
@@ -418,7 +419,7 @@ _IMAGE_PROPS: dict[str, Any] = {
     "comments": {"type": "array", "maxItems": 0},
     "createdAt": {"type": "string", "format": "date-time"},
 }
-_APPROVED = {
+_APPROVED: dict[str, Any] = {
     "type": "object",
     "required": ["id", "nsfw", "tags", "likes", "favorites", "uploader", "comments", "createdAt"],
     "properties": {**_IMAGE_PROPS, "pending": False},

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from api.dialect import Dialect, json_response
 from api.keys import SERVICES
@@ -95,7 +96,7 @@ def build_document(
 _METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 
 
-def openapi_handler(dialects: list[Dialect]) -> web.Handler:
+def openapi_handler(dialects: list[Dialect]) -> Handler:
     """A handler serving the document (built once, on first use)."""
     cache: dict[str, bytes] = {}
 

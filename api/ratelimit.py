@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 
 from api.auth import token_in_any_header
 from api.dialect import Dialect, RateLimit
@@ -158,15 +159,15 @@ async def _client_key(request: web.Request) -> str | None:
     return None if SCOPE_ADMIN in token.scopes else f"token:{token.id}"
 
 
-def rate_limit_middleware(limits: dict[str, RateLimit]) -> web.middleware:
+def rate_limit_middleware(limits: dict[str, RateLimit]) -> Middleware:
     """Enforce `limits` (route name -> RateLimit) with the app's RATE_LIMITER. Place it
     inside the error middleware so a refusal is rendered in the dialect's shape."""
 
     @web.middleware
-    async def middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         name = request.match_info.route.name
         rule = limits.get(name) if name else None
-        if rule is None or not request.app[SERVICES].settings.rate_limits:
+        if name is None or rule is None or not request.app[SERVICES].settings.rate_limits:
             return await handler(request)
         client = await _client_key(request)
         if client is None:
