@@ -63,7 +63,7 @@ async def report_error(interaction: discord.Interaction[Any], error: BaseExcepti
         return
     if text is None:
         command = interaction.command.qualified_name if interaction.command else None
-        custom_id = (interaction.data or {}).get("custom_id")
+        custom_id = interaction.data.get("custom_id") if interaction.data else None
         log.error(
             "interaction failed (command %s, component %s, user %s):\n%s",
             command,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from dataclasses import asdict, dataclass, replace
 from datetime import timedelta
 from typing import Any, ClassVar, Literal
@@ -101,13 +102,17 @@ class AnotherButton(
 
     @classmethod
     async def from_custom_id(
-        cls, interaction: discord.Interaction[Any], item: discord.ui.Button[Any], match: Any
+        cls,
+        interaction: discord.Interaction[Any],
+        item: discord.ui.Item[Any],
+        match: re.Match[str],
     ) -> AnotherButton:
         return cls(match["key"])
 
-    async def callback(self, interaction: discord.Interaction[GazouBot]) -> None:
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        bot: GazouBot = interaction.client  # discord.py's signature takes any client
         try:
-            stored = await interaction.client.services.kv.kv_get(_kv_key(self.key))
+            stored = await bot.services.kv.kv_get(_kv_key(self.key))
             if stored is None:
                 raise NotFound("These filters are no longer known; run /random again.")
             await post_random(interaction, RandomAsk.from_json(stored))
@@ -133,13 +138,17 @@ class LikeButton(
 
     @classmethod
     async def from_custom_id(
-        cls, interaction: discord.Interaction[Any], item: discord.ui.Button[Any], match: Any
+        cls,
+        interaction: discord.Interaction[Any],
+        item: discord.ui.Item[Any],
+        match: re.Match[str],
     ) -> LikeButton:
         return cls(match["id"])
 
-    async def callback(self, interaction: discord.Interaction[GazouBot]) -> None:
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        bot: GazouBot = interaction.client
         try:
-            liked, count = await interaction.client.services.images.toggle_like(
+            liked, count = await bot.services.images.toggle_like(
                 self.image_id, member(interaction.user)
             )
             text = "You like this image" if liked else "You no longer like this image"
@@ -281,12 +290,15 @@ class SearchButton(
 
     @classmethod
     async def from_custom_id(
-        cls, interaction: discord.Interaction[Any], item: discord.ui.Button[Any], match: Any
+        cls,
+        interaction: discord.Interaction[Any],
+        item: discord.ui.Item[Any],
+        match: re.Match[str],
     ) -> SearchButton:
         place = SearchPlace(match["key"], int(match["owner"]), int(match["index"]))
         return cls(match["action"], place)
 
-    async def callback(self, interaction: discord.Interaction[GazouBot]) -> None:
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
         try:
             await self.turn(interaction)
         except Exception as exc:
@@ -376,7 +388,7 @@ class JumpModal(discord.ui.Modal, title="Go to page"):
         self.ask = ask
         self.place = place
 
-    async def on_submit(self, interaction: discord.Interaction[GazouBot]) -> None:
+    async def on_submit(self, interaction: discord.Interaction[Any]) -> None:
         text = self.page.value.strip()
         if not text.isdigit() or int(text) < 1:
             await interaction.response.send_message(
@@ -385,7 +397,15 @@ class JumpModal(discord.ui.Modal, title="Go to page"):
             return
         await show_page(interaction, self.ask, replace(self.place, index=int(text) - 1))
 
-    async def on_error(self, interaction: discord.Interaction[Any], error: Exception) -> None:
+    async def on_error(
+        self,
+        interaction: discord.Interaction[Any],
+        error: Exception,
+        item: discord.ui.Item[Any] | None = None,
+        /,
+    ) -> None:
+        # discord.py calls a modal's on_error without the `item` its BaseView's takes (its
+        # Modal overrides it so); accepting both keeps this sound for either signature.
         await report_error(interaction, error)
 
 

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -92,11 +93,14 @@ class ModerationDecision(
 
     @classmethod
     async def from_custom_id(
-        cls, interaction: discord.Interaction[Any], item: discord.ui.Button[Any], match: Any
+        cls,
+        interaction: discord.Interaction[Any],
+        item: discord.ui.Item[Any],
+        match: re.Match[str],
     ) -> ModerationDecision:
         return cls(match["action"], match["id"])
 
-    async def callback(self, interaction: discord.Interaction[GazouBot]) -> None:
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
         try:
             await self.decide(interaction)
         except Exception as exc:
@@ -140,13 +144,17 @@ class ReviewQueue(
 
     @classmethod
     async def from_custom_id(
-        cls, interaction: discord.Interaction[Any], item: discord.ui.Button[Any], match: Any
+        cls,
+        interaction: discord.Interaction[Any],
+        item: discord.ui.Item[Any],
+        match: re.Match[str],
     ) -> ReviewQueue:
         return cls(int(match["index"]))
 
-    async def callback(self, interaction: discord.Interaction[GazouBot]) -> None:
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        bot: GazouBot = interaction.client  # discord.py's signature takes any client
         try:
-            cog = interaction.client.get_cog("Moderation")
+            cog = bot.get_cog("Moderation")
             assert isinstance(cog, Moderation)
             await cog.show_queue(interaction, self.index)
         except Exception as exc:

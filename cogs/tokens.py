@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -90,11 +91,14 @@ class TokenDecision(
 
     @classmethod
     async def from_custom_id(
-        cls, interaction: discord.Interaction[Any], item: discord.ui.Button[Any], match: Any
+        cls,
+        interaction: discord.Interaction[Any],
+        item: discord.ui.Item[Any],
+        match: re.Match[str],
     ) -> TokenDecision:
         return cls(match["action"], match["id"])
 
-    async def callback(self, interaction: discord.Interaction[GazouBot]) -> None:
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
         try:
             await decide_request(interaction, self.request_id, self.action == "approve")
         except Exception as exc:
