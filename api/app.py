@@ -52,7 +52,7 @@ class _MalformedRequestFilter(logging.Filter):
             return False
         problem = " ".join(str(exc.message).split())[:200]
         record.msg = "malformed HTTP request from %s: %s: %s"
-        record.args = (*(record.args or ("?",)), type(exc).__name__, problem)  # type: ignore[misc]
+        record.args = (*(record.args or ("?",)), type(exc).__name__, problem)
         record.exc_info = record.exc_text = None
         record.levelno, record.levelname = logging.INFO, "INFO"
         return True

@@ -105,7 +105,7 @@ def render_error(error: GazouError) -> web.Response:
     status, message, code = _error_parts(error)
     headers = None
     if status == 429 and "retry_after" in error.details:
-        retry = float(error.details["retry_after"])  # type: ignore[arg-type]
+        retry = float(str(error.details["retry_after"]))
         headers = {"Retry-After": str(max(1, int(retry + 0.999)))}
     return json_response(
         {

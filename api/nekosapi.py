@@ -78,7 +78,7 @@ def render_error(error: GazouError) -> web.Response:
         message = error.message
     headers = None
     if status == 429 and "retry_after" in error.details:
-        retry = float(error.details["retry_after"])  # type: ignore[arg-type]
+        retry = float(str(error.details["retry_after"]))
         headers = {"Retry-After": str(max(1, int(retry + 0.999)))}
     return json_response(
         {"code": status, "message": message, "success": False}, status=status, headers=headers

@@ -84,11 +84,12 @@ def public_image_url(bot: GazouBot, image: Image) -> str | None:
 
 
 def _human_size(size: int) -> str:
+    amount = float(size)
     for unit in ("B", "KiB", "MiB"):
-        if size < 1024 or unit == "MiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024  # type: ignore[assignment]
-    return f"{size} B"
+        if amount < 1024 or unit == "MiB":
+            return f"{amount:.0f} {unit}" if unit == "B" else f"{amount:.1f} {unit}"
+        amount /= 1024
+    return f"{amount} B"
 
 
 def image_embed(image: Image, *, title: str | None = None) -> discord.Embed:

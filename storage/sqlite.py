@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiosqlite
 
@@ -117,7 +117,7 @@ def _unsigned64(value: int) -> int:
 
 
 def _quarters(phash: int) -> tuple[int, int, int, int]:
-    return tuple((phash >> s) & 0xFFFF for s in (48, 32, 16, 0))  # type: ignore[return-value]
+    return (phash >> 48) & 0xFFFF, (phash >> 32) & 0xFFFF, (phash >> 16) & 0xFFFF, phash & 0xFFFF
 
 
 _IMAGE_COLUMNS = """
@@ -894,7 +894,7 @@ class SQLiteRepo:
         out = [sets.get(key) for key in keys]
         missing = {key for key, found in zip(keys, out, strict=True) if found is None}
         if not missing:
-            return out  # type: ignore[return-value]
+            return cast(list[tuple[Any, ...]], out)  # every key was found
         known = cache.objects[kind]
         rid_lists = {key: _rid_list(key) for key in missing if key is not None}
         unknown = {rid for rids in rid_lists.values() for rid in rids if rid not in known}
