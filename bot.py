@@ -25,7 +25,7 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from dotenv import load_dotenv
 
@@ -124,7 +124,7 @@ async def serve(settings: Settings, *, worker_of: int | None = None) -> int:
     # A worker never outlives its supervisor, even one killed with SIGKILL.
     watch = worker_of is not None and not die_with_parent(worker_of)
 
-    failed: list[asyncio.Task[None]] = []
+    failed: list[asyncio.Task[Any]] = []
     async with open_services(settings) as services:
         runner: web.AppRunner | None = None
         lease: Lease | None = None
