@@ -144,7 +144,7 @@ def create_app(services: Services) -> web.Application:
         + ([rate_limit_middleware(collect_limits(dialects))] if limited else []),
     )
     app[SERVICES] = services
-    app[RATE_LIMITER] = FixedWindowLimiter()
+    app[RATE_LIMITER] = FixedWindowLimiter(services.rate_counter)
     app[FILE_CACHE] = ByteCache()
     if limited:
         app.on_response_prepare.append(add_rate_limit_headers)

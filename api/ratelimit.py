@@ -17,7 +17,6 @@ from __future__ import annotations
 import ipaddress
 import math
 import time
-from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -27,6 +26,7 @@ from aiohttp.typedefs import Handler, Middleware
 from api.auth import token_in_any_header
 from api.dialect import Dialect, RateLimit
 from api.keys import SERVICES
+from core.contracts import WindowCounter
 from core.errors import RateLimited, Unauthorized
 from core.settings import IPNetwork
 from core.tokens import SCOPE_ADMIN
@@ -55,46 +55,20 @@ _STATE = web.RequestKey("ratelimit", WindowState)
 
 class FixedWindowLimiter:
     """Counts hits per (route, client) in windows aligned to multiples of the window
-    length, so a client that stays within `limit` per `window` is never refused."""
+    length, so a client that stays within `limit` per `window` is never refused. The
+    counts live in the services' WindowCounter: this process's memory, or one count
+    shared by every worker (shared memory, Redis)."""
 
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, counter: WindowCounter, clock: Callable[[], float] = time.time) -> None:
+        self.counter = counter
         self.clock = clock
-        # (route, client) -> (end of the current window, requests counted in it)
-        self._windows: dict[tuple[str, str], tuple[float, int]] = {}
-        # Per window length, the windows in the order they opened, so in the order
-        # they end: expiring is popping from the front, each window once (amortised
-        # O(1) a request, however many clients are live).
-        self._opened: dict[float, deque[tuple[float, tuple[str, str]]]] = {}
 
-    def hit(self, route: str, client: str, rule: RateLimit) -> WindowState:
+    async def hit(self, route: str, client: str, rule: RateLimit) -> WindowState:
         """Count one request and say where the client stands."""
         now = self.clock()
-        self._expire(now)
+        count = await self.counter.hit(f"{route} {client}", rule.window, now)
         end = (math.floor(now / rule.window) + 1) * rule.window
-        key = (route, client)
-        seen = self._windows.get(key)
-        if seen is not None and seen[0] == end:
-            count = seen[1] + 1
-        else:
-            count = 1
-            opened = self._opened.get(rule.window)
-            if opened is None:
-                opened = self._opened[rule.window] = deque()
-            opened.append((end, key))
-        self._windows[key] = (end, count)
         return WindowState(rule, count, end, now)
-
-    def _expire(self, now: float) -> None:
-        """Forget the windows that are over, so memory follows the live clients only."""
-        for opened in self._opened.values():
-            while opened and opened[0][0] <= now:
-                end, key = opened.popleft()
-                seen = self._windows.get(key)
-                if seen is not None and seen[0] == end:  # not reopened since
-                    del self._windows[key]
-
-    def __len__(self) -> int:
-        return len(self._windows)
 
 
 # The app's limiter (tests may set its `clock`).
@@ -172,7 +146,7 @@ def rate_limit_middleware(limits: dict[str, RateLimit]) -> Middleware:
         client = await _client_key(request)
         if client is None:
             return await handler(request)
-        state = request.app[RATE_LIMITER].hit(name, client, rule)
+        state = await request.app[RATE_LIMITER].hit(name, client, rule)
         request[_STATE] = state
         if state.refused:
             retry_after = max(0.0, state.reset_at - state.now)

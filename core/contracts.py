@@ -295,6 +295,24 @@ class BlobStore(Protocol):
         """When `key` was last written (seconds since the epoch); None if it is gone."""
 
 
+class WindowCounter(Protocol):
+    """Hits per key in fixed windows aligned to multiples of the window length (a window
+    of 10 s runs from each multiple of 10 s since the epoch to the next), for the rate
+    limiter. Every process given the same counter sees one count per key and window:
+    in-process (one process), shared memory (several on one machine), Redis (several
+    machines). A counter that cannot count exactly counts low, never high, so a client
+    within its limits is never refused."""
+
+    async def hit(self, key: str, window: float, now: float) -> int:
+        """Count one hit of `key` at `now` (unix seconds) and return the hits counted in
+        the `window`-second window holding `now`, this one included."""
+        ...
+
+    async def close(self) -> None:
+        """Release what the counter holds (connections, mappings)."""
+        ...
+
+
 def image_key(image_id: str, extension: str) -> str:
     """Where an image's bytes live."""
     return f"images/{image_id[:2]}/{image_id}.{extension}"
@@ -314,6 +332,7 @@ __all__ = [
     "Outbox",
     "Repo",
     "TokenRepo",
+    "WindowCounter",
     "image_key",
     "thumbnail_key",
 ]

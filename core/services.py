@@ -7,21 +7,22 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from core.contracts import KeyValue
+from core.contracts import KeyValue, WindowCounter
 from core.events import Events
 from core.images import ImageService
 from core.outbox import OutboxConsumer
-from core.settings import Settings
+from core.settings import Settings, rate_limit_backend
 from core.signing import LinkSigner
 from core.tokens import TokenService
-from storage import Storage, open_storage
+from storage import Storage, open_storage, open_window_counter
 
 
 @dataclass(frozen=True, slots=True)
 class Services:
     """Everything a transport calls: images, tokens, small durable values (kv), link
     signing, events and their outbox consumer (started only by the process that runs
-    the bot). Transports use these, never `storage` directly."""
+    the bot), the rate limiter's counter. Transports use these, never `storage`
+    directly."""
 
     settings: Settings
     storage: Storage
@@ -31,6 +32,7 @@ class Services:
     signer: LinkSigner
     events: Events
     outbox: OutboxConsumer
+    rate_counter: WindowCounter
 
 
 def image_executor(workers: int) -> ThreadPoolExecutor:
@@ -47,7 +49,12 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     """Open the store and build the services over it; close everything on exit."""
     executor = image_executor(settings.image_workers)
     try:
-        async with open_storage(settings.data_dir) as storage:
+        async with (
+            open_storage(settings.data_dir) as storage,
+            open_window_counter(
+                rate_limit_backend(settings), settings.data_dir, settings.redis_url
+            ) as rate_counter,
+        ):
             events = Events()
             images = ImageService(
                 storage.repo,
@@ -69,6 +76,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                 signer=LinkSigner(settings.signing_secret),
                 events=events,
                 outbox=OutboxConsumer(storage.repo, events),
+                rate_counter=rate_counter,
             )
             try:
                 yield services

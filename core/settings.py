@@ -58,6 +58,9 @@ class Settings:
     # Processes: what `bot.py serve` runs (all, web, bot) and how many serve HTTP.
     role: str = "all"
     web_workers: int = 1
+    # Where rate limit counts live (storage.open_window_counter); see rate_limit_backend().
+    rate_limit_store: str = "auto"
+    redis_url: str | None = None
 
     @property
     def public_url_is_public(self) -> bool:
@@ -70,6 +73,48 @@ class Settings:
         except ValueError:
             return True  # a DNS name other than the above: assume it's published
         return addr.is_global
+
+
+RATE_LIMIT_STORES = ("auto", "memory", "shared", "redis")
+
+
+def rate_limit_backend(settings: Settings) -> str:
+    """The rate limit store RATE_LIMIT_STORE names; for `auto`: redis when REDIS_URL is
+    set, shared memory when this machine runs several processes that serve HTTP (web
+    workers, or a web role beside a bot role), else this process's memory (also
+    whenever RATE_LIMITS is off)."""
+    if not settings.rate_limits:
+        return "memory"  # nothing counts: open no file, no connection
+    if settings.rate_limit_store != "auto":
+        return settings.rate_limit_store
+    if settings.redis_url:
+        return "redis"
+    # web_workers and role come with `serve --workers/--role` (issue 9's processes).
+    several = settings.web_workers > 1 or settings.role == "web"
+    return "shared" if several else "memory"
+
+
+def _redis_url(env: Mapping[str, str]) -> str | None:
+    raw = env.get("REDIS_URL", "").strip()
+    if not raw:
+        return None
+    parts = urlsplit(raw)
+    if parts.scheme not in ("redis", "rediss", "unix") or not (parts.hostname or parts.path):
+        raise SettingsError(
+            "REDIS_URL", f"expected a URL like redis://127.0.0.1:6379/0, got {raw!r}"
+        )
+    return raw
+
+
+def _rate_limit_store(env: Mapping[str, str], redis_url: str | None) -> str:
+    store = env.get("RATE_LIMIT_STORE", "").strip().lower() or "auto"
+    if store not in RATE_LIMIT_STORES:
+        raise SettingsError(
+            "RATE_LIMIT_STORE", f"expected auto, memory, shared or redis, got {store!r}"
+        )
+    if store == "redis" and not redis_url:
+        raise SettingsError("RATE_LIMIT_STORE", "redis needs REDIS_URL")
+    return store
 
 
 def _int(
@@ -190,6 +235,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     role = env.get("ROLE", "").strip().lower() or "all"
     if role not in ROLES:
         raise SettingsError("ROLE", f"expected all, web or bot, got {role!r}")
+    redis_url = _redis_url(env)
     return Settings(
         discord_token=token,
         owner_ids=_ids(env, "OWNER_IDS"),
@@ -217,6 +263,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         trusted_proxies=_networks(env, "TRUSTED_PROXIES"),
         role=role,
         web_workers=_int(env, "WEB_WORKERS", 1, low=1, high=64),
+        rate_limit_store=_rate_limit_store(env, redis_url),
+        redis_url=redis_url,
     )
 
 

@@ -7,9 +7,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.contracts import BlobStore, Repo
+from core.contracts import BlobStore, Repo, WindowCounter
 from storage.blobs import FileBlobStore
 from storage.sqlite import SQLiteRepo
+from storage.window_counters import MemoryWindowCounter, SharedWindowCounter
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,3 +30,28 @@ async def open_storage(data_dir: Path) -> AsyncIterator[Storage]:
         yield Storage(repo=repo, blobs=FileBlobStore(data_dir / "files"))
     finally:
         await repo.close()
+
+
+@asynccontextmanager
+async def open_window_counter(
+    store: str, data_dir: Path, redis_url: str | None = None
+) -> AsyncIterator[WindowCounter]:
+    """The rate limiter's counter: `memory` (this process), `shared` (every process on
+    this machine with this `data_dir`) or `redis` (every process using `redis_url`)."""
+    counter: WindowCounter
+    if store == "redis":
+        if not redis_url:
+            raise ValueError("the redis rate limit store needs a Redis URL")
+        from storage.redis_counter import RedisWindowCounter  # imports redis only if used
+
+        counter = RedisWindowCounter(redis_url)
+    elif store == "shared":
+        counter = SharedWindowCounter(data_dir / "rate-limits.shm")
+    elif store == "memory":
+        counter = MemoryWindowCounter()
+    else:
+        raise ValueError(f"unknown rate limit store {store!r}")
+    try:
+        yield counter
+    finally:
+        await counter.close()

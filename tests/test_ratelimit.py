@@ -20,6 +20,7 @@ from core.errors import RateLimited
 from core.models import IngestMetadata
 from core.services import Services, open_services
 from core.settings import Settings
+from storage.window_counters import MemoryWindowCounter
 from tests.conftest import MEMBER, OWNER, make_image, make_settings
 
 # A fixed point well inside a 10 s window, so counts never straddle a boundary.
@@ -56,81 +57,81 @@ async def limited(
 # ---- the limiter alone ------------------------------------------------------------
 
 
-def test_limiter_refuses_the_request_past_the_limit() -> None:
+async def test_limiter_refuses_the_request_past_the_limit() -> None:
     clock = FakeClock(T0)
-    limiter = FixedWindowLimiter(clock)
+    limiter = FixedWindowLimiter(MemoryWindowCounter(), clock)
     rule = RateLimit(3, 10.0)
-    states = [limiter.hit("r", "c", rule) for _ in range(4)]
+    states = [await limiter.hit("r", "c", rule) for _ in range(4)]
     assert [s.refused for s in states] == [False, False, False, True]
     assert [s.remaining for s in states] == [2, 1, 0, 0]
 
 
-def test_limiter_starts_afresh_in_the_next_window() -> None:
+async def test_limiter_starts_afresh_in_the_next_window() -> None:
     clock = FakeClock(T0)
-    limiter = FixedWindowLimiter(clock)
+    limiter = FixedWindowLimiter(MemoryWindowCounter(), clock)
     rule = RateLimit(1, 10.0)
-    limiter.hit("r", "c", rule)
-    assert limiter.hit("r", "c", rule).refused
+    await limiter.hit("r", "c", rule)
+    assert (await limiter.hit("r", "c", rule)).refused
     clock.now += 10
-    assert not limiter.hit("r", "c", rule).refused
+    assert not (await limiter.hit("r", "c", rule)).refused
 
 
-def test_client_pacing_within_the_limit_is_never_refused() -> None:
+async def test_client_pacing_within_the_limit_is_never_refused() -> None:
     clock = FakeClock(T0 + 3.7)  # deliberately not on a window boundary
-    limiter = FixedWindowLimiter(clock)
+    limiter = FixedWindowLimiter(MemoryWindowCounter(), clock)
     rule = RateLimit(5, 10.0)
     for _ in range(500):  # one request every 2 s = 5 per 10 s, for 1000 s
-        assert not limiter.hit("r", "c", rule).refused
+        assert not (await limiter.hit("r", "c", rule)).refused
         clock.now += 2.0
 
 
-def test_limiter_counts_clients_and_routes_apart() -> None:
-    limiter = FixedWindowLimiter(FakeClock(T0))
+async def test_limiter_counts_clients_and_routes_apart() -> None:
+    limiter = FixedWindowLimiter(MemoryWindowCounter(), FakeClock(T0))
     rule = RateLimit(1, 10.0)
-    limiter.hit("r", "a", rule)
-    assert not limiter.hit("r", "b", rule).refused
-    assert not limiter.hit("other", "a", rule).refused
+    await limiter.hit("r", "a", rule)
+    assert not (await limiter.hit("r", "b", rule)).refused
+    assert not (await limiter.hit("other", "a", rule)).refused
 
 
-def test_limiter_forgets_finished_windows_when_large() -> None:
+async def test_limiter_forgets_finished_windows_when_large() -> None:
     clock = FakeClock(T0)
-    limiter = FixedWindowLimiter(clock)
+    limiter = FixedWindowLimiter(MemoryWindowCounter(), clock)
     rule = RateLimit(1, 10.0)
     for n in range(10_000):
-        limiter.hit("r", f"c{n}", rule)
+        await limiter.hit("r", f"c{n}", rule)
     clock.now += 20
-    limiter.hit("r", "new", rule)
-    assert len(limiter) == 1
+    await limiter.hit("r", "new", rule)
+    assert len(limiter.counter) == 1
 
 
-def test_limiter_forgets_finished_windows_of_every_length() -> None:
+async def test_limiter_forgets_finished_windows_of_every_length() -> None:
     clock = FakeClock(T0)
-    limiter = FixedWindowLimiter(clock)
+    limiter = FixedWindowLimiter(MemoryWindowCounter(), clock)
     for n in range(100):
-        limiter.hit("short", f"c{n}", RateLimit(1, 10.0))
-        limiter.hit("long", f"c{n}", RateLimit(1, 60.0))
+        await limiter.hit("short", f"c{n}", RateLimit(1, 10.0))
+        await limiter.hit("long", f"c{n}", RateLimit(1, 60.0))
     clock.now += 20
-    limiter.hit("short", "new", RateLimit(1, 10.0))
-    assert len(limiter) == 101  # the 60 s windows live on
+    await limiter.hit("short", "new", RateLimit(1, 10.0))
+    assert len(limiter.counter) == 101  # the 60 s windows live on
     clock.now += 60
-    limiter.hit("short", "new", RateLimit(1, 10.0))
-    assert len(limiter) == 1
+    await limiter.hit("short", "new", RateLimit(1, 10.0))
+    assert len(limiter.counter) == 1
 
 
-def test_limiter_keeps_a_window_reopened_after_its_first_one_ended() -> None:
+async def test_limiter_keeps_a_window_reopened_after_its_first_one_ended() -> None:
     clock = FakeClock(T0)
-    limiter = FixedWindowLimiter(clock)
+    limiter = FixedWindowLimiter(MemoryWindowCounter(), clock)
     rule = RateLimit(2, 10.0)
-    limiter.hit("r", "c", rule)
+    await limiter.hit("r", "c", rule)
     clock.now += 10  # the first window is over; this opens the next
-    limiter.hit("r", "c", rule)
-    limiter.hit("r", "other", rule)  # expires the first window's record
-    assert limiter.hit("r", "c", rule).count == 2
+    await limiter.hit("r", "c", rule)
+    await limiter.hit("r", "other", rule)  # expires the first window's record
+    assert (await limiter.hit("r", "c", rule)).count == 2
 
 
-def test_window_reset_is_the_end_of_the_aligned_window() -> None:
-    limiter = FixedWindowLimiter(FakeClock(T0 + 4.0))
-    state = limiter.hit("r", "c", RateLimit(5, 10.0))
+async def test_window_reset_is_the_end_of_the_aligned_window() -> None:
+    limiter = FixedWindowLimiter(MemoryWindowCounter(), FakeClock(T0 + 4.0))
+    state = await limiter.hit("r", "c", RateLimit(5, 10.0))
     assert state.reset_at == T0 + 10.0
 
 

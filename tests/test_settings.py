@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import stat
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from core.settings import (
     Settings,
     ensure_signing_secret,
     load_settings,
+    rate_limit_backend,
 )
 
 
@@ -128,6 +130,10 @@ BAD = [
     ("MAX_IDLE_CONNECTIONS", "0"),
     ("TRUSTED_PROXIES", "10.0.0.0/8,proxy.lan"),
     ("TRUSTED_PROXIES", "10.0.0.0/33"),
+    ("RATE_LIMIT_STORE", "postgres"),
+    ("RATE_LIMIT_STORE", "redis"),  # without REDIS_URL
+    ("REDIS_URL", "127.0.0.1:6379"),
+    ("REDIS_URL", "http://127.0.0.1:6379/0"),
 ]
 
 
@@ -206,3 +212,37 @@ def test_processes_role_and_web_workers() -> None:
         with pytest.raises(SettingsError) as caught:
             load_settings({name: value})
         assert caught.value.name == name
+
+
+# ---- where rate limit counts live --------------------------------------------------
+
+
+def test_rate_limit_store_defaults_to_this_process_for_one_process() -> None:
+    settings = load_settings({})
+    assert (settings.rate_limit_store, settings.redis_url) == ("auto", None)
+    assert rate_limit_backend(settings) == "memory"
+
+
+def test_redis_url_makes_auto_use_redis() -> None:
+    settings = load_settings({"REDIS_URL": " redis://127.0.0.1:6379/0 "})
+    assert settings.redis_url == "redis://127.0.0.1:6379/0"
+    assert rate_limit_backend(settings) == "redis"
+
+
+@pytest.mark.parametrize("store", ["memory", "shared", "redis"])
+def test_rate_limit_store_names_a_store(store: str) -> None:
+    env = {"RATE_LIMIT_STORE": store.upper(), "REDIS_URL": "redis://10.0.0.5:6379/2"}
+    assert rate_limit_backend(load_settings(env)) == store
+
+
+def test_several_web_processes_share_memory_without_redis() -> None:
+    # serve --workers N / WEB_WORKERS set web_workers; each supervised worker runs
+    # with role web.
+    main = load_settings({"WEB_WORKERS": "2"})
+    worker = replace(main, web_workers=1, role="web")
+    assert rate_limit_backend(main) == rate_limit_backend(worker) == "shared"
+
+
+def test_rate_limits_off_counts_nothing_anywhere() -> None:
+    env = {"RATE_LIMITS": "off", "RATE_LIMIT_STORE": "shared"}
+    assert rate_limit_backend(load_settings(env)) == "memory"
