@@ -313,6 +313,15 @@ class WindowCounter(Protocol):
         ...
 
 
+class LocalWindowCounter(WindowCounter, Protocol):
+    """A WindowCounter that answers without waiting on anything (this process's memory,
+    shared memory): callers on the hot path skip the coroutine."""
+
+    def count(self, key: str, window: float, now: float) -> int:
+        """`hit`, synchronously."""
+        ...
+
+
 def image_key(image_id: str, extension: str) -> str:
     """Where an image's bytes live."""
     return f"images/{image_id[:2]}/{image_id}.{extension}"
@@ -328,6 +337,7 @@ __all__ = [
     "CatalogueRepo",
     "ImageRepo",
     "KeyValue",
+    "LocalWindowCounter",
     "MemberMemory",
     "Outbox",
     "Repo",

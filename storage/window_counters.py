@@ -72,6 +72,7 @@ _SLOT_SIZE = _SLOT.size
 _END = struct.Struct("<q")
 DEFAULT_SLOTS = 1 << 18
 DEFAULT_PROBES = 16
+_HOMES_KEPT = 65_536  # digests remembered per process (about 10 MB at most)
 _FULL_WARNING_EVERY = 60.0  # seconds between two "table full" warnings
 
 
@@ -119,6 +120,7 @@ class SharedWindowCounter:
             raise
         self._local = MemoryWindowCounter()
         self._warned_at = -math.inf
+        self._homes: dict[tuple[str, float], tuple[bytes, int]] = {}
 
     def _prepare(self, size: int, *, clear: bool) -> None:
         """Clear the table when asked (no other process has it open: what it holds is
@@ -138,29 +140,40 @@ class SharedWindowCounter:
     def count(self, key: str, window: float, now: float) -> int:
         """`hit` without the coroutine (the work is a few microseconds of sync calls)."""
         end_ms = round((math.floor(now / window) + 1) * window * 1000)
-        now_ms = math.floor(now * 1000)
-        digest = hashlib.blake2b(f"{window:g} {key}".encode(), digest_size=16).digest()
-        base = _HEADER_SIZE + int.from_bytes(digest[:8], "little") % self._slots * _SLOT_SIZE
-        span = self._probes * _SLOT_SIZE
+        found = self._homes.get((key, window))
+        if found is None:
+            found = self._home(key, window)
+        digest, base = found
+        limit = base + self._probes * _SLOT_SIZE
         table = self._map
         fcntl.flock(self._fd, fcntl.LOCK_EX)
         try:
-            run = table[base : base + span]
-            at = run.find(digest)
-            while at >= 0 and at % _SLOT_SIZE:  # the bytes, but astride two fields
-                at = run.find(digest, at + 1)
+            at = table.find(digest, base, limit)
+            while at >= 0 and (at - base) % _SLOT_SIZE:  # the bytes, but astride two fields
+                at = table.find(digest, at + 1, limit)
             if at >= 0:
-                _, seen_end, seen = _SLOT.unpack_from(run, at)
+                _, seen_end, seen = _SLOT.unpack_from(table, at)
                 count = seen + 1 if seen_end == end_ms else 1
-                _SLOT.pack_into(table, base + at, digest, end_ms, count)
+                _SLOT.pack_into(table, at, digest, end_ms, count)
                 return count
-            for at in range(0, span, _SLOT_SIZE):
-                if _END.unpack_from(run, at + 16)[0] <= now_ms:  # free: its window is over
-                    _SLOT.pack_into(table, base + at, digest, end_ms, 1)
+            now_ms = math.floor(now * 1000)
+            for at in range(base, limit, _SLOT_SIZE):
+                if _END.unpack_from(table, at + 16)[0] <= now_ms:  # free: its window is over
+                    _SLOT.pack_into(table, at, digest, end_ms, 1)
                     return 1
         finally:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
         return self._overflow(key, window, now)
+
+    def _home(self, key: str, window: float) -> tuple[bytes, int]:
+        """The key's digest and the offset of its home slot, remembered for the clients
+        seen lately (hashing costs more than the rest of a hit)."""
+        digest = hashlib.blake2b(f"{window:g} {key}".encode(), digest_size=16).digest()
+        base = _HEADER_SIZE + int.from_bytes(digest[:8], "little") % self._slots * _SLOT_SIZE
+        if len(self._homes) >= _HOMES_KEPT:
+            self._homes.clear()
+        self._homes[key, window] = found = (digest, base)
+        return found
 
     def _overflow(self, key: str, window: float, now: float) -> int:
         """Every slot near the key's home is live: count it in this process (low, never
