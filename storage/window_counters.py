@@ -41,10 +41,10 @@ class MemoryWindowCounter:
             count = seen[1] + 1
         else:
             count = 1
-            opened = self._opened.get(window)
-            if opened is None:
-                opened = self._opened[window] = deque()
-            opened.append((end, key))
+            queue = self._opened.get(window)
+            if queue is None:
+                queue = self._opened[window] = deque()
+            queue.append((end, key))
         self._windows[key] = (end, count)
         return count
 
