@@ -204,3 +204,37 @@ def test_probe_refuses_a_port_someone_listens_on() -> None:
         taken.listen()
         with pytest.raises(OSError):
             _probe_port("127.0.0.1", taken.getsockname()[1])
+
+
+async def test_two_workers_keep_one_rate_limit_count(tmp_path: Path) -> None:
+    """nekos.moe's random allows 5 per 10 s per client: spread over both workers (each
+    request on a new connection, so the kernel picks a process each time), exactly 5 of
+    a burst get through within one window, not 5 per worker."""
+    data_dir, port = tmp_path / "data", free_port()
+    server = await start(data_dir, port, "--workers", "2", RATE_LIMITS="on")
+    try:
+        await server.wait_for("Discord bot is off")
+        [worker] = await until_worker(server, 1)
+        assert await answering(port, {server.proc.pid, worker}) == {server.proc.pid, worker}
+        url = f"http://127.0.0.1:{port}/api/v1/random/image"
+        for _ in range(3):  # a burst that straddles a window's end is tried again
+            statuses, resets = [], set()
+            for _ in range(20):
+                connector = aiohttp.TCPConnector(force_close=True)
+                async with (
+                    aiohttp.ClientSession(connector=connector) as session,
+                    session.get(url, timeout=aiohttp.ClientTimeout(total=10)) as response,
+                ):
+                    await response.read()
+                    statuses.append(response.status)
+                    resets.add(response.headers["X-RateLimit-Reset"])
+            if len(resets) == 1:
+                break
+            await asyncio.sleep(0.5)
+        assert len(resets) == 1, "every burst straddled a window's end"
+        assert sum(s != 429 for s in statuses) == 5, statuses
+        assert statuses[:5].count(429) == 0 and set(statuses[5:]) == {429}
+        assert await server.stop() == 0, server.output
+    finally:
+        await server.kill()
+    assert "Traceback" not in server.output
