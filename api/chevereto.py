@@ -35,7 +35,7 @@ from aiohttp import web
 from api.auth import HeaderForm, authenticate, presented_secret
 from api.dialect import Dialect, RateLimit, json_response
 from api.fetch import fetch_url
-from api.forms import Form, read_form, upload_body_limit
+from api.forms import Form, continue_when_read, read_form, upload_body_limit
 from api.keys import SERVICES
 from api.links import check_link_signature
 from core.errors import (
@@ -480,7 +480,7 @@ def _routes() -> list[web.RouteDef]:
     ):
         # No HEAD: a GET here uploads.
         routes.append(web.get(path, upload, name=name, allow_head=False))
-        routes.append(web.post(path, upload, name=name))
+        routes.append(web.post(path, upload, name=name, expect_handler=continue_when_read))
     routes.append(web.get(VIEWER_PREFIX + "{id}", viewer, name="chevereto.viewer"))
     return routes
 

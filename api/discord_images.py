@@ -14,7 +14,7 @@ from aiohttp import web
 
 from api.auth import HeaderForm, authenticate
 from api.dialect import Dialect, RateLimit, json_response
-from api.forms import Upload, read_form
+from api.forms import Upload, continue_when_read, read_form
 from api.keys import SERVICES
 from core.errors import DuplicateImage, GazouError, InvalidInput, RateLimited, Unauthorized
 from core.models import Image, IngestMetadata, SearchQuery, Status, Token, User
@@ -100,7 +100,7 @@ def _uploaded_files(fields: dict[str, list[Upload]]) -> list[Upload]:
     return []
 
 
-@routes.post("/api/upload", name=f"{NAME}.upload")
+@routes.post("/api/upload", name=f"{NAME}.upload", expect_handler=continue_when_read)
 async def upload(request: web.Request) -> web.Response:
     """Store one or more files (multipart `files[]`)."""
     services = request.app[SERVICES]

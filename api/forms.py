@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from aiohttp import BodyPartReader, web
+from aiohttp import BodyPartReader, HttpVersion11, hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 from multidict import CIMultiDictProxy
 
@@ -55,6 +55,31 @@ class Form:
         return list(self.files.get(name, []))
 
 
+_CONTINUE_SENT = web.RequestKey("continue_sent", bool)
+
+
+async def continue_when_read(request: web.Request) -> None:
+    """The upload routes' Expect handler: no "100 Continue" yet. aiohttp's default sends
+    it before the handler runs, so a client told to go on sends a body the handler then
+    refuses unread (no token, too large); here a refusal is the final answer and the
+    client never sends it. `read_form` and friends send the 100 once they read."""
+    expect = request.headers.get(hdrs.EXPECT, "")
+    if request.version == HttpVersion11 and expect.lower() != "100-continue":
+        raise web.HTTPExpectationFailed(text=f"Unknown Expect: {expect}")
+
+
+async def _continue(request: web.Request) -> None:
+    """Tell a client waiting with `Expect: 100-continue` to send its body, once."""
+    if (
+        request.version == HttpVersion11
+        and request.headers.get(hdrs.EXPECT, "").lower() == "100-continue"
+        and not request.get(_CONTINUE_SENT)
+    ):
+        request[_CONTINUE_SENT] = True
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0  # as aiohttp's own handler: the body is yet to come
+
+
 # Room for a form's text fields and multipart headers around its file.
 FORM_OVERHEAD = 64 * 1024
 
@@ -88,6 +113,7 @@ async def read_form(request: web.Request, max_bytes: int) -> Form:
     form = Form()
     if request.content_length is not None and request.content_length > max_bytes:
         raise _too_large(max_bytes)
+    await _continue(request)
     ctype = request.content_type
     if ctype.startswith("multipart/"):
         try:
@@ -136,6 +162,9 @@ async def read_form(request: web.Request, max_bytes: int) -> Form:
 
 
 async def _read_capped(request: web.Request, max_bytes: int) -> bytes:
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise _too_large(max_bytes)
+    await _continue(request)
     chunks, total = [], 0
     while chunk := await request.content.read(64 * 1024):
         total += len(chunk)

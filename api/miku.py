@@ -16,7 +16,7 @@ from aiohttp import web
 from api import files
 from api.auth import HeaderForm, authenticate
 from api.dialect import Dialect, RateLimit, json_response
-from api.forms import read_form, upload_body_limit
+from api.forms import continue_when_read, read_form, upload_body_limit
 from api.keys import SERVICES
 from core.errors import (
     DuplicateImage,
@@ -79,7 +79,7 @@ async def all_images(request: web.Request) -> web.Response:
     return json_response({"message": ALL_MESSAGE, "files": urls[:ALL_LIMIT]})
 
 
-@routes.post("/api/add", name=f"{NAME}.add")
+@routes.post("/api/add", name=f"{NAME}.add", expect_handler=continue_when_read)
 async def add_image(request: web.Request) -> web.Response:
     """Upload one jpg/png/gif (multipart field `image`, at most 5 MB)."""
     services = request.app[SERVICES]

@@ -20,7 +20,14 @@ from aiohttp import web
 from api import files
 from api.auth import HeaderForm, authenticate
 from api.dialect import Dialect, RateLimit, Rendered, iso_ms, json_response
-from api.forms import Form, parse_json, read_form, read_json_object, upload_body_limit
+from api.forms import (
+    Form,
+    continue_when_read,
+    parse_json,
+    read_form,
+    read_json_object,
+    upload_body_limit,
+)
 from api.keys import SERVICES
 from core.errors import (
     DuplicateImage,
@@ -240,7 +247,7 @@ _search_body: Rendered[SearchPage] = Rendered(
 )
 
 
-@routes.post(BASE + "/images/search", name=f"{NAME}.search")
+@routes.post(BASE + "/images/search", name=f"{NAME}.search", expect_handler=continue_when_read)
 async def search(request: web.Request) -> web.Response:
     """Approved images matching the body's filters (JSON, whatever the Content-Type)."""
     services = request.app[SERVICES]
@@ -286,7 +293,7 @@ def upload_tags(values: list[str]) -> tuple[str, ...]:
     return tuple(sorted(tags))
 
 
-@routes.post(BASE + "/images", name=f"{NAME}.upload")
+@routes.post(BASE + "/images", name=f"{NAME}.upload", expect_handler=continue_when_read)
 async def upload(request: web.Request) -> web.Response:
     """Create a pending image from a multipart form."""
     services = request.app[SERVICES]

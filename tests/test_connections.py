@@ -353,3 +353,55 @@ async def test_a_chunked_body_past_the_cap_is_refused_before_it_ends(
         assert check(json.loads(body))
         assert sent < 60 * MB
         await hang_up(writer)
+
+
+# ---- Expect: 100-continue --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "headers", "length", "status"),
+    [
+        ("/api/add", {}, 2 * MB, 401),  # no token
+        ("/api/upload", {"token": "junk"}, 2 * MB, 401),  # a bad one
+        ("/api/1/upload", {"X-API-Key": "junk"}, 2 * MB, 400),
+        ("/api/add", {"Authorization": "Bearer {token}"}, 6 * MB, 413),  # past Miku's 5 MB
+    ],
+)
+async def test_a_refused_upload_waiting_on_100_continue_gets_only_the_final_answer(
+    tmp_path: Path, path: str, headers: dict[str, str], length: int, status: int
+) -> None:
+    """No "100 Continue" for a body that will be refused: the final answer comes first,
+    so the client never sends that body."""
+    async with serving(tmp_path) as (port, services):
+        token = await _token(services)
+        headers = {k: v.format(token=token) for k, v in headers.items()}
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(_headers_only(path, length, Expect="100-continue", **headers))
+        first = await asyncio.wait_for(reader.readline(), timeout=10)
+        assert first.split()[1] == str(status).encode(), first
+        await hang_up(writer)
+
+
+async def test_an_accepted_upload_gets_100_continue_then_its_answer(tmp_path: Path) -> None:
+    from tests.conftest import make_image
+
+    async with serving(tmp_path) as (port, services):
+        token = await _token(services)
+        body = (
+            MULTIPART_FILE.replace(b"a.png", b"a.png\r\nContent-Type: image/png")
+            + make_image(seed=7)
+            + b"\r\n--b--\r\n"
+        )
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(
+            _headers_only(
+                "/api/add", len(body), Expect="100-continue", Authorization=f"Bearer {token}"
+            )
+        )
+        interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=10)
+        assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+        writer.write(body)
+        answer, payload = await response(reader)
+        assert answer == 200, payload
+        assert json.loads(payload)["filename"].endswith(".png")
+        await hang_up(writer)
