@@ -13,7 +13,7 @@ from aiohttp.multipart import BadContentDispositionParam
 from aiohttp.typedefs import Handler, Middleware
 
 from api.app_errors import plain_error
-from api.dialect import Dialect, json_response
+from api.dialect import Dialect, RateLimit, json_response
 from api.files import FILE_CACHE, ByteCache
 from api.keys import SERVICES
 from api.openapi import openapi_handler
@@ -26,6 +26,7 @@ from api.ratelimit import (
 )
 from core.errors import GazouError
 from core.services import Services
+from web import Site, build_site
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,22 @@ def _dialects() -> list[Dialect]:
     from api import chevereto, discord_images, miku, nekosapi, nekosmoe
 
     return [m.DIALECT for m in (miku, nekosmoe, discord_images, nekosapi, chevereto)]
+
+
+def _as_dialect(site: Site) -> Dialect:
+    """The web gallery (web/) as the error middleware and the rate limiter see it: its
+    routes are named `gallery.<page>`, so they find its HTML error page and limits the
+    way they find a dialect's. It is left out of /openapi.json: pages, not an API."""
+    return Dialect(
+        name=site.name,
+        routes=site.routes,
+        render_error=site.render_error,
+        prefixes=site.prefixes,
+        rate_limits={
+            route: RateLimit(limit, window, reset="seconds")
+            for route, (limit, window) in site.rate_limits.items()
+        },
+    )
 
 
 def _dialect_for(request: web.Request, dialects: list[Dialect]) -> Dialect | None:
@@ -136,12 +153,16 @@ def create_app(services: Services) -> web.Application:
     # without it: a client's mistake, not a warning about our code.
     warnings.filterwarnings("ignore", category=BadContentDispositionParam)
     limited = services.settings.rate_limits
+    # The gallery is a transport of its own (it never imports api/); this factory is
+    # where the process's one HTTP app is composed, so it mounts it here.
+    gallery = build_site(services)
+    served = [*dialects, _as_dialect(gallery)]
     app = web.Application(
         client_max_size=services.settings.max_request_bytes,
         # The limiter sits inside the error middleware, so a 429 is rendered in the
         # dialect's own shape; with RATE_LIMITS=off it is left out altogether.
-        middlewares=[_error_middleware(dialects)]
-        + ([rate_limit_middleware(collect_limits(dialects))] if limited else []),
+        middlewares=[_error_middleware(served)]
+        + ([rate_limit_middleware(collect_limits(served))] if limited else []),
     )
     app[SERVICES] = services
     app[RATE_LIMITER] = FixedWindowLimiter(services.rate_counter)
@@ -150,7 +171,8 @@ def create_app(services: Services) -> web.Application:
         app.on_response_prepare.append(add_rate_limit_headers)
     app.router.add_get("/healthz", healthz, name="healthz")
     app.router.add_get("/openapi.json", openapi_handler(dialects), name="openapi")
-    for dialect in dialects:
+    for dialect in served:
         app.router.add_routes(dialect.routes)
         app.on_startup.extend(dialect.on_startup)
+    gallery.install(app)
     return app

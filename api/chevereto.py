@@ -1,5 +1,6 @@
-"""Chevereto v1.1 dialect: `GET`/`POST /api/1/upload` (imgBB clients too), and the
-viewer page its `url_viewer` points at (`/i/{id}`).
+"""Chevereto v1.1 dialect: `GET`/`POST /api/1/upload` (imgBB clients too). The
+viewer page its `url_viewer` points at (`/i/{id}`) is the web gallery's image page
+(web/pages.py image_page); it is still described here, in /openapi.json.
 
 Moderation follows core/visibility.py: an upload with a token holding `admin` is
 approved at once; every other upload starts pending, as everywhere in gazou.
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import html
 import re
 from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
@@ -37,7 +37,6 @@ from api.dialect import Dialect, RateLimit, json_response
 from api.fetch import fetch_url
 from api.forms import Form, continue_when_read, read_form, upload_body_limit
 from api.keys import SERVICES
-from api.links import check_link_signature
 from core.errors import (
     DuplicateImage,
     Forbidden,
@@ -50,7 +49,7 @@ from core.images import MAX_TITLE_LENGTH
 from core.models import Image, IngestMetadata, Rating, Token, User
 from core.services import Services
 from core.tokens import SCOPE_ADMIN, SCOPE_UPLOAD, has_scope
-from core.visibility import cacheable_by_anyone, trusted_uploader
+from core.visibility import trusted_uploader
 
 UPLOAD_PATHS = ("/api/1/upload", "/api/1/upload/")
 VIEWER_PREFIX = "/i/"
@@ -401,75 +400,6 @@ async def upload(request: web.Request) -> web.StreamResponse:
     return json_response(body)
 
 
-_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">{robots}
-<title>{title}</title>
-<meta property="og:type" content="website">
-<meta property="og:title" content="{title}">
-<meta property="og:image" content="{url}">
-<style>body{{margin:0;background:#111;color:#eee;font:16px system-ui,sans-serif;
-text-align:center}}img{{max-width:100%;max-height:90vh;margin-top:1em}}
-p{{max-width:60em;margin:1em auto;white-space:pre-wrap}}</style></head>
-<body><main><img src="{url}" alt="{title}" width="{width}" height="{height}">
-<h1>{title}</h1><p>{description}</p></main></body></html>
-"""
-
-_ERROR_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{message}</title></head>
-<body><h1>{message}</h1></body></html>
-"""
-_NOT_FOUND_PAGE = _ERROR_PAGE.format(message="Image not found")
-
-# The page runs no script and loads nothing but the image.
-_PAGE_HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; img-src * data:; style-src 'unsafe-inline'",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-}
-
-
-async def viewer(request: web.Request) -> web.Response:
-    """A small HTML page showing one image, to whoever holds its link (pending too)."""
-    services = request.app[SERVICES]
-    image_id = request.match_info["id"]
-    not_found = web.Response(
-        text=_NOT_FOUND_PAGE, status=404, content_type="text/html", headers=_PAGE_HEADERS
-    )
-    if not _UUID.fullmatch(image_id):
-        return not_found
-    try:
-        # A signature (from answers before the plain-link rule) must still be intact.
-        check_link_signature(request)
-    except Forbidden as error:
-        return web.Response(
-            text=_ERROR_PAGE.format(message=html.escape(error.message)),
-            status=403,
-            content_type="text/html",
-            headers=_PAGE_HEADERS,
-        )
-    try:
-        image = await services.images.get(image_id.lower(), include_pending=True)
-    except NotFound:
-        return not_found
-    public = cacheable_by_anyone(image.status)
-    links = _Links(services, image)
-    title = image.title or image.original_filename or image.filename
-    page = _PAGE.format(
-        # A pending image is for its link's holders, not for search engines.
-        robots="" if public else '\n<meta name="robots" content="noindex">',
-        title=html.escape(title),
-        url=html.escape(links.url),
-        description=html.escape(image.description),
-        width=image.width,
-        height=image.height,
-    )
-    headers = {**_PAGE_HEADERS, "Cache-Control": "public, max-age=300"}
-    if not public:
-        headers.update({"Cache-Control": "private, no-store", "X-Robots-Tag": "noindex"})
-    return web.Response(text=page, content_type="text/html", headers=headers)
-
-
 # ---- routes, limits, OpenAPI ----------------------------------------------------
 
 
@@ -481,7 +411,6 @@ def _routes() -> list[web.RouteDef]:
         # No HEAD: a GET here uploads.
         routes.append(web.get(path, upload, name=name, allow_head=False))
         routes.append(web.post(path, upload, name=name, expect_handler=continue_when_read))
-    routes.append(web.get(VIEWER_PREFIX + "{id}", viewer, name="chevereto.viewer"))
     return routes
 
 
@@ -489,7 +418,6 @@ RATE_LIMITS = {
     # Chevereto publishes no API limit; its flood guard defaults sit near this.
     "chevereto.upload": RateLimit(30, 60.0, reset="seconds"),
     "chevereto.upload_slash": RateLimit(30, 60.0, reset="seconds"),
-    "chevereto.viewer": RateLimit(120, 60.0, reset="seconds"),
 }
 
 
