@@ -26,7 +26,7 @@ settings = botkit.settings
 services = botkit.services
 standin = botkit.standin
 
-COMMANDS = {"random", "search", "upload", "stats", "token"}
+COMMANDS = {"random", "search", "upload", "stats", "token", "gallery"}
 
 
 def new_bot(services: Services) -> GazouBot:
