@@ -94,8 +94,10 @@ async def test_every_gallery_page_carries_a_csp_without_inline_scripts(
 
 async def test_htmx_requests_get_only_the_grid(client: TestClient, services: Services) -> None:
     image = await store(services, 4)
-    fragment = await (await client.get("/?q=cat", headers={"HX-Request": "true"})).text()
+    response = await client.get("/?q=cat&artist=&sort=newest", headers={"HX-Request": "true"})
+    fragment = await response.text()
     assert f"/i/{image.id}" in fragment
+    assert response.headers["HX-Push-Url"] == "/?q=cat"  # the shareable link, no empty fields
     assert "<html" not in fragment and "<form" not in fragment
     page = await (await client.get("/?q=cat")).text()
     assert page.startswith("<!doctype html>")

@@ -229,7 +229,9 @@ def _named(kind: str) -> Any:
 async def _browse_page(request: web.Request, browse: Browse, heading: str | None) -> web.Response:
     context = {"browse": browse, "heading": heading, **await _listing(request, browse)}
     if _htmx(request):
-        return await render(request, "_grid.html", context)
+        # The address bar gets the listing's canonical link (no empty fields).
+        headers = {"HX-Push-Url": browse.link()} if heading is None else None
+        return await render(request, "_grid.html", context, headers=headers)
     return await render(request, "home.html", context)
 
 
