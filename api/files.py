@@ -9,11 +9,18 @@ shared caches because it can still be rejected. A link that carries a signature
 (api/links.py: NekosAPI's urls, Chevereto's older answers) must carry a valid,
 unexpired one, else 403. Small files are kept in memory by content hash and sent as
 FileResponse would send them; bigger ones go through FileResponse (sendfile) with our
-ETag in place of its."""
+ETag in place of its when the blob store has a local file, and are streamed from the
+store otherwise (S3), with the same headers, ranges and HEAD answers.
+
+With BLOB_REDIRECT=on, a store with direct URLs (S3's presigned GETs) serves approved
+bytes itself: the answer is a 302 to a URL valid REDIRECT_SECONDS. Pending bytes are
+never redirected: they are `private, no-store` and may be rejected within the URL's
+lifetime, and a URL cannot be taken back. Validators (304, 412) are still answered
+here, before any redirect."""
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -23,6 +30,7 @@ from multidict import CIMultiDict
 
 from api.keys import SERVICES
 from api.links import check_link_signature
+from core.contracts import BlobStore
 from core.errors import NotFound
 from core.models import Image, ImageFile
 from core.visibility import cacheable_by_anyone
@@ -33,6 +41,10 @@ PRIVATE = "private, no-store"
 # is never stale), within MEMORY_BUDGET bytes; bigger ones go through sendfile.
 MEMORY_MAX_FILE = 1024 * 1024
 MEMORY_BUDGET = 64 * 1024 * 1024
+# With BLOB_REDIRECT=on, how long the direct (presigned) URL of an approved image
+# lives; the redirect itself may be cached for half of it, so a cached redirect never
+# points at an expired URL.
+REDIRECT_SECONDS = 3600
 
 
 class _ImageFileResponse(web.FileResponse):
@@ -156,19 +168,62 @@ async def image_response(
     if any(h in request.headers for h in drop):
         kept = CIMultiDict((k, v) for k, v in request.headers.items() if k not in drop)
         seen = request.clone(headers=kept)
-    path = services.images.thumbnail_path(image) if thumbnail else services.images.image_path(image)
+    blobs = services.images.blobs
+    key = services.images.blob_key(image, thumbnail=thumbnail)
+    if services.settings.blob_redirect and cacheable_by_anyone(image.status):
+        url = await blobs.direct_url(key, REDIRECT_SECONDS)
+        if url is not None:
+            # Only bytes that never change and that anyone may see leave for a URL we
+            # cannot take back; pending ones could be rejected within its lifetime.
+            return web.Response(
+                status=302,
+                headers={
+                    hdrs.LOCATION: url,
+                    hdrs.ETAG: f'"{etag}"',
+                    hdrs.CACHE_CONTROL: f"public, max-age={REDIRECT_SECONDS // 2}",
+                },
+            )
     size = image.thumbnail_size if thumbnail else image.size
-    cache = request.app.get(FILE_CACHE)
-    if cache is not None and size <= MEMORY_MAX_FILE:
-        data = cache.get(etag)
+    file_cache = request.app.get(FILE_CACHE)
+    if file_cache is not None and size <= MEMORY_MAX_FILE:
+        data = file_cache.get(etag)
         if data is None:
             try:
-                data = await asyncio.to_thread(path.read_bytes)
+                data = await services.images.read_bytes(image, thumbnail=thumbnail)
             except FileNotFoundError:
                 raise NotFound("Image not found") from None
-            cache.put(etag, data)
+            file_cache.put(etag, data)
         return _bytes_response(seen or request, data, etag, headers)
-    return _ImageFileResponse(path, etag, headers, seen)
+    path = blobs.local_path(key)
+    if path is not None:
+        return _ImageFileResponse(path, etag, headers, seen)
+    return await _stream_response(seen or request, blobs, key, size, etag, headers)
+
+
+class _Unsatisfiable(Exception):
+    """The Range header names no bytes of the file (416)."""
+
+
+def _byte_range(request: web.BaseRequest, size: int) -> tuple[int, int] | None:
+    """The one (start, count) asked for by the Range header, None for the whole file;
+    _Unsatisfiable for a range outside it or several ranges (as FileResponse does)."""
+    if hdrs.RANGE not in request.headers:
+        return None
+    try:
+        rng = request.http_range
+    except ValueError:
+        raise _Unsatisfiable from None
+    start, end = rng.start, rng.stop
+    if start is None:
+        return None
+    if start < 0 and end is None:  # the last -start bytes
+        start = max(0, start + size)
+        count = size - start
+    else:
+        count = min(end if end is not None else size, size) - start
+    if start >= size or count <= 0:
+        raise _Unsatisfiable
+    return start, count
 
 
 def _bytes_response(
@@ -178,24 +233,61 @@ def _bytes_response(
     asked for (206), or 416 for a range outside it. Validators are already applied."""
     size = len(data)
     headers = {**headers, hdrs.ETAG: f'"{etag}"', hdrs.ACCEPT_RANGES: "bytes"}
-    if hdrs.RANGE not in request.headers:
-        return web.Response(body=data, headers=headers)
     try:
-        rng = request.http_range
-    except ValueError:
+        span = _byte_range(request, size)
+    except _Unsatisfiable:
         return web.Response(status=416, headers={**headers, hdrs.CONTENT_RANGE: f"bytes */{size}"})
-    start, end = rng.start, rng.stop
-    if start is None:
+    if span is None:
         return web.Response(body=data, headers=headers)
-    if start < 0 and end is None:  # the last -start bytes
-        start = max(0, start + size)
-        count = size - start
-    else:
-        count = min(end if end is not None else size, size) - start
-    if start >= size or count <= 0:
-        return web.Response(status=416, headers={**headers, hdrs.CONTENT_RANGE: f"bytes */{size}"})
+    start, count = span
     headers[hdrs.CONTENT_RANGE] = f"bytes {start}-{start + count - 1}/{size}"
     return web.Response(status=206, body=data[start : start + count], headers=headers)
+
+
+async def _stream_response(
+    request: web.BaseRequest,
+    blobs: BlobStore,
+    key: str,
+    size: int,
+    etag: str,
+    headers: dict[str, str],
+) -> web.StreamResponse:
+    """The bytes under `key` streamed from a store with no local file (S3), answering
+    exactly as _bytes_response would: whole, one range (206), 416, HEAD without body.
+    `size` is the stored size from the row, so no request is spent asking the store."""
+    headers = {**headers, hdrs.ETAG: f'"{etag}"', hdrs.ACCEPT_RANGES: "bytes"}
+    try:
+        span = _byte_range(request, size)
+    except _Unsatisfiable:
+        return web.Response(status=416, headers={**headers, hdrs.CONTENT_RANGE: f"bytes */{size}"})
+    start, count = span if span is not None else (0, size)
+    status = 200
+    if span is not None:
+        status = 206
+        headers[hdrs.CONTENT_RANGE] = f"bytes {start}-{start + count - 1}/{size}"
+    if request.method == hdrs.METH_HEAD:
+        if not await blobs.exists(key):
+            raise NotFound("Image not found")
+        response = web.StreamResponse(status=status, headers=headers)
+        response.content_length = count
+        await response.prepare(request)
+        await response.write_eof()
+        return response
+    async with contextlib.aclosing(blobs.read(key, start, start + count)) as chunks:
+        # The first chunk is read before the status goes out, so a missing object is
+        # still a clean 404 rather than a cut 200.
+        try:
+            first = await anext(chunks, b"")
+        except FileNotFoundError:
+            raise NotFound("Image not found") from None
+        response = web.StreamResponse(status=status, headers=headers)
+        response.content_length = count
+        await response.prepare(request)
+        await response.write(first)
+        async for chunk in chunks:
+            await response.write(chunk)
+    await response.write_eof()
+    return response
 
 
 async def serve(

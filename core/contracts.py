@@ -11,7 +11,7 @@ Every backend keeps the same promises, which the contract tests check:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Protocol
@@ -273,14 +273,25 @@ class Repo(ImageRepo, CatalogueRepo, MemberMemory, TokenRepo, KeyValue, Outbox, 
         ...
 
 
+class BlobNotFound(FileNotFoundError):
+    """No bytes are stored under the key asked for."""
+
+
 class BlobStore(Protocol):
-    """Bytes by key. Keys look like `images/ab/<id>.jpg`: `/`-separated, no `..`."""
+    """Bytes by key. Keys look like `images/ab/<id>.jpg`: `/`-separated, no `..`.
+
+    Nothing here assumes a local disk: bytes are read as a stream (optionally one
+    byte range of it). A store may offer a direct URL (S3's presigned GET) and a local
+    file (for sendfile); callers fall back to `read` when it offers neither."""
 
     async def put(self, key: str, data: bytes) -> None:
-        """Store `data` under `key` durably and atomically (all or nothing)."""
+        """Store `data` under `key` durably and atomically (all or nothing); once it
+        returns, the bytes were verified as stored (a row may now point at them)."""
 
-    def path(self, key: str) -> Path:
-        """A local path to serve the bytes from."""
+    def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+        """The bytes of `key` from `start` up to `end` (exclusive; None: to the end), in
+        chunks; BlobNotFound (from the first chunk) when `key` holds nothing."""
+        ...
 
     async def exists(self, key: str) -> bool:
         """Whether `key` holds bytes."""
@@ -289,10 +300,18 @@ class BlobStore(Protocol):
         """Remove `key`; removing a missing key is not an error."""
 
     async def list_prefix(self, prefix: str) -> list[str]:
-        """Every key under the folder `prefix` (e.g. `images/ab`), temporaries included."""
+        """Every key directly under the folder `prefix` (e.g. `images/ab`), temporaries
+        included."""
 
     async def modified_at(self, key: str) -> float | None:
         """When `key` was last written (seconds since the epoch); None if it is gone."""
+
+    async def direct_url(self, key: str, expires_in: int) -> str | None:
+        """A URL clients may fetch the bytes from for `expires_in` seconds without
+        going through gazou, or None when the store has none (local files)."""
+
+    def local_path(self, key: str) -> Path | None:
+        """The local file holding `key`, for sendfile; None when the bytes are remote."""
 
 
 class WindowCounter(Protocol):
@@ -333,6 +352,7 @@ def thumbnail_key(image_id: str) -> str:
 
 
 __all__ = [
+    "BlobNotFound",
     "BlobStore",
     "CatalogueRepo",
     "ImageRepo",

@@ -12,7 +12,6 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
-from pathlib import Path
 from typing import Any, TypeVar
 
 from core import events as ev
@@ -541,18 +540,16 @@ class ImageService:
 
     # ---- files -----------------------------------------------------------------
 
-    def image_path(self, image: Image | ImageFile) -> Path:
-        """Where the image's bytes are served from."""
-        return self.blobs.path(image_key(image.id, image.extension))
+    def blob_key(self, image: Image | ImageFile, *, thumbnail: bool = False) -> str:
+        """The key of the image's bytes (or its JPEG thumbnail's) in the blob store."""
+        return thumbnail_key(image.id) if thumbnail else image_key(image.id, image.extension)
 
-    def thumbnail_path(self, image: Image | ImageFile) -> Path:
-        """Where the image's JPEG thumbnail is served from."""
-        return self.blobs.path(thumbnail_key(image.id))
-
-    async def read_bytes(self, image: Image, *, thumbnail: bool = False) -> bytes:
-        """The stored bytes (or the thumbnail's), e.g. to attach them to a message."""
-        path = self.thumbnail_path(image) if thumbnail else self.image_path(image)
-        return await asyncio.to_thread(path.read_bytes)
+    async def read_bytes(self, image: Image | ImageFile, *, thumbnail: bool = False) -> bytes:
+        """The stored bytes (or the thumbnail's), e.g. to attach them to a message;
+        BlobNotFound (a FileNotFoundError) when they are gone."""
+        return b"".join(
+            [c async for c in self.blobs.read(self.blob_key(image, thumbnail=thumbnail))]
+        )
 
     # ---- upkeep ----------------------------------------------------------------
 
@@ -583,10 +580,11 @@ class ImageService:
             await asyncio.sleep(interval)
 
     async def check_consistency(
-        self, *, grace_seconds: float = ORPHAN_GRACE_SECONDS
+        self, *, grace_seconds: float = ORPHAN_GRACE_SECONDS, now: float | None = None
     ) -> ConsistencyReport:
         """Remove files no row points at once they are older than `grace_seconds`;
-        report rows whose file is missing. Safe while other processes write."""
+        report rows whose file is missing. Safe while other processes write. `now`
+        (seconds since the epoch) is the moment ages are measured from (default: now)."""
         report = ConsistencyReport()
         for shard in (f"{n:02x}" for n in range(256)):
             # Files before rows: a file whose row commits before the rows are read is
@@ -600,7 +598,7 @@ class ImageService:
                 modified = await self.blobs.modified_at(key)
                 if modified is None:
                     continue  # renamed into place or removed meanwhile
-                if time.time() - modified < grace_seconds:
+                if (time.time() if now is None else now) - modified < grace_seconds:
                     report.young_kept.append(key)
                     continue
                 await self.blobs.remove(key)

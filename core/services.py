@@ -50,7 +50,12 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     executor = image_executor(settings.image_workers)
     try:
         async with (
-            open_storage(settings.data_dir) as storage,
+            open_storage(
+                settings.data_dir,
+                blob_url=settings.blob_url,
+                blob_access_key=settings.blob_access_key,
+                blob_secret_key=settings.blob_secret_key,
+            ) as storage,
             open_window_counter(
                 rate_limit_backend(settings), settings.data_dir, settings.redis_url
             ) as rate_counter,

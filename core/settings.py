@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from core.errors import SettingsError
 
@@ -61,6 +62,13 @@ class Settings:
     # Where rate limit counts live (storage.open_window_counter); see rate_limit_backend().
     rate_limit_store: str = "auto"
     redis_url: str | None = None
+    # The blob store (storage/__init__.py open_storage): None keeps the bytes as files
+    # under DATA_DIR; an s3:// URL puts them in that bucket. The keys are the usual
+    # AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (None: botocore's own lookup).
+    blob_url: str | None = None
+    blob_access_key: str | None = field(default=None, repr=False)
+    blob_secret_key: str | None = field(default=None, repr=False)
+    blob_redirect: bool = False
 
     @property
     def public_url_is_public(self) -> bool:
@@ -201,6 +209,31 @@ def _networks(env: Mapping[str, str], name: str) -> tuple[IPNetwork, ...]:
     return tuple(networks)
 
 
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+
+
+def _blob_url(env: Mapping[str, str], name: str) -> str | None:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    example = "s3://bucket?endpoint=http://host:port&region=us-east-1"
+    parts = urlsplit(raw)
+    if parts.scheme != "s3" or parts.path not in ("", "/"):
+        raise SettingsError(name, f"expected a URL like {example}, got {raw!r}")
+    if not _BUCKET.fullmatch(parts.netloc):
+        raise SettingsError(
+            name, f"{parts.netloc!r} is not a bucket name (3-63 of a-z, 0-9, '.', '-')"
+        )
+    query = parse_qs(parts.query, keep_blank_values=True)
+    unknown = sorted(set(query) - {"endpoint", "region"})
+    if unknown:
+        raise SettingsError(name, f"unknown parameter(s) {', '.join(unknown)}: expected {example}")
+    endpoint = urlsplit(query.get("endpoint", [""])[-1])
+    if query.get("endpoint") and (endpoint.scheme not in ("http", "https") or not endpoint.netloc):
+        raise SettingsError(name, f"endpoint must be an http(s) URL like {example}")
+    return raw
+
+
 def _public_url(env: Mapping[str, str], host: str, port: int) -> str:
     raw = env.get("PUBLIC_URL", "").strip()
     if not raw:
@@ -265,6 +298,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         web_workers=_int(env, "WEB_WORKERS", 1, low=1, high=64),
         rate_limit_store=_rate_limit_store(env, redis_url),
         redis_url=redis_url,
+        blob_url=_blob_url(env, "BLOB_URL"),
+        blob_access_key=env.get("AWS_ACCESS_KEY_ID", "").strip() or None,
+        blob_secret_key=env.get("AWS_SECRET_ACCESS_KEY", "").strip() or None,
+        blob_redirect=_bool(env, "BLOB_REDIRECT", False),
     )
 
 

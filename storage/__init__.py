@@ -1,4 +1,4 @@
-"""Persistence: the metadata repo (SQLite) and the blob store (files)."""
+"""Persistence: the metadata repo (SQLite) and the blob store (files, or an S3 bucket)."""
 
 from __future__ import annotations
 
@@ -22,12 +22,44 @@ class Storage:
 
 
 @asynccontextmanager
-async def open_storage(data_dir: Path) -> AsyncIterator[Storage]:
-    """Open (creating and migrating as needed) the store under `data_dir`."""
+async def open_blobs(
+    data_dir: Path,
+    *,
+    blob_url: str | None = None,
+    blob_access_key: str | None = None,
+    blob_secret_key: str | None = None,
+) -> AsyncIterator[BlobStore]:
+    """The blob store: files under `data_dir/files`, or the S3 bucket of `blob_url`."""
+    if blob_url is None:
+        yield FileBlobStore(data_dir / "files")
+        return
+    # Imported only when asked for: botocore takes a while to load.
+    from storage.s3 import S3BlobStore
+
+    async with S3BlobStore.open(blob_url, blob_access_key, blob_secret_key) as store:
+        yield store
+
+
+@asynccontextmanager
+async def open_storage(
+    data_dir: Path,
+    *,
+    blob_url: str | None = None,
+    blob_access_key: str | None = None,
+    blob_secret_key: str | None = None,
+) -> AsyncIterator[Storage]:
+    """Open (creating and migrating as needed) the store under `data_dir`, with the
+    bytes in files there or in the S3 bucket of `blob_url`."""
     repo = SQLiteRepo(data_dir / "gazou.sqlite3")
     await repo.open()
     try:
-        yield Storage(repo=repo, blobs=FileBlobStore(data_dir / "files"))
+        async with open_blobs(
+            data_dir,
+            blob_url=blob_url,
+            blob_access_key=blob_access_key,
+            blob_secret_key=blob_secret_key,
+        ) as blobs:
+            yield Storage(repo=repo, blobs=blobs)
     finally:
         await repo.close()
 

@@ -7,12 +7,17 @@ import asyncio
 import errno
 import logging
 import os
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import BinaryIO
 
+from core.contracts import BlobNotFound
 from core.errors import GazouError, StorageFull, StorageUnavailable
 
 log = logging.getLogger(__name__)
 _FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+# Bytes read per thread hop when streaming a file.
+READ_CHUNK = 256 * 1024
 
 
 def write_error(error: OSError) -> GazouError:
@@ -34,15 +39,15 @@ class FileBlobStore:
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    def path(self, key: str) -> Path:
-        """The file that holds `key`."""
+    def local_path(self, key: str) -> Path:
+        """The file that holds `key` (served with sendfile)."""
         parts = key.split("/")
         if any(p in ("", ".", "..") for p in parts):
             raise ValueError(f"bad blob key {key!r}")
         return self.root.joinpath(*parts)
 
     def _put_sync(self, key: str, data: bytes) -> None:
-        final = self.path(key)
+        final = self.local_path(key)
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -72,16 +77,41 @@ class FileBlobStore:
             log.error("cannot write %s: %s", key, exc)
             raise write_error(exc) from exc
 
+    async def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+        """The file's bytes from `start` up to `end` (None: to the end), a chunk per
+        thread hop; BlobNotFound when there is no file."""
+        try:
+            f = await asyncio.to_thread(_open_at, self.local_path(key), start)
+        except FileNotFoundError:
+            raise BlobNotFound(key) from None
+        try:
+            left = None if end is None else end - start
+            while left is None or left > 0:
+                chunk = await asyncio.to_thread(
+                    f.read, READ_CHUNK if left is None else min(READ_CHUNK, left)
+                )
+                if not chunk:
+                    return
+                if left is not None:
+                    left -= len(chunk)
+                yield chunk
+        finally:
+            f.close()
+
+    async def direct_url(self, key: str, expires_in: int) -> str | None:
+        """None: files are only reachable through gazou."""
+        return None
+
     async def exists(self, key: str) -> bool:
         """Whether the file for `key` exists."""
-        return await asyncio.to_thread(self.path(key).is_file)
+        return await asyncio.to_thread(self.local_path(key).is_file)
 
     async def remove(self, key: str) -> None:
         """Delete the file for `key`, if any."""
-        await asyncio.to_thread(self.path(key).unlink, missing_ok=True)
+        await asyncio.to_thread(self.local_path(key).unlink, missing_ok=True)
 
     def _list_sync(self, prefix: str) -> list[str]:
-        folder = self.path(prefix)
+        folder = self.local_path(prefix)
         try:
             entries = list(os.scandir(folder))
         except FileNotFoundError:
@@ -94,10 +124,17 @@ class FileBlobStore:
 
     def _modified_sync(self, key: str) -> float | None:
         try:
-            return self.path(key).stat().st_mtime
+            return self.local_path(key).stat().st_mtime
         except FileNotFoundError:
             return None
 
     async def modified_at(self, key: str) -> float | None:
         """The file's mtime: when its writer last wrote it (a rename keeps it)."""
         return await asyncio.to_thread(self._modified_sync, key)
+
+
+def _open_at(path: Path, start: int) -> BinaryIO:
+    f = open(path, "rb")  # closed by the reader that owns it
+    if start:
+        f.seek(start)
+    return f

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import io
 import random
-from collections.abc import AsyncIterator, Callable
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -13,9 +14,16 @@ from aiohttp.test_utils import TestClient, TestServer
 from PIL import Image as PILImage
 
 from api.app import create_app
-from core.models import User
+from core.models import Image, ImageFile, User
 from core.services import Services, open_services
 from core.settings import Settings, ensure_signing_secret, load_settings
+from tests.servers import (
+    INSTALL_SWIFT,
+    SKIPPED_BACKENDS,
+    Swift,
+    missing_swift_binaries,
+    running_swift,
+)
 
 OWNER = User(id="100", name="owner")
 MEMBER = User(id="200", name="member")
@@ -73,3 +81,49 @@ async def client(services: Services) -> AsyncIterator[TestClient]:
     """The production app over a real store, on a loopback port."""
     async with TestClient(TestServer(create_app(services), host="127.0.0.1")) as test_client:
         yield test_client
+
+
+# ---- blob store backends ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def swift(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Swift]:
+    """A real OpenStack Swift with s3api for the whole run (tests/servers.py); the
+    tests that need it skip, once named at the end, when its packages are missing."""
+    missing = missing_swift_binaries()
+    if missing:
+        SKIPPED_BACKENDS["S3 (Swift)"] = f"missing {', '.join(missing)}: {INSTALL_SWIFT}"
+        pytest.skip(f"S3 suites need Swift: {INSTALL_SWIFT}")
+    with running_swift(tmp_path_factory.mktemp("swift")) as server:
+        yield server
+
+
+@pytest.fixture(params=["files", "s3"])
+def blob_env(request: pytest.FixtureRequest) -> dict[str, str]:
+    """The settings of each blob store backend in turn: files under DATA_DIR (none),
+    then a fresh bucket on the Swift of this run."""
+    if request.param == "files":
+        return {}
+    server: Swift = request.getfixturevalue("swift")
+    bucket = f"gazou-{uuid.uuid4().hex[:20]}"
+    server.create_bucket(bucket)
+    return server.blob_env(bucket)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """One line naming the backend suites that did not run, and how to get them."""
+    if SKIPPED_BACKENDS:
+        reasons = "; ".join(f"{name}, {why}" for name, why in SKIPPED_BACKENDS.items())
+        terminalreporter.write_line(f"backend suites not run: {reasons}", yellow=True)
+
+
+def blob_path(services: Services, key: str) -> Path:
+    """The local file of `key` (for tests that reach under a files-backed store)."""
+    path = services.storage.blobs.local_path(key)
+    assert path is not None, "this test needs the files backend"
+    return path
+
+
+def stored_path(services: Services, image: Image | ImageFile, *, thumbnail: bool = False) -> Path:
+    """The local file of an image's bytes, or of its thumbnail (files backend)."""
+    return blob_path(services, services.images.blob_key(image, thumbnail=thumbnail))

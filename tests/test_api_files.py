@@ -1,5 +1,8 @@
 """Image bytes over real HTTP: types, strong ETags, caching, 304, ranges, HEAD,
-and who may see pending or rejected images (anyone with the link; nobody)."""
+and who may see pending or rejected images (anyone with the link; nobody). Every test
+runs against each blob store (files, and S3 on a real Swift) through the production
+app, and both for small files (from memory) and large ones (sendfile from files,
+streamed from S3): the answers must not depend on where the bytes live."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ import io
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 from aiohttp import FormData
 from aiohttp.test_utils import TestClient, TestServer
@@ -16,15 +20,24 @@ from api import files
 from api.app import create_app
 from core.models import Image, IngestMetadata, User
 from core.services import Services, open_services
+from core.settings import Settings
+from storage.blobs import READ_CHUNK
 from tests.conftest import MEMBER, OWNER, make_image, make_settings
 
 
-@pytest.fixture(autouse=True, params=["memory", "sendfile"])
+@pytest.fixture(autouse=True, params=["memory", "large"])
 def serving_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Every test runs twice: small files from memory, and files through sendfile."""
-    if request.param == "sendfile":
+    """Every test runs twice: small files from memory, and files too large for it
+    (sendfile for files, a stream for S3)."""
+    if request.param == "large":
         monkeypatch.setattr(files, "MEMORY_MAX_FILE", 0)
     return request.param
+
+
+@pytest.fixture
+def settings(tmp_path: Path, blob_env: dict[str, str]) -> Settings:
+    """The usual test settings over each blob store backend in turn."""
+    return make_settings(tmp_path / "data", RATE_LIMITS="off", **blob_env)
 
 
 async def _stored(
@@ -40,8 +53,8 @@ async def _stored(
     )
 
 
-def _bytes(services: Services, image: Image) -> bytes:
-    return services.images.image_path(image).read_bytes()
+async def _bytes(services: Services, image: Image) -> bytes:
+    return await services.images.read_bytes(image)
 
 
 async def test_file_has_type_strong_etag_and_immutable_caching(
@@ -54,7 +67,7 @@ async def test_file_has_type_strong_etag_and_immutable_caching(
     assert response.headers["ETag"] == f'"{image.sha256}"'
     assert "immutable" in response.headers["Cache-Control"]
     assert response.headers["Accept-Ranges"] == "bytes"
-    assert await response.read() == _bytes(services, image)
+    assert await response.read() == await _bytes(services, image)
 
 
 async def test_if_none_match_with_the_etag_is_304(client: TestClient, services: Services) -> None:
@@ -83,14 +96,14 @@ async def test_if_none_match_with_other_etag_sends_bytes(
     image = await _stored(services)
     response = await client.get(f"/image/{image.id}", headers={"If-None-Match": '"stale"'})
     assert response.status == 200
-    assert await response.read() == _bytes(services, image)
+    assert await response.read() == await _bytes(services, image)
 
 
 async def test_range_request_returns_206_with_the_slice(
     client: TestClient, services: Services
 ) -> None:
     image = await _stored(services)
-    data = _bytes(services, image)
+    data = await _bytes(services, image)
     response = await client.get(f"/image/{image.id}", headers={"Range": "bytes=10-19"})
     assert response.status == 206
     assert response.headers["Content-Range"] == f"bytes 10-19/{len(data)}"
@@ -100,7 +113,7 @@ async def test_range_request_returns_206_with_the_slice(
 
 async def test_suffix_range_returns_the_tail(client: TestClient, services: Services) -> None:
     image = await _stored(services)
-    data = _bytes(services, image)
+    data = await _bytes(services, image)
     response = await client.get(f"/image/{image.id}", headers={"Range": "bytes=-5"})
     assert response.status == 206
     assert await response.read() == data[-5:]
@@ -108,7 +121,7 @@ async def test_suffix_range_returns_the_tail(client: TestClient, services: Servi
 
 async def test_range_past_the_end_is_416(client: TestClient, services: Services) -> None:
     image = await _stored(services)
-    size = len(_bytes(services, image))
+    size = len(await _bytes(services, image))
     response = await client.get(
         f"/image/{image.id}", headers={"Range": f"bytes={size + 10}-{size + 20}"}
     )
@@ -124,7 +137,7 @@ async def test_if_range_with_the_etag_honours_the_range(
         f"/image/{image.id}", headers={"Range": "bytes=0-3", "If-Range": f'"{image.sha256}"'}
     )
     assert response.status == 206
-    assert await response.read() == _bytes(services, image)[:4]
+    assert await response.read() == (await _bytes(services, image))[:4]
 
 
 async def test_if_range_with_other_etag_sends_everything(
@@ -135,7 +148,7 @@ async def test_if_range_with_other_etag_sends_everything(
         f"/image/{image.id}", headers={"Range": "bytes=0-3", "If-Range": '"stale"'}
     )
     assert response.status == 200
-    assert await response.read() == _bytes(services, image)
+    assert await response.read() == await _bytes(services, image)
 
 
 async def test_if_match_with_other_etag_is_412(client: TestClient, services: Services) -> None:
@@ -154,7 +167,7 @@ async def test_head_gives_headers_without_body(client: TestClient, services: Ser
     image = await _stored(services)
     response = await client.head(f"/image/{image.id}")
     assert response.status == 200
-    assert response.headers["Content-Length"] == str(len(_bytes(services, image)))
+    assert response.headers["Content-Length"] == str(len(await _bytes(services, image)))
     assert response.headers["ETag"] == f'"{image.sha256}"'
     assert await response.read() == b""
 
@@ -180,7 +193,7 @@ async def test_pending_image_is_served_to_anyone_with_the_link_but_not_cached_sh
         assert response.headers["Cache-Control"] == "private, no-store", path
         # The answer no longer depends on who asks.
         assert "Vary" not in response.headers, path
-    assert await (await client.get(f"/image/{image.id}")).read() == _bytes(services, image)
+    assert await (await client.get(f"/image/{image.id}")).read() == await _bytes(services, image)
 
 
 async def test_pending_image_is_served_privately_to_its_uploader(
@@ -193,7 +206,7 @@ async def test_pending_image_is_served_privately_to_its_uploader(
     )
     assert response.status == 200
     assert response.headers["Cache-Control"] == "private, no-store"
-    assert await response.read() == _bytes(services, image)
+    assert await response.read() == await _bytes(services, image)
 
 
 async def test_pending_image_is_served_whatever_token_comes_along(
@@ -203,7 +216,7 @@ async def test_pending_image_is_served_whatever_token_comes_along(
     issued = await services.tokens.issue(User("300", "someone"), issued_by="test")
     response = await client.get(f"/img/{image.filename}", headers={"token": issued.secret})
     assert response.status == 200
-    assert await response.read() == _bytes(services, image)
+    assert await response.read() == await _bytes(services, image)
 
 
 async def test_rejected_image_is_never_served(client: TestClient, services: Services) -> None:
@@ -214,8 +227,9 @@ async def test_rejected_image_is_never_served(client: TestClient, services: Serv
     for path in (f"/img/{image.filename}", f"/image/{image.id}", f"/thumbnail/{image.id}"):
         response = await client.get(path, headers={"Authorization": f"Bearer {issued.secret}"})
         assert response.status == 404, path
-    assert not services.images.image_path(image).exists()
-    assert not services.images.thumbnail_path(image).exists()
+    blobs = services.storage.blobs
+    assert not await blobs.exists(services.images.blob_key(image))
+    assert not await blobs.exists(services.images.blob_key(image, thumbnail=True))
 
 
 async def test_approving_makes_the_file_public(client: TestClient, services: Services) -> None:
@@ -224,6 +238,92 @@ async def test_approving_makes_the_file_public(client: TestClient, services: Ser
     response = await client.get(f"/image/{image.id}")
     assert response.status == 200
     assert "immutable" in response.headers["Cache-Control"]
+
+
+async def test_large_file_is_sent_whole_with_its_length(
+    client: TestClient, services: Services
+) -> None:
+    # Bigger than a read chunk, so a stream really comes in several pieces.
+    image = await services.images.ingest(
+        make_image("PNG", size=(400, 300), seed=9, compress_level=0),
+        IngestMetadata(),
+        OWNER,
+        trusted=True,
+    )
+    assert image.size > READ_CHUNK
+    response = await client.get(f"/image/{image.id}")
+    assert response.status == 200
+    assert response.headers["Content-Length"] == str(image.size)
+    assert await response.read() == await _bytes(services, image)
+    tail = await client.get(f"/image/{image.id}", headers={"Range": f"bytes={READ_CHUNK - 3}-"})
+    assert tail.status == 206
+    assert await tail.read() == (await _bytes(services, image))[READ_CHUNK - 3 :]
+
+
+async def test_image_whose_bytes_vanished_is_404_for_get_and_head(
+    client: TestClient, services: Services
+) -> None:
+    image = await _stored(services)
+    await services.storage.blobs.remove(services.images.blob_key(image))
+    assert (await client.get(f"/image/{image.id}")).status == 404
+    assert (await client.head(f"/image/{image.id}")).status == 404
+
+
+@pytest.fixture
+async def redirect_client(
+    tmp_path: Path, blob_env: dict[str, str]
+) -> AsyncIterator[tuple[TestClient, Services]]:
+    """The app with BLOB_REDIRECT=on over each blob store backend."""
+    settings = make_settings(
+        tmp_path / "redirect", RATE_LIMITS="off", BLOB_REDIRECT="on", **blob_env
+    )
+    async with open_services(settings) as services:
+        async with TestClient(TestServer(create_app(services), host="127.0.0.1")) as client:
+            yield client, services
+
+
+async def test_redirect_sends_approved_bytes_to_the_direct_url_of_the_store(
+    redirect_client: tuple[TestClient, Services],
+) -> None:
+    client, services = redirect_client
+    image = await _stored(services)
+    response = await client.get(f"/image/{image.id}", allow_redirects=False)
+    if services.storage.blobs.local_path(services.images.blob_key(image)) is not None:
+        # Files have no direct URL: served here as usual.
+        assert response.status == 200
+        assert await response.read() == await _bytes(services, image)
+        return
+    assert response.status == 302
+    assert response.headers["ETag"] == f'"{image.sha256}"'
+    assert response.headers["Cache-Control"] == f"public, max-age={files.REDIRECT_SECONDS // 2}"
+    async with aiohttp.ClientSession() as session:
+        async with session.get(response.headers["Location"]) as direct:
+            assert direct.status == 200
+            assert await direct.read() == await _bytes(services, image)
+
+
+async def test_redirect_still_answers_a_matching_etag_with_304(
+    redirect_client: tuple[TestClient, Services],
+) -> None:
+    client, services = redirect_client
+    image = await _stored(services)
+    response = await client.get(
+        f"/image/{image.id}",
+        headers={"If-None-Match": f'"{image.sha256}"'},
+        allow_redirects=False,
+    )
+    assert response.status == 304
+
+
+async def test_pending_bytes_are_never_redirected(
+    redirect_client: tuple[TestClient, Services],
+) -> None:
+    client, services = redirect_client
+    image = await _stored(services, trusted=False, uploader=MEMBER)
+    for path in (f"/image/{image.id}", f"/thumbnail/{image.id}"):
+        response = await client.get(path, allow_redirects=False)
+        assert response.status == 200, path
+        assert response.headers["Cache-Control"] == "private, no-store", path
 
 
 # ---- request bodies over MAX_REQUEST_MB ------------------------------------------------

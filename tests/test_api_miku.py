@@ -9,7 +9,7 @@ from aiohttp.test_utils import TestClient
 
 from core.models import IngestMetadata, Rating, Status
 from core.services import Services
-from tests.conftest import MEMBER, OWNER, make_image
+from tests.conftest import MEMBER, OWNER, make_image, stored_path
 
 PUBLIC = "http://gazou.test"
 
@@ -188,7 +188,7 @@ async def test_img_serves_bytes_with_content_type(client: TestClient, services: 
     response = await client.get(f"/img/{image.filename}")
     assert response.status == 200
     assert response.content_type == "image/jpeg"
-    assert await response.read() == services.images.image_path(image).read_bytes()
+    assert await response.read() == stored_path(services, image).read_bytes()
 
 
 async def test_img_of_pending_image_is_served_at_once(
@@ -197,7 +197,7 @@ async def test_img_of_pending_image_is_served_at_once(
     image = await _stored(services, 5, trusted=False)
     response = await client.get(f"/img/{image.filename}")
     assert response.status == 200
-    assert await response.read() == services.images.image_path(image).read_bytes()
+    assert await response.read() == stored_path(services, image).read_bytes()
 
 
 async def test_img_of_rejected_image_is_404(client: TestClient, services: Services) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from tests import botkit
 from tests.botkit import bot_settings, embed_image_id, store_image
-from tests.conftest import make_image
+from tests.conftest import make_image, stored_path
 from tests.discord_standin import DiscordStandIn, SentMessage, connected_bot
 
 # isort: split
@@ -171,12 +171,12 @@ async def test_unexpected_error_is_a_short_ephemeral_message_and_logged(
     standin: DiscordStandIn, bot: GazouBot, services: Services, caplog: pytest.LogCaptureFixture
 ) -> None:
     image = await store_image(services, 1)
-    services.images.image_path(image).unlink()  # the file vanished behind gazou's back
+    stored_path(services, image).unlink()  # the file vanished behind gazou's back
     inter = await standin.invoke_command("random")
     reply = await standin.wait_for_reply(inter)
     assert reply.type == 4 and reply.ephemeral
     assert reply.content == GENERIC_FAILURE
-    assert "FileNotFoundError" in caplog.text
+    assert "BlobNotFound" in caplog.text
     assert "Traceback" in caplog.text
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -17,9 +18,9 @@ from core.contracts import image_key, thumbnail_key
 from core.errors import InvalidInput, StorageFull
 from core.images import ORPHAN_GRACE_SECONDS
 from core.models import IngestMetadata, new_id
-from core.services import Services
+from core.services import Services, open_services
 from storage.blobs import FileBlobStore
-from tests.conftest import MEMBER, make_image
+from tests.conftest import MEMBER, blob_path, make_image, make_settings, stored_path
 
 META = IngestMetadata(tags=("cat",))
 
@@ -40,7 +41,7 @@ async def put_orphan(services: Services, *, age_seconds: float) -> list[Path]:
     paths = []
     for key in (image_key(orphan_id, "png"), thumbnail_key(orphan_id)):
         await services.storage.blobs.put(key, make_image(seed=2))
-        paths.append(services.storage.blobs.path(key))
+        paths.append(blob_path(services, key))
         age(paths[-1], age_seconds)
     return paths
 
@@ -70,8 +71,8 @@ async def test_check_removes_an_orphan_older_than_the_grace_period(services: Ser
     assert len(report.orphans_removed) == 2 and report.young_kept == []
     assert not any(p.exists() for p in orphans)
     assert all_files(services) == {
-        services.images.image_path(kept),
-        services.images.thumbnail_path(kept),
+        stored_path(services, kept),
+        stored_path(services, kept, thumbnail=True),
     }
 
 
@@ -86,7 +87,7 @@ async def test_check_keeps_an_orphan_younger_than_the_grace_period(services: Ser
 
 async def test_check_keeps_a_young_temporary_file(services: Services) -> None:
     image = await services.images.ingest(make_image(seed=1), META, MEMBER)
-    temporary = put_temporary(services, services.images.image_path(image), age_seconds=5)
+    temporary = put_temporary(services, stored_path(services, image), age_seconds=5)
     report = await services.images.check_consistency()
     assert temporary.read_bytes() == b"half an image"
     assert report.orphans_removed == []
@@ -97,7 +98,7 @@ async def test_check_removes_a_temporary_file_older_than_the_grace_period(
     services: Services,
 ) -> None:
     image = await services.images.ingest(make_image(seed=1), META, MEMBER)
-    final = services.images.image_path(image)
+    final = stored_path(services, image)
     temporary = put_temporary(services, final, age_seconds=ORPHAN_GRACE_SECONDS + 60)
     report = await services.images.check_consistency()
     assert not temporary.exists()
@@ -116,13 +117,13 @@ async def test_check_with_no_grace_removes_even_a_fresh_orphan(services: Service
 async def test_check_reports_a_row_whose_file_was_deleted(services: Services) -> None:
     lost = await services.images.ingest(make_image(seed=1), META, MEMBER)
     fine = await services.images.ingest(make_image(seed=2), META, MEMBER)
-    services.images.image_path(lost).unlink()
+    stored_path(services, lost).unlink()
     report = await services.images.check_consistency()
     assert report.missing_files == [lost.id]
     # The row is kept (nothing stored is lost on a guess), and so is its thumbnail.
     assert await services.storage.repo.get_image(lost.id) is not None
-    assert services.images.thumbnail_path(lost).exists()
-    assert services.images.image_path(fine).exists()
+    assert stored_path(services, lost, thumbnail=True).exists()
+    assert stored_path(services, fine).exists()
     assert fine.id not in report.missing_files
 
 
@@ -170,8 +171,8 @@ async def test_an_ingest_cancelled_after_its_commit_keeps_its_files(services: Se
         await upload
     ((image_id, extension),) = await repo._all("SELECT id, extension FROM images")
     assert all_files(services) == {
-        services.storage.blobs.path(image_key(image_id, extension)),
-        services.storage.blobs.path(thumbnail_key(image_id)),
+        blob_path(services, image_key(image_id, extension)),
+        blob_path(services, thumbnail_key(image_id)),
     }
 
 
@@ -203,4 +204,57 @@ async def test_a_reject_is_synced_in_full_before_its_files_go(services: Services
     full = statements.index("PRAGMA synchronous = FULL")
     update = next(i for i, s in enumerate(statements) if s.startswith("UPDATE images"))
     assert full < update < statements.index("COMMIT", update)
-    assert not services.storage.blobs.path(thumbnail_key(image.id)).exists()
+    assert not blob_path(services, thumbnail_key(image.id)).exists()
+
+
+# ---- the same check over every blob store backend (files, S3 on a real Swift) -----------
+
+
+@pytest.fixture
+async def any_store(tmp_path: Path, blob_env: dict[str, str]) -> AsyncIterator[Services]:
+    """Services over each blob store backend in turn."""
+    settings = make_settings(tmp_path / "data", RATE_LIMITS="off", **blob_env)
+    async with open_services(settings) as opened:
+        yield opened
+
+
+def _keys(image_id: str, extension: str) -> tuple[str, str]:
+    return image_key(image_id, extension), thumbnail_key(image_id)
+
+
+async def test_ingest_stores_both_objects_and_the_check_finds_nothing_to_do(
+    any_store: Services,
+) -> None:
+    image = await any_store.images.ingest(make_image(seed=1), META, MEMBER)
+    for key in _keys(image.id, image.extension):
+        assert await any_store.storage.blobs.exists(key)
+    report = await any_store.images.check_consistency()
+    assert (report.orphans_removed, report.young_kept, report.missing_files) == ([], [], [])
+    assert await any_store.images.read_bytes(image) == make_image(seed=1)
+
+
+async def test_check_reports_a_row_whose_object_is_missing(any_store: Services) -> None:
+    lost = await any_store.images.ingest(make_image(seed=1), META, MEMBER)
+    fine = await any_store.images.ingest(make_image(seed=2), META, MEMBER)
+    await any_store.storage.blobs.remove(any_store.images.blob_key(lost))
+    report = await any_store.images.check_consistency()
+    assert report.missing_files == [lost.id]
+    assert await any_store.storage.repo.get_image(lost.id) is not None
+    assert await any_store.storage.blobs.exists(any_store.images.blob_key(fine))
+
+
+async def test_check_keeps_young_orphans_and_removes_them_once_old(any_store: Services) -> None:
+    kept = await any_store.images.ingest(make_image(seed=1), META, MEMBER)
+    orphan = _keys(new_id(), "png")
+    for key in orphan:
+        await any_store.storage.blobs.put(key, make_image(seed=2))
+    # Now: a crashed upload's objects look like a live writer's, so they stay.
+    report = await any_store.images.check_consistency()
+    assert sorted(report.young_kept) == sorted(orphan) and report.orphans_removed == []
+    # The same objects seen by a check run past the grace period are removed.
+    later = time.time() + ORPHAN_GRACE_SECONDS + 60
+    report = await any_store.images.check_consistency(now=later)
+    assert sorted(report.orphans_removed) == sorted(orphan) and report.missing_files == []
+    blobs = any_store.storage.blobs
+    assert not any([await blobs.exists(key) for key in orphan])
+    assert all([await blobs.exists(key) for key in _keys(kept.id, kept.extension)])

@@ -12,7 +12,7 @@ import pytest
 from core.errors import NotFound
 from core.models import Filters, Image, IngestMetadata
 from core.services import Services
-from tests.conftest import MEMBER, OWNER, make_image
+from tests.conftest import MEMBER, OWNER, make_image, stored_path
 
 
 async def ingest_expiring(
@@ -33,11 +33,11 @@ async def test_sweep_deletes_expired_images_rows_and_files(services: Services) -
     assert await services.images.sweep_expired() == len(expired)
     for image in expired:
         assert await services.storage.repo.get_image(image.id) is None
-        assert not services.images.image_path(image).exists()
-        assert not services.images.thumbnail_path(image).exists()
+        assert not stored_path(services, image).exists()
+        assert not stored_path(services, image, thumbnail=True).exists()
     for image in (later, forever):
         assert (await services.images.get(image.id)).id == image.id
-        assert services.images.image_path(image).exists()
+        assert stored_path(services, image).exists()
 
 
 async def test_swept_images_leave_the_random_pools(services: Services) -> None:
@@ -76,6 +76,6 @@ async def test_background_sweeper_deletes_an_image_soon_after_it_expires(
     finally:
         sweeper.cancel()
         await asyncio.gather(sweeper, return_exceptions=True)
-    assert not services.images.image_path(image).exists()
+    assert not stored_path(services, image).exists()
     with pytest.raises(NotFound):
         await services.images.get(image.id)

@@ -24,7 +24,7 @@ from core.images import MAX_TAG_LENGTH, MAX_TAGS
 from core.imaging import sniff_format
 from core.models import Image, IngestMetadata, Status
 from core.services import Services, open_services
-from tests.conftest import MEMBER, OWNER, make_image, make_settings
+from tests.conftest import MEMBER, OWNER, make_image, make_settings, stored_path
 
 META = IngestMetadata(tags=("cat",))
 
@@ -200,7 +200,7 @@ async def test_ingest_writes_the_image_and_a_jpeg_thumbnail_where_it_says(
 ) -> None:
     raw = make_image(fmt, (120, 90), seed=8)
     image = await services.images.ingest(raw, META, MEMBER)
-    path, thumb = services.images.image_path(image), services.images.thumbnail_path(image)
+    path, thumb = stored_path(services, image), stored_path(services, image, thumbnail=True)
     assert sorted(stored_files(services)) == sorted([path, thumb])
     with PILImage.open(path) as stored:
         assert stored.format == fmt and stored.size == (image.width, image.height) == (120, 90)

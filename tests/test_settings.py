@@ -246,3 +246,54 @@ def test_several_web_processes_share_memory_without_redis() -> None:
 def test_rate_limits_off_counts_nothing_anywhere() -> None:
     env = {"RATE_LIMITS": "off", "RATE_LIMIT_STORE": "shared"}
     assert rate_limit_backend(load_settings(env)) == "memory"
+
+
+# ---- the blob store: files, or an S3 bucket ----------------------------------------------
+
+
+def test_blob_store_defaults_to_files_without_redirects() -> None:
+    settings = load_settings({})
+    assert (settings.blob_url, settings.blob_redirect) == (None, False)
+
+
+def test_blob_url_and_aws_keys_are_read_and_the_secret_is_not_shown() -> None:
+    url = "s3://gazou-images?endpoint=http://127.0.0.1:9000&region=eu-west-1"
+    settings = load_settings(
+        {
+            "BLOB_URL": url,
+            "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE",
+            "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI",
+            "BLOB_REDIRECT": "on",
+        }
+    )
+    assert settings.blob_url == url
+    assert (settings.blob_access_key, settings.blob_secret_key) == ("AKIDEXAMPLE", "wJalrXUtnFEMI")
+    assert settings.blob_redirect is True
+    assert "wJalrXUtnFEMI" not in repr(settings)
+
+
+def test_a_bucket_alone_is_a_blob_url() -> None:
+    assert load_settings({"BLOB_URL": "s3://my.bucket-1"}).blob_url == "s3://my.bucket-1"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://bucket",
+        "s3://",
+        "s3://Bucket_With_Caps",
+        "s3://ab",
+        "s3://bucket/folder",
+        "s3://bucket?endpoint=ftp://host",
+        "s3://bucket?endpoint=nohost",
+        "s3://bucket?regoin=eu-west-1",
+    ],
+)
+def test_a_bad_blob_url_is_refused_by_name(url: str) -> None:
+    with pytest.raises(SettingsError, match="BLOB_URL"):
+        load_settings({"BLOB_URL": url})
+
+
+def test_a_bad_blob_redirect_is_refused_by_name() -> None:
+    with pytest.raises(SettingsError, match="BLOB_REDIRECT"):
+        load_settings({"BLOB_REDIRECT": "sometimes"})

@@ -21,7 +21,7 @@ from core.contracts import image_key, thumbnail_key
 from core.images import ORPHAN_GRACE_SECONDS
 from core.models import User
 from core.services import open_services
-from tests.conftest import make_image, make_settings
+from tests.conftest import blob_path, make_image, make_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 RESTARTS = 6  # second servers started, every third one on the first server's port
@@ -187,9 +187,9 @@ async def test_second_servers_on_one_data_dir_lose_no_acknowledged_upload(
             stored = await services.storage.repo.get_file(image_id)
             assert stored is not None, f"acknowledged {image_id} has no row"
             assert stored.sha256 == sha256
-            path = services.storage.blobs.path(image_key(image_id, stored.extension))
+            path = blob_path(services, image_key(image_id, stored.extension))
             assert hashlib.sha256(path.read_bytes()).hexdigest() == sha256, image_id
-            assert services.storage.blobs.path(thumbnail_key(image_id)).stat().st_size > 0
+            assert blob_path(services, thumbnail_key(image_id)).stat().st_size > 0
         # Nothing was removed meanwhile: every file is an acknowledged image's, or young.
         report = await services.images.check_consistency()
         assert report.missing_files == [] and report.orphans_removed == []
@@ -202,9 +202,7 @@ async def test_serve_on_a_taken_port_refuses_with_one_line_and_touches_nothing(
     settings = make_settings(data_dir)
     async with open_services(settings) as services:
         # An old orphan: what a check of files against rows would remove.
-        orphan = services.storage.blobs.path(
-            image_key("00000000-dead-4000-8000-000000000000", "png")
-        )
+        orphan = blob_path(services, image_key("00000000-dead-4000-8000-000000000000", "png"))
     orphan.parent.mkdir(parents=True)
     orphan.write_bytes(b"old orphan")
     old = time.time() - ORPHAN_GRACE_SECONDS - 60

@@ -19,7 +19,7 @@ from core.errors import Conflict, DuplicateImage
 from core.models import Filters, IngestMetadata, Status
 from core.services import Services
 from core.visibility import served_at_link, trusted_uploader
-from tests.conftest import MEMBER, OWNER, make_image
+from tests.conftest import MEMBER, OWNER, make_image, stored_path
 
 PUBLIC = "http://gazou.test"
 
@@ -154,7 +154,7 @@ async def test_a_members_upload_answers_at_its_urls_at_once_without_a_token(
     uploaded = await upload(client, member_secret, picture)
     stored = await services.images.get(uploaded.image_id, include_pending=True)
     assert stored.status is Status.PENDING
-    on_disk = services.images.image_path(stored).read_bytes()
+    on_disk = stored_path(services, stored).read_bytes()
     for url in uploaded.file_urls:
         response = await client.get(url)  # no token, no signature
         assert response.status == 200, url
@@ -165,7 +165,7 @@ async def test_a_members_upload_answers_at_its_urls_at_once_without_a_token(
     thumb = await client.get(uploaded.thumb_url)
     assert thumb.status == 200
     assert thumb.headers["Cache-Control"] == "private, no-store"
-    assert await thumb.read() == services.images.thumbnail_path(stored).read_bytes()
+    assert await thumb.read() == stored_path(services, stored, thumbnail=True).read_bytes()
 
 
 async def test_a_pending_upload_enters_the_pools_only_when_approved(
@@ -190,7 +190,7 @@ async def test_a_rejected_upload_is_404_everywhere_and_its_files_are_gone(
     picture = make_image(seed=13)
     uploaded = await upload(client, member_secret, picture)
     stored = await services.images.get(uploaded.image_id, include_pending=True)
-    files = (services.images.image_path(stored), services.images.thumbnail_path(stored))
+    files = (stored_path(services, stored), stored_path(services, stored, thumbnail=True))
     assert all(f.exists() for f in files)
     await services.images.reject(uploaded.image_id, OWNER)
     for url in [*uploaded.file_urls, uploaded.thumb_url]:
