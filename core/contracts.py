@@ -11,7 +11,7 @@ Every backend keeps the same promises, which the contract tests check:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, Iterable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Protocol
@@ -288,9 +288,10 @@ class BlobStore(Protocol):
         """Store `data` under `key` durably and atomically (all or nothing); once it
         returns, the bytes were verified as stored (a row may now point at them)."""
 
-    def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+    def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncGenerator[bytes, None]:
         """The bytes of `key` from `start` up to `end` (exclusive; None: to the end), in
-        chunks; BlobNotFound (from the first chunk) when `key` holds nothing."""
+        chunks; BlobNotFound (from the first chunk) when `key` holds nothing. A reader
+        that stops early closes it (`aclose`) to free the file or connection."""
         ...
 
     async def exists(self, key: str) -> bool:

@@ -7,7 +7,7 @@ import asyncio
 import errno
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -77,7 +77,9 @@ class FileBlobStore:
             log.error("cannot write %s: %s", key, exc)
             raise write_error(exc) from exc
 
-    async def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+    async def read(
+        self, key: str, start: int = 0, end: int | None = None
+    ) -> AsyncGenerator[bytes, None]:
         """The file's bytes from `start` up to `end` (None: to the end), a chunk per
         thread hop; BlobNotFound when there is no file."""
         try:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,7 +133,9 @@ class S3BlobStore:
                 "The image store cannot be written: nothing was stored"
             ) from exc
 
-    async def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+    async def read(
+        self, key: str, start: int = 0, end: int | None = None
+    ) -> AsyncGenerator[bytes, None]:
         """The object's bytes from `start` up to `end` (None: to the end) as they
         arrive; BlobNotFound when there is no such object."""
         if end is not None and end <= start:
