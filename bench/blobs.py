@@ -4,9 +4,11 @@ Starts a local OpenStack Swift with s3api (tests/servers.py; needs Debian's swif
 swift-proxy, swift-account, swift-container, swift-object and memcached packages)
 and, in the same run, times a 2 MB image through both stores behind core's BlobStore
 contract: uploads (`put`, verified) and whole reads (`read`), one at a time and 8 at
-once, plus a ranged read of 64 KiB. Prints MB/s for each store and the ratio
-files/S3 (how much faster the local disk is; S3 here is loopback HTTP to one Swift,
-so the ratio is what the protocol and Swift cost, not a network)."""
+once, plus a ranged read of 64 KiB; then GET /image/<id> of that image through
+gazou's app over loopback HTTP (files: sendfile; S3: streamed from the bucket).
+Prints MB/s for each store and the ratio files/S3 (how much faster the local disk
+is; S3 here is loopback HTTP to one Swift, so the ratio is what the protocol and
+Swift cost, not a network)."""
 
 from __future__ import annotations
 
@@ -24,9 +26,15 @@ from pathlib import Path
 sys.path.remove(str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from aiohttp import ClientSession
+from aiohttp.test_utils import TestServer
 from PIL import Image as PILImage
 
+from api.app import create_app
 from core.contracts import BlobStore
+from core.models import IngestMetadata, User
+from core.services import open_services
+from core.settings import ensure_signing_secret, load_settings
 from storage import open_blobs
 from tests.servers import INSTALL_SWIFT, missing_swift_binaries, running_swift
 
@@ -78,6 +86,23 @@ async def measure(blobs: BlobStore, data: bytes) -> dict[str, float]:
     return results
 
 
+async def http_fetch(data_dir: Path, data: bytes, env: dict[str, str]) -> float:
+    """MB/s of GET /image/<id> of `data` through gazou's app, one request at a time."""
+    settings = ensure_signing_secret(
+        load_settings({"DATA_DIR": str(data_dir), "RATE_LIMITS": "off", **env})
+    )
+    async with open_services(settings) as services:
+        image = await services.images.ingest(data, IngestMetadata(), User("1", "b"), trusted=True)
+        async with TestServer(create_app(services), host="127.0.0.1") as server:
+            async with ClientSession() as session:
+
+                async def get(_: int) -> None:
+                    async with session.get(server.make_url(f"/image/{image.id}")) as response:
+                        assert len(await response.read()) == image.size
+
+                return image.size / 1e6 / await timed(get, ROUNDS, 1)
+
+
 async def main() -> None:
     missing = missing_swift_binaries()
     if missing:
@@ -98,6 +123,8 @@ async def main() -> None:
                 blob_secret_key=env["AWS_SECRET_ACCESS_KEY"],
             ) as s3:
                 on_s3 = await measure(s3, data)
+            on_files["GET /image MB/s (HTTP)"] = await http_fetch(root / "http-files", data, {})
+            on_s3["GET /image MB/s (HTTP)"] = await http_fetch(root / "http-s3", data, env)
     print(f"{'':28} {'files':>10} {'S3 (Swift)':>12} {'files/S3':>9}")
     for name, value in on_files.items():
         print(f"{name:28} {value:>10.1f} {on_s3[name]:>12.1f} {value / on_s3[name]:>8.1f}x")
