@@ -20,8 +20,11 @@ from core.models import IngestMetadata, Rating, User
 from core.services import Services, open_services
 from core.sessions import SessionService
 from tests.conftest import MEMBER, OWNER, make_image, make_settings
+from tests.servers import SKIPPED_BACKENDS
 
 CHROMIUM = Path("/usr/bin/chromium")
+if not CHROMIUM.exists():
+    SKIPPED_BACKENDS["browser"] = "missing /usr/bin/chromium: apt-get install -y chromium"
 playwright_api = pytest.importorskip(
     "playwright.async_api", reason="browser suite did not run: no playwright client"
 )

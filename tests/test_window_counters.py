@@ -27,6 +27,7 @@ from core.services import open_services
 from storage import open_window_counter
 from storage.window_counters import SharedWindowCounter
 from tests.conftest import make_settings
+from tests.servers import SKIPPED_BACKENDS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -49,6 +50,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     stopped by its pid."""
     exe = shutil.which("redis-server")
     if exe is None:
+        SKIPPED_BACKENDS["Redis"] = "missing redis-server: apt-get install -y redis-server"
         pytest.skip("redis-server is not installed (Debian package: redis-server)")
     port = _free_port()
     folder = tmp_path_factory.mktemp("redis")
