@@ -136,7 +136,7 @@ def _error_middleware(dialects: list[Dialect]) -> Middleware:
 async def healthz(request: web.Request) -> web.Response:
     """Liveness and a cheap store check."""
     services = request.app[SERVICES]
-    await services.storage.repo.pool_size("all")
+    await services.images.check_store_answers()
     response = json_response({"status": "ok"})
     # Which process answered: with several web workers, how to see each one is alive.
     response.headers["X-Gazou-Worker"] = str(os.getpid())

@@ -520,6 +520,10 @@ class ImageService:
         """Which of `names` are not tags (NekosAPI refuses unknown categories)."""
         return await self.repo.unknown_tags(_distinct(names))
 
+    async def check_store_answers(self) -> None:
+        """A cheap read that fails when the metadata store does (a health probe)."""
+        await self.repo.pool_size("all")
+
     async def stats(self) -> Stats:
         """Counts by rating, orientation, resolution; artists, characters, categories."""
         return await self.repo.stats()
