@@ -52,6 +52,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         async with (
             open_storage(
                 settings.data_dir,
+                database_url=settings.database_url,
                 blob_url=settings.blob_url,
                 blob_access_key=settings.blob_access_key,
                 blob_secret_key=settings.blob_secret_key,

@@ -69,6 +69,8 @@ class Settings:
     blob_access_key: str | None = field(default=None, repr=False)
     blob_secret_key: str | None = field(default=None, repr=False)
     blob_redirect: bool = False
+    # Metadata on a PostgreSQL server (storage/postgres) instead of SQLite in DATA_DIR.
+    database_url: str | None = None
 
     @property
     def public_url_is_public(self) -> bool:
@@ -249,6 +251,19 @@ def _public_url(env: Mapping[str, str], host: str, port: int) -> str:
     return raw.rstrip("/")
 
 
+def _database_url(env: Mapping[str, str]) -> str | None:
+    raw = env.get("DATABASE_URL", "").strip()
+    if not raw:
+        return None
+    parts = urlsplit(raw)
+    if parts.scheme not in ("postgresql", "postgres") or not (parts.netloc or parts.query):
+        # Never echo the value: it may carry a password.
+        raise SettingsError(
+            "DATABASE_URL", "expected a PostgreSQL URL like postgresql://user:pass@host/db"
+        )
+    return raw
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Build Settings from `env` (default: os.environ); raise SettingsError on a bad value."""
     env = os.environ if env is None else env
@@ -302,6 +317,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         blob_access_key=env.get("AWS_ACCESS_KEY_ID", "").strip() or None,
         blob_secret_key=env.get("AWS_SECRET_ACCESS_KEY", "").strip() or None,
         blob_redirect=_bool(env, "BLOB_REDIRECT", False),
+        database_url=_database_url(env),
     )
 
 

@@ -1,4 +1,5 @@
-"""Persistence: the metadata repo (SQLite) and the blob store (files, or an S3 bucket)."""
+"""Persistence: the metadata repo (SQLite, or PostgreSQL with DATABASE_URL) and the
+blob store (files, or an S3 bucket)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 from core.contracts import BlobStore, Repo, WindowCounter
 from storage.blobs import FileBlobStore
+from storage.postgres import PostgresRepo
 from storage.sqlite import SQLiteRepo
 from storage.window_counters import MemoryWindowCounter, SharedWindowCounter
 
@@ -44,13 +46,19 @@ async def open_blobs(
 async def open_storage(
     data_dir: Path,
     *,
+    database_url: str | None = None,
     blob_url: str | None = None,
     blob_access_key: str | None = None,
     blob_secret_key: str | None = None,
 ) -> AsyncIterator[Storage]:
-    """Open (creating and migrating as needed) the store under `data_dir`, with the
-    bytes in files there or in the S3 bucket of `blob_url`."""
-    repo = SQLiteRepo(data_dir / "gazou.sqlite3")
+    """Open (creating and migrating as needed) the store: metadata in the PostgreSQL
+    database at `database_url` if given, else in SQLite under `data_dir`; the bytes in
+    files there or in the S3 bucket of `blob_url`."""
+    repo: SQLiteRepo | PostgresRepo
+    if database_url:
+        repo = PostgresRepo(database_url)
+    else:
+        repo = SQLiteRepo(data_dir / "gazou.sqlite3")
     await repo.open()
     try:
         async with open_blobs(

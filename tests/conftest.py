@@ -1,9 +1,15 @@
-"""Shared fixtures: real SQLite stores in temporary folders, real images made with
-Pillow, the production app factory behind aiohttp's test client."""
+"""Shared fixtures: real stores in temporary folders (SQLite, and PostgreSQL when its
+binaries are installed), real images made with Pillow, the production app factory
+behind aiohttp's test client.
+
+Backends: a test module that sets `BACKENDS = ALL_BACKENDS` (the store contract
+suites) runs on every backend; the others run on the backends GAZOU_TEST_BACKENDS
+names (comma-separated, default `sqlite`), e.g. `GAZOU_TEST_BACKENDS=sqlite,postgres`."""
 
 from __future__ import annotations
 
 import io
+import os
 import random
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -17,6 +23,7 @@ from api.app import create_app
 from core.models import Image, ImageFile, User
 from core.services import Services, open_services
 from core.settings import Settings, ensure_signing_secret, load_settings
+from tests import pg_server
 from tests.servers import (
     INSTALL_SWIFT,
     SKIPPED_BACKENDS,
@@ -24,6 +31,8 @@ from tests.servers import (
     missing_swift_binaries,
     running_swift,
 )
+
+ALL_BACKENDS = ("sqlite", "postgres")
 
 OWNER = User(id="100", name="owner")
 MEMBER = User(id="200", name="member")
@@ -65,9 +74,59 @@ def image_factory() -> Callable[..., bytes]:
     return make_image
 
 
+def _backends(module: object) -> tuple[str, ...]:
+    chosen = getattr(module, "BACKENDS", None)
+    if chosen is None:
+        raw = os.environ.get("GAZOU_TEST_BACKENDS", "sqlite")
+        chosen = tuple(b.strip() for b in raw.split(",") if b.strip())
+    unknown = set(chosen) - set(ALL_BACKENDS)
+    if unknown:
+        raise pytest.UsageError(f"GAZOU_TEST_BACKENDS: unknown backend(s) {sorted(unknown)}")
+    return tuple(chosen)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    # Only tests that open a store depend on `backend`; with one backend the test ids
+    # stay as they were.
+    if "backend" in metafunc.fixturenames:
+        backends = _backends(metafunc.module)
+        if backends != ("sqlite",):
+            metafunc.parametrize("backend", backends, scope="function")
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return make_settings(tmp_path / "data", RATE_LIMITS="off")
+def backend() -> str:
+    """The metadata backend a test's store uses (parametrised by pytest_generate_tests)."""
+    return "sqlite"
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[pg_server.PostgresServer]:
+    """One throwaway PostgreSQL cluster for the whole run."""
+    if not pg_server.available():
+        SKIPPED_BACKENDS["PostgreSQL"] = f"missing its server: {pg_server.INSTALL}"
+        pytest.skip(f"PostgreSQL is not installed ({pg_server.INSTALL})")
+    server = pg_server.start_server()
+    try:
+        yield server
+    finally:
+        pg_server.stop_server(server)
+
+
+@pytest.fixture
+async def database_url(request: pytest.FixtureRequest, backend: str) -> str:
+    """DATABASE_URL for this test's store: empty for SQLite; for PostgreSQL, the run's
+    shared test database, emptied first."""
+    if backend != "postgres":
+        return ""
+    server: pg_server.PostgresServer = request.getfixturevalue("postgres")
+    await pg_server.reset_database(server)
+    return server.url(pg_server.TEST_DATABASE)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    return make_settings(tmp_path / "data", RATE_LIMITS="off", DATABASE_URL=database_url)
 
 
 @pytest.fixture

@@ -17,7 +17,11 @@ from core.errors import Conflict
 from core.models import Filters, Image, IngestMetadata, Rating, Status, User
 from core.services import Services, open_services
 from core.settings import Settings
-from tests.conftest import MEMBER, OWNER, make_image
+from storage.postgres import PostgresRepo
+from storage.sqlite import SQLiteRepo
+from tests.conftest import ALL_BACKENDS, MEMBER, OWNER, make_image
+
+BACKENDS = ALL_BACKENDS
 
 # Chance that a correct implementation fails one uniformity test.
 FALSE_FAILURE = 1e-6
@@ -95,6 +99,14 @@ def pool_problems(db: Path) -> list[str]:
         return problems
     finally:
         conn.close()
+
+
+async def store_pool_problems(repo: object) -> list[str]:
+    """`pool_problems` of a repo, whatever its backend."""
+    if isinstance(repo, PostgresRepo):
+        return await repo.pool_problems()
+    assert isinstance(repo, SQLiteRepo)
+    return pool_problems(repo.path)
 
 
 @dataclass(frozen=True)
@@ -289,7 +301,7 @@ async def test_pools_stay_dense_and_exact_through_random_moderation_churn(
     specs = [SPECS[n % len(SPECS)] for n in range(40)]
     images = await ingest_specs(services, specs, seed0=100, trusted=False)
     alive = {i.id for i in images}
-    db = settings.data_dir / "gazou.sqlite3"
+    repo = services.storage.repo
     for step in range(240):
         image_id = rng.choice(sorted(alive))
         action = rng.choices(["approve", "reject", "delete"], [5, 3, 1])[0]
@@ -308,8 +320,8 @@ async def test_pools_stay_dense_and_exact_through_random_moderation_churn(
             await services.images.delete(image_id)
             alive.discard(image_id)
         if step % 20 == 19:
-            assert pool_problems(db) == [], f"after step {step}"
-    assert pool_problems(db) == []
+            assert await store_pool_problems(repo) == [], f"after step {step}"
+    assert await store_pool_problems(repo) == []
     approved = {i.id for i in await services.images.random(Filters(), count=100)}
     for image_id in alive:
         image = await services.storage.repo.get_image(image_id)

@@ -3,17 +3,19 @@ the tests compute on their own from the collection's description."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
 
-import storage.sqlite
 from core.errors import InvalidInput
 from core.models import Image, IngestMetadata, Rating, SearchQuery, Sort, Status, User
 from core.services import Services
-from tests.conftest import OWNER, make_image
+from tests.conftest import ALL_BACKENDS, OWNER, make_image
+
+BACKENDS = ALL_BACKENDS
 
 ALICE = User("501", "Alice")
 BOB = User("502", "bob")
@@ -272,7 +274,7 @@ async def test_search_total_is_exact_for_every_filter_combination_below_the_cap(
 async def test_search_total_past_the_cap_is_a_lower_bound(
     services: Services, known: Known, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(storage.sqlite, "TOTAL_CAP", 3)
+    monkeypatch.setattr(sys.modules[type(services.storage.repo).__module__], "TOTAL_CAP", 3)
     # Two non-pooled constraints: the total must be counted, and the count stops.
     matches = known.ids(lambda e, i: e.uploader == ALICE and "dog" not in e.tags)
     assert len(matches) > 3
@@ -285,7 +287,7 @@ async def test_search_total_past_the_cap_is_a_lower_bound(
 async def test_search_total_from_a_pool_is_exact_past_the_cap(
     services: Services, known: Known, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(storage.sqlite, "TOTAL_CAP", 3)
+    monkeypatch.setattr(sys.modules[type(services.storage.repo).__module__], "TOTAL_CAP", 3)
     page = await services.images.search(SearchQuery(tags=("cat",), limit=1))
     assert (page.total, page.total_exact) == (len(known.ids(lambda e, i: "cat" in e.tags)), True)
 

@@ -134,6 +134,8 @@ BAD = [
     ("RATE_LIMIT_STORE", "redis"),  # without REDIS_URL
     ("REDIS_URL", "127.0.0.1:6379"),
     ("REDIS_URL", "http://127.0.0.1:6379/0"),
+    ("DATABASE_URL", "mysql://db.example.org/gazou"),
+    ("DATABASE_URL", "postgresql://"),
 ]
 
 
@@ -297,3 +299,17 @@ def test_a_bad_blob_url_is_refused_by_name(url: str) -> None:
 def test_a_bad_blob_redirect_is_refused_by_name() -> None:
     with pytest.raises(SettingsError, match="BLOB_REDIRECT"):
         load_settings({"BLOB_REDIRECT": "sometimes"})
+
+
+def test_database_url_selects_postgresql_and_is_unset_by_default() -> None:
+    assert load_settings({}).database_url is None
+    assert load_settings({"DATABASE_URL": " "}).database_url is None
+    url = "postgresql://gazou:secret@db.example.org:5432/gazou"
+    assert load_settings({"DATABASE_URL": url}).database_url == url
+    assert load_settings({"DATABASE_URL": "postgres:///gazou?host=/run/pg"}).database_url
+
+
+def test_a_bad_database_url_is_refused_without_echoing_it() -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"DATABASE_URL": "mysql://gazou:hunter2@db/gazou"})
+    assert "hunter2" not in str(caught.value)

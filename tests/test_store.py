@@ -1,22 +1,34 @@
-"""The SQLite store: migrations from empty, reopening, refusing a newer schema, and the
-bulk loader keeping the same invariants as one-by-one inserts."""
+"""The metadata store on every backend (the `repo` fixture: SQLite, PostgreSQL):
+migrations, reopening, the bulk loader keeping the same invariants as one-by-one
+inserts, the read cache, kv expiry. Tests of SQLite's own machinery (WAL, pragmas,
+its migrations) use `sqlite_repo`."""
 
 from __future__ import annotations
 
 import sqlite3
+import sys
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import asyncpg
 import pytest
 
+import storage.postgres.schema
 from core.errors import DuplicateImage
 from core.models import Filters, NewImage, Rating, SearchQuery, Sort, Status, User, new_id
+from storage.postgres import PostgresRepo
 from storage.schema import MIGRATIONS
 from storage.sqlite import SQLiteRepo
-from tests.test_random import pool_problems
+from tests.conftest import ALL_BACKENDS
+from tests.test_random import store_pool_problems
+
+BACKENDS = ALL_BACKENDS
+# What a bulk load of known bytes raises, by backend.
+INTEGRITY_ERRORS = (sqlite3.IntegrityError, asyncpg.IntegrityConstraintViolationError)
+Repo = SQLiteRepo | PostgresRepo
 
 TABLES = {
     "tags",
@@ -42,11 +54,31 @@ def connection_threads() -> set[threading.Thread]:
 
 
 @pytest.fixture
-async def repo(tmp_path: Path) -> AsyncIterator[SQLiteRepo]:
+def new_repo(tmp_path: Path, database_url: str) -> Callable[[], Repo]:
+    """Another (unopened) repo on this test's store, as another process has it."""
+    if database_url:
+        return lambda: PostgresRepo(database_url)
+    return lambda: SQLiteRepo(tmp_path / "store.sqlite3")
+
+
+@pytest.fixture
+async def repo(new_repo: Callable[[], Repo]) -> AsyncIterator[Repo]:
+    store = new_repo()
+    await store.open()
+    yield store
+    await store.close()
+
+
+@pytest.fixture
+async def sqlite_repo(tmp_path: Path) -> AsyncIterator[SQLiteRepo]:
     store = SQLiteRepo(tmp_path / "store.sqlite3")
     await store.open()
     yield store
     await store.close()
+
+
+def migrations(repo: Repo) -> list[str]:
+    return storage.postgres.schema.MIGRATIONS if isinstance(repo, PostgresRepo) else MIGRATIONS
 
 
 def row(
@@ -93,23 +125,26 @@ def row(
     )
 
 
-async def test_a_new_store_runs_every_migration(repo: SQLiteRepo) -> None:
-    assert await repo.schema_version() == len(MIGRATIONS)
+async def test_a_new_store_runs_every_migration(repo: Repo) -> None:
+    assert await repo.schema_version() == len(migrations(repo))
 
 
-async def test_a_new_store_has_every_table(repo: SQLiteRepo) -> None:
+async def test_a_new_store_has_every_table(sqlite_repo: SQLiteRepo) -> None:
+    repo = sqlite_repo
     rows = await repo._all("SELECT name FROM sqlite_master WHERE type = 'table'")
     assert TABLES <= {r[0] for r in rows}
 
 
-async def test_the_store_runs_in_wal_mode(repo: SQLiteRepo, tmp_path: Path) -> None:
+async def test_the_store_runs_in_wal_mode(sqlite_repo: SQLiteRepo, tmp_path: Path) -> None:
+    repo = sqlite_repo
     assert (await repo._one("PRAGMA journal_mode"))[0] == "wal"
     # WAL is a property of the file: a fresh connection sees it too.
     with sqlite3.connect(tmp_path / "store.sqlite3") as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-async def test_foreign_keys_are_enforced_on_both_connections(repo: SQLiteRepo) -> None:
+async def test_foreign_keys_are_enforced_on_both_connections(sqlite_repo: SQLiteRepo) -> None:
+    repo = sqlite_repo
     assert (await repo._one("PRAGMA foreign_keys"))[0] == 1
     async with repo.transaction() as tx:
         assert (await tx.one("PRAGMA foreign_keys"))[0] == 1
@@ -118,14 +153,15 @@ async def test_foreign_keys_are_enforced_on_both_connections(repo: SQLiteRepo) -
             await tx.execute("INSERT INTO image_tags (tag_rid, seq) VALUES (999, 999)")
 
 
-async def test_reopening_keeps_data_and_does_not_rerun_migrations(tmp_path: Path) -> None:
-    path = tmp_path / "store.sqlite3"
-    async with SQLiteRepo(path) as first:
+async def test_reopening_keeps_data_and_does_not_rerun_migrations(
+    new_repo: Callable[[], Repo],
+) -> None:
+    async with new_repo() as first:
         await first.kv_set("kept", "yes")
         await first.upsert_tag("cat")
-    async with SQLiteRepo(path) as second:
+    async with new_repo() as second:
         # Re-running migration 1 would fail on CREATE TABLE of an existing table.
-        assert await second.schema_version() == len(MIGRATIONS)
+        assert await second.schema_version() == len(migrations(second))
         assert await second.kv_get("kept") == "yes"
         assert (await second.get_tag("cat")) is not None
 
@@ -150,9 +186,7 @@ async def test_a_store_from_a_newer_gazou_refuses_to_open(tmp_path: Path) -> Non
         assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) + 1
 
 
-async def test_bulk_load_inserts_rows_with_their_tags_artists_and_characters(
-    repo: SQLiteRepo, tmp_path: Path
-) -> None:
+async def test_bulk_load_inserts_rows_with_their_tags_artists_and_characters(repo: Repo) -> None:
     rows = [
         row(
             n,
@@ -169,24 +203,20 @@ async def test_bulk_load_inserts_rows_with_their_tags_artists_and_characters(
     assert image.artist is not None and image.artist.name == "artist 1"
     assert [c.name for c in image.characters] == ["Neko"]
     assert image.phash == rows[4].phash
-    assert pool_problems(tmp_path / "store.sqlite3") == []
+    assert await store_pool_problems(repo) == []
 
 
-async def test_bulk_load_puts_only_approved_rows_in_the_pools(
-    repo: SQLiteRepo, tmp_path: Path
-) -> None:
+async def test_bulk_load_puts_only_approved_rows_in_the_pools(repo: Repo) -> None:
     statuses = [Status.APPROVED, Status.PENDING, Status.REJECTED]
     rows = [row(n, tags=("cat",), status=statuses[n % 3]) for n in range(30)]
     await repo.bulk_load(rows)
     assert await repo.pool_size("all") == 10
     drawn = await repo.random_images(Filters(tags=("cat",)), 30)
     assert {i.id for i in drawn} == {r.id for r in rows if r.status is Status.APPROVED}
-    assert pool_problems(tmp_path / "store.sqlite3") == []
+    assert await store_pool_problems(repo) == []
 
 
-async def test_bulk_load_appends_to_a_store_that_already_has_images(
-    repo: SQLiteRepo, tmp_path: Path
-) -> None:
+async def test_bulk_load_appends_to_a_store_that_already_has_images(repo: Repo) -> None:
     first = await repo.insert_image(row(0, tags=("cat",), artist="Alice"))
     await repo.bulk_load([row(n, tags=("cat", "new"), artist="alice") for n in range(1, 6)])
     await repo.insert_image(row(6, tags=("cat",)))
@@ -196,11 +226,11 @@ async def test_bulk_load_appends_to_a_store_that_already_has_images(
     assert artist is not None and artist.images == 6
     page = await repo.search(SearchQuery(tags=("cat",), limit=100))
     assert page.total == 7 and page.images[-1].id == first.id
-    assert pool_problems(tmp_path / "store.sqlite3") == []
+    assert await store_pool_problems(repo) == []
 
 
 async def test_inserting_stored_bytes_again_raises_duplicate_with_the_stored_id(
-    repo: SQLiteRepo, tmp_path: Path
+    repo: Repo,
 ) -> None:
     first = await repo.insert_image(row(0, tags=("cat",)))
     with pytest.raises(DuplicateImage) as raised:
@@ -208,30 +238,31 @@ async def test_inserting_stored_bytes_again_raises_duplicate_with_the_stored_id(
     assert raised.value.existing_id == first.id
     assert await repo.pool_size("all") == 1
     assert await repo.get_tag("dog") is None
-    assert pool_problems(tmp_path / "store.sqlite3") == []
+    assert await store_pool_problems(repo) == []
 
 
-async def test_bulk_load_with_a_duplicate_stores_nothing(repo: SQLiteRepo, tmp_path: Path) -> None:
+async def test_bulk_load_with_a_duplicate_stores_nothing(repo: Repo) -> None:
     existing = row(0)
     await repo.insert_image(existing)
     rows = [row(n, tags=("cat",)) for n in range(1, 5)] + [replace(row(9), sha256=existing.sha256)]
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(INTEGRITY_ERRORS):
         await repo.bulk_load(rows)
     assert await repo.pool_size("all") == 1
     assert (await repo._one("SELECT COUNT(*) FROM images"))[0] == 1
     assert await repo.get_tag("cat") is None
-    assert pool_problems(tmp_path / "store.sqlite3") == []
+    assert await store_pool_problems(repo) == []
 
 
 async def test_bulk_load_leaves_the_write_ahead_log_folded_in(
-    repo: SQLiteRepo, tmp_path: Path
+    sqlite_repo: SQLiteRepo, tmp_path: Path
 ) -> None:
+    repo = sqlite_repo
     await repo.bulk_load([row(n, tags=("cat", "dog")) for n in range(2000)])
     assert (tmp_path / "store.sqlite3-wal").stat().st_size == 0
     assert await repo.pool_size("tag:1") == 2000
 
 
-async def test_integrity_check_of_a_healthy_store_is_empty(repo: SQLiteRepo) -> None:
+async def test_integrity_check_of_a_healthy_store_is_empty(repo: Repo) -> None:
     await repo.bulk_load([row(n, tags=("cat",)) for n in range(5)])
     assert await repo.integrity_check() == []
 
@@ -239,7 +270,7 @@ async def test_integrity_check_of_a_healthy_store_is_empty(repo: SQLiteRepo) -> 
 # ---- hydrating images: members shared across reads, never stale ------------------------
 
 
-async def test_images_share_their_tag_objects_until_something_changes(repo: SQLiteRepo) -> None:
+async def test_images_share_their_tag_objects_until_something_changes(repo: Repo) -> None:
     await repo.bulk_load(
         [
             row(1, tags=("cat", "Blue")),
@@ -258,7 +289,7 @@ async def test_images_share_their_tag_objects_until_something_changes(repo: SQLi
     assert [t.images for t in again[0].tags] == [1, 3]  # the approval is counted at once
 
 
-async def test_a_write_drops_the_remembered_members(repo: SQLiteRepo) -> None:
+async def test_a_write_drops_the_remembered_members(repo: Repo) -> None:
     await repo.bulk_load([row(1, tags=("cat", "dog"))])
     [seq] = [r[0] for r in await repo._all("SELECT seq FROM images")]
     [image] = await repo._images_by_seq([seq])
@@ -270,7 +301,7 @@ async def test_a_write_drops_the_remembered_members(repo: SQLiteRepo) -> None:
     assert [(t.name, t.description) for t in image.tags] == [("cat", "meow")]
 
 
-async def test_only_writes_that_may_touch_images_drop_the_members(repo: SQLiteRepo) -> None:
+async def test_only_writes_that_may_touch_images_drop_the_members(repo: Repo) -> None:
     await repo.bulk_load([row(1, tags=("cat",))])
     [seq] = [r[0] for r in await repo._all("SELECT seq FROM images")]
     [first] = await repo._images_by_seq([seq])
@@ -283,10 +314,9 @@ async def test_only_writes_that_may_touch_images_drop_the_members(repo: SQLiteRe
 
 
 async def test_changes_by_another_process_are_seen_within_a_second(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    new_repo: Callable[[], Repo], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path = tmp_path / "shared.sqlite3"
-    async with SQLiteRepo(path) as server, SQLiteRepo(path) as importer:
+    async with new_repo() as server, new_repo() as importer:
         await server.bulk_load([row(1, tags=("cat",))])
         [image] = (await server.search(SearchQuery())).images
         assert image.tags[0].images == 1
@@ -301,13 +331,11 @@ async def test_changes_by_another_process_are_seen_within_a_second(
 
 
 async def test_past_the_cap_the_tags_outlive_their_combinations(
-    repo: SQLiteRepo, monkeypatch: pytest.MonkeyPatch
+    repo: Repo, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import itertools
 
-    import storage.sqlite
-
-    monkeypatch.setattr(storage.sqlite, "CATALOGUE_CAP", 8)
+    monkeypatch.setattr(sys.modules[type(repo).__module__], "CATALOGUE_CAP", 8)
     combos = [c for k in (1, 2, 3) for c in itertools.combinations("abcd", k)]  # 14
     await repo.bulk_load([row(n, tags=combo) for n, combo in enumerate(combos)])
     seqs = [r[0] for r in await repo._all("SELECT seq FROM images ORDER BY seq")]
@@ -319,21 +347,21 @@ async def test_past_the_cap_the_tags_outlive_their_combinations(
     assert sorted(t.name for t in repo._cache.objects["tags"].values()) == list("abcd")
 
 
-async def test_an_expiring_value_is_gone_once_its_time_has_passed(repo: SQLiteRepo) -> None:
+async def test_an_expiring_value_is_gone_once_its_time_has_passed(repo: Repo) -> None:
     await repo.kv_set("lasting", "1")
     await repo.kv_set("fresh", "2", expires_in=timedelta(hours=1))
     await repo.kv_set("stale", "3", expires_in=timedelta(seconds=-1))
     assert [await repo.kv_get(k) for k in ("lasting", "fresh", "stale")] == ["1", "2", None]
 
 
-async def test_setting_a_value_again_replaces_its_expiry(repo: SQLiteRepo) -> None:
+async def test_setting_a_value_again_replaces_its_expiry(repo: Repo) -> None:
     await repo.kv_set("key", "old", expires_in=timedelta(seconds=-1))
     await repo.kv_set("key", "new")
     assert await repo.kv_get("key") == "new"
     assert await repo.kv_purge_expired() == 0
 
 
-async def test_purge_deletes_only_the_expired_values(repo: SQLiteRepo) -> None:
+async def test_purge_deletes_only_the_expired_values(repo: Repo) -> None:
     await repo.kv_set("lasting", "1")
     await repo.kv_set("fresh", "2", expires_in=timedelta(hours=1))
     for n in range(3):

@@ -1,0 +1,1659 @@
+"""The metadata repo on PostgreSQL (asyncpg, one connection pool).
+
+The same tables, pools and promises as the SQLite repo (storage/sqlite.py), for
+several gazou processes on several machines sharing one database:
+- writes that may touch images (ingest, moderation, likes, catalogue) take one
+  transaction-scoped advisory lock, so they run one at a time across every process,
+  as SQLite's single writer does: pools stay dense and names unique without retries;
+- every such write bumps the `changes` counter, which each process polls at most once
+  a second to drop its read cache (another process's writes show within a second);
+- reads go to any pooled connection and never wait for a write.
+
+SQL is written with `?` placeholders (as in the SQLite repo) and numbered for
+PostgreSQL by `_numbered`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random as _random
+import re
+import string
+import time
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from typing import Any
+
+import asyncpg
+
+from core.errors import (
+    Conflict,
+    DuplicateImage,
+    GazouError,
+    InvalidInput,
+    StorageFull,
+    StorageUnavailable,
+)
+from core.models import (
+    Album,
+    Artist,
+    Character,
+    Filters,
+    Image,
+    ImageFile,
+    NewImage,
+    Rating,
+    SearchPage,
+    SearchQuery,
+    Sort,
+    Stats,
+    Status,
+    Tag,
+    Token,
+    TokenRequest,
+    User,
+    new_id,
+)
+from storage.draws import PoolDraws
+from storage.postgres.schema import MIGRATIONS
+
+log = logging.getLogger(__name__)
+
+# Totals past this are reported as "at least" so a count never walks a huge set.
+TOTAL_CAP = 10_000
+# Tags, artists and characters kept by the read cache before it starts over.
+CATALOGUE_CAP = 50_000
+# How often (seconds) the read cache looks for changes made by another process.
+EXTERNAL_CHANGES_EVERY = 1.0
+# Advisory lock keys (any two constants gazou owns): one for writes that touch
+# images, one for migrations.
+WRITE_LOCK = 0x6761_7A6F_0001
+MIGRATE_LOCK = 0x6761_7A6F_0002
+# Connections per process; writes serialise on WRITE_LOCK, so more would only wait.
+POOL_MIN, POOL_MAX = 1, 10
+# What NOCASE (and PostgreSQL's lower() in the "C" collation) folds: ASCII letters.
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+_RATING = {r.value: r for r in Rating}
+_STATUS = {s.value: s for s in Status}
+_KINDS = ("tags", "artists", "characters")
+
+
+@lru_cache(maxsize=2048)
+def _numbered(sql: str) -> str:
+    """`?` placeholders as PostgreSQL's `$1, $2, ...` (no `?` appears otherwise)."""
+    counter = iter(range(1, 10_000))
+    return re.sub(r"\?", lambda _: f"${next(counter)}", sql)
+
+
+def _fold(name: str) -> str:
+    return name.translate(_ASCII_LOWER)
+
+
+def _rowcount(status: str) -> int:
+    """The row count of a command status such as `DELETE 3` or `INSERT 0 1`."""
+    tail = status.rsplit(" ", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
+
+
+def _storage_error(error: BaseException) -> GazouError | None:
+    """The domain error for a server or connection failure, else None: a full disk is
+    507; a server that is gone, read-only, starting or out of connections is 503."""
+    if isinstance(error, asyncpg.DiskFullError):
+        return StorageFull("The database is full: nothing was stored")
+    if isinstance(
+        error,
+        (
+            asyncpg.ReadOnlySQLTransactionError,
+            asyncpg.CannotConnectNowError,
+            asyncpg.TooManyConnectionsError,
+            asyncpg.AdminShutdownError,
+            asyncpg.CrashShutdownError,
+            asyncpg.ConnectionDoesNotExistError,
+            asyncpg.PostgresConnectionError,
+            asyncpg.InsufficientResourcesError,
+            ConnectionError,
+            TimeoutError,
+        ),
+    ):
+        return StorageUnavailable("The database cannot be reached: try again later")
+    return None
+
+
+def _ts(dt: datetime | None) -> float | None:
+    return None if dt is None else dt.timestamp()
+
+
+def _dt(value: float | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, UTC)
+
+
+def _signed64(value: int) -> int:
+    """BIGINT is signed: store an unsigned 64-bit hash in that range."""
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def _unsigned64(value: int) -> int:
+    return value + (1 << 64) if value < 0 else value
+
+
+def _quarters(phash: int) -> tuple[int, int, int, int]:
+    return tuple((phash >> s) & 0xFFFF for s in (48, 32, 16, 0))  # type: ignore[return-value]
+
+
+def _like_pattern(text: str) -> str:
+    """A substring LIKE pattern with the user's wildcards escaped."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _rid_list(key: str | int) -> list[int]:
+    return [key] if isinstance(key, int) else [int(rid) for rid in key.split(",")]
+
+
+_IMAGE_COLUMNS = """
+    i.seq, i.id, i.sha256, i.md5, i.phash, i.mimetype, i.extension, i.size, i.width,
+    i.height, i.aspect_ratio, i.orientation, i.dominant_color, i.animated,
+    i.thumbnail_size, i.rating, i.status, i.title, i.description, i.source_name,
+    i.source_url, i.original_filename, i.uploader_id, i.uploader_name, i.approver_id,
+    i.approver_name, i.likes, i.favorites, i.created_at, i.expires_at,
+    i.near_duplicate_of, i.artist_rid,
+    al.id AS album_id, al.name AS album_name, al.owner_id AS album_owner,
+    al.created_at AS album_created_at,
+    (SELECT string_agg(tag_rid::text, ',') FROM image_tags WHERE seq = i.seq) AS tag_rids,
+    (SELECT string_agg(character_rid::text, ',') FROM image_characters WHERE seq = i.seq)
+        AS character_rids
+"""
+_IMAGE_FROM = """
+    FROM images i
+    LEFT JOIN albums al ON al.rid = i.album_rid
+"""
+# The 35 columns an image row is written with, once (insert_image and bulk_load).
+_INSERT_COLUMNS = (
+    "id",
+    "sha256",
+    "md5",
+    "phash",
+    "ph0",
+    "ph1",
+    "ph2",
+    "ph3",
+    "mimetype",
+    "extension",
+    "size",
+    "width",
+    "height",
+    "aspect_ratio",
+    "orientation",
+    "dominant_color",
+    "animated",
+    "thumbnail_size",
+    "rating",
+    "status",
+    "title",
+    "description",
+    "source_name",
+    "source_url",
+    "original_filename",
+    "artist_rid",
+    "album_rid",
+    "uploader_id",
+    "uploader_name",
+    "approver_id",
+    "approver_name",
+    "created_at",
+    "expires_at",
+    "near_duplicate_of",
+)
+
+
+def _image_values(new: NewImage, artist_rid: int | None, album_rid: int | None) -> tuple[Any, ...]:
+    """A NewImage as the values of _INSERT_COLUMNS, in order."""
+    return (
+        new.id,
+        new.sha256,
+        new.md5,
+        _signed64(new.phash),
+        *_quarters(new.phash),
+        new.mimetype,
+        new.extension,
+        new.size,
+        new.width,
+        new.height,
+        new.aspect_ratio,
+        new.orientation,
+        new.dominant_color,
+        bool(new.animated),
+        new.thumbnail_size,
+        new.rating.value,
+        new.status.value,
+        new.title,
+        new.description,
+        new.source_name,
+        new.source_url,
+        new.original_filename,
+        artist_rid,
+        album_rid,
+        new.uploader.id if new.uploader else None,
+        new.uploader.name if new.uploader else None,
+        new.approver.id if new.approver else None,
+        new.approver.name if new.approver else None,
+        new.created_at.timestamp(),
+        _ts(new.expires_at),
+        new.near_duplicate_of,
+    )
+
+
+def _tag(row: asyncpg.Record) -> Tag:
+    return Tag(
+        id=row["id"],
+        name=row["name"],
+        description=row["description"],
+        nsfw=bool(row["nsfw"]),
+        created_at=_dt(row["created_at"]),  # type: ignore[arg-type]
+        images=row["images"] or 0,
+    )
+
+
+def _artist(row: asyncpg.Record) -> Artist:
+    return Artist(
+        id=row["id"],
+        name=row["name"],
+        url=row["url"],
+        created_at=_dt(row["created_at"]),  # type: ignore[arg-type]
+        images=row["images"] or 0,
+    )
+
+
+def _character(row: asyncpg.Record) -> Character:
+    return Character(
+        id=row["id"],
+        name=row["name"],
+        description=row["description"],
+        source=row["source"],
+        gender=row["gender"],
+        ages=tuple(json.loads(row["ages"])),
+        birth_date=row["birth_date"],
+        nationality=row["nationality"],
+        occupations=tuple(json.loads(row["occupations"])),
+        created_at=_dt(row["created_at"]),  # type: ignore[arg-type]
+        images=row["images"] or 0,
+    )
+
+
+_TAG_COLUMNS = (
+    "t.id, t.name, t.description, t.nsfw, t.created_at, "
+    "(SELECT size FROM pools WHERE name = 'tag:' || t.rid) AS images"
+)
+_ARTIST_COLUMNS = (
+    "a.id, a.name, a.url, a.created_at, "
+    "(SELECT size FROM pools WHERE name = 'artist:' || a.rid) AS images"
+)
+_CHARACTER_COLUMNS = (
+    "c.id, c.name, c.description, c.source, c.gender, c.ages, c.birth_date, c.nationality, "
+    "c.occupations, c.created_at, "
+    "(SELECT size FROM pools WHERE name = 'character:' || c.rid) AS images"
+)
+# What hydrating an image reads of its tags, artist and characters, by table.
+_MEMBERS: dict[str, tuple[str, str, Callable[[asyncpg.Record], Any]]] = {
+    "tags": ("t", _TAG_COLUMNS, _tag),
+    "artists": ("a", _ARTIST_COLUMNS, _artist),
+    "characters": ("c", _CHARACTER_COLUMNS, _character),
+}
+_TOKEN_COLUMNS = (
+    "id, owner_id, owner_name, purpose, scopes, issued_by, created_at, expires_at, "
+    "revoked_at, last_used_at"
+)
+_REQUEST_COLUMNS = (
+    "id, requester_id, requester_name, purpose, status, decided_by, created_at, "
+    "decided_at, token_id"
+)
+
+
+def _token(row: asyncpg.Record) -> Token:
+    return Token(
+        id=row["id"],
+        owner_id=row["owner_id"],
+        owner_name=row["owner_name"],
+        purpose=row["purpose"],
+        scopes=tuple(s for s in row["scopes"].split(" ") if s),
+        issued_by=row["issued_by"],
+        created_at=_dt(row["created_at"]),  # type: ignore[arg-type]
+        expires_at=_dt(row["expires_at"]),
+        revoked_at=_dt(row["revoked_at"]),
+        last_used_at=_dt(row["last_used_at"]),
+    )
+
+
+def _request(row: asyncpg.Record) -> TokenRequest:
+    return TokenRequest(
+        id=row["id"],
+        requester_id=row["requester_id"],
+        requester_name=row["requester_name"],
+        purpose=row["purpose"],
+        status=row["status"],
+        decided_by=row["decided_by"],
+        created_at=_dt(row["created_at"]),  # type: ignore[arg-type]
+        decided_at=_dt(row["decided_at"]),
+        token_id=row["token_id"],
+    )
+
+
+_FILE_COLUMNS = (
+    "id, extension, sha256, mimetype, size, thumbnail_size, status, uploader_id, expires_at"
+)
+
+
+def _image_file(row: asyncpg.Record) -> ImageFile:
+    return ImageFile(
+        id=row["id"],
+        extension=row["extension"],
+        sha256=row["sha256"],
+        mimetype=row["mimetype"],
+        size=row["size"],
+        thumbnail_size=row["thumbnail_size"],
+        status=_STATUS[row["status"]],
+        uploader_id=row["uploader_id"],
+        expires_at=_dt(row["expires_at"]),
+    )
+
+
+def _image(
+    r: asyncpg.Record,
+    artist: tuple[Any, ...],
+    tags: tuple[Any, ...],
+    characters: tuple[Any, ...],
+) -> Image:
+    return Image(
+        id=r["id"],
+        sha256=r["sha256"],
+        md5=r["md5"],
+        phash=_unsigned64(r["phash"]),
+        mimetype=r["mimetype"],
+        extension=r["extension"],
+        size=r["size"],
+        width=r["width"],
+        height=r["height"],
+        aspect_ratio=r["aspect_ratio"],
+        orientation=r["orientation"],
+        dominant_color=r["dominant_color"],
+        animated=r["animated"],
+        thumbnail_size=r["thumbnail_size"],
+        rating=_RATING[r["rating"]],
+        status=_STATUS[r["status"]],
+        title=r["title"],
+        description=r["description"],
+        source_name=r["source_name"],
+        source_url=r["source_url"],
+        original_filename=r["original_filename"],
+        uploader=User(r["uploader_id"], r["uploader_name"] or "")
+        if r["uploader_id"] is not None
+        else None,
+        approver=User(r["approver_id"], r["approver_name"] or "")
+        if r["approver_id"] is not None
+        else None,
+        likes=r["likes"],
+        favorites=r["favorites"],
+        created_at=_dt(r["created_at"]),  # type: ignore[arg-type]
+        expires_at=_dt(r["expires_at"]),
+        near_duplicate_of=r["near_duplicate_of"],
+        artist=artist[0] if artist else None,
+        album=Album(r["album_id"], r["album_name"], r["album_owner"], _dt(r["album_created_at"]))  # type: ignore[arg-type]
+        if r["album_id"] is not None
+        else None,
+        tags=tags,
+        characters=characters,
+    )
+
+
+class _ReadCache:
+    """Tags, artists and characters by rid, and the sorted member tuples of rid lists,
+    as hydrated images share them. All forgotten after every committed write that may
+    touch images, and when the `changes` counter shows another process wrote."""
+
+    def __init__(self) -> None:
+        self.generation = 0
+        self.counter: int | None = None
+        self.checked_at = float("-inf")
+        self.objects: dict[str, dict[int, Any]] = {}
+        self.sets: dict[str, dict[str | int | None, tuple[Any, ...]]] = {}
+        self.clear()
+
+    def clear(self) -> None:
+        self.generation += 1
+        for kind in _KINDS:
+            self.objects[kind] = {}
+            self.sets[kind] = {None: ()}
+
+    def keep(
+        self, kind: str, objects: dict[int, Any], sets: dict[str | int | None, tuple[Any, ...]]
+    ) -> None:
+        if len(self.objects[kind]) + len(objects) > CATALOGUE_CAP:
+            self.objects[kind] = {}
+        if len(self.sets[kind]) + len(sets) > CATALOGUE_CAP:
+            self.sets[kind] = {None: ()}
+        self.objects[kind].update(objects)
+        self.sets[kind].update(sets)
+
+
+class _Transaction:
+    """One transaction on a pooled connection. A write that may touch images first
+    takes WRITE_LOCK (held until COMMIT) and bumps the `changes` counter before it
+    commits. A non-durable one commits without waiting for the WAL flush, as the
+    SQLite repo's NORMAL synchronous mode does."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        on_commit: Callable[[], None] | None,
+        *,
+        durable: bool,
+    ) -> None:
+        self.pool = pool
+        self.on_commit = on_commit  # None: a write that leaves images alone
+        self.durable = durable
+        self.conn: asyncpg.Connection | None = None
+        self._tx: Any = None
+
+    async def __aenter__(self) -> _Transaction:
+        try:
+            self.conn = await self.pool.acquire()
+        except Exception as exc:
+            if (mapped := _storage_error(exc)) is not None:
+                raise mapped from exc
+            raise
+        try:
+            self._tx = self.conn.transaction()
+            await self._tx.start()
+            setup = []
+            if not self.durable:
+                setup.append("SET LOCAL synchronous_commit = off")
+            if self.on_commit is not None:
+                setup.append(f"SELECT pg_advisory_xact_lock({WRITE_LOCK})")
+            if setup:
+                await self.conn.execute(";".join(setup))
+        except BaseException as exc:
+            await self._finish(commit=False)
+            if (mapped := _storage_error(exc)) is not None:
+                raise mapped from exc
+            raise
+        return self
+
+    async def __aexit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        if exc is None:
+            try:
+                if self.on_commit is not None:
+                    await self.execute(
+                        "UPDATE changes SET counter = counter + 1 WHERE what = 'images'"
+                    )
+                await self._finish(commit=True)
+            except Exception as error:
+                await self._finish(commit=False)
+                if (mapped := _storage_error(error)) is not None:
+                    log.error("cannot write the database: %s", error)
+                    raise mapped from error
+                raise
+            if self.on_commit is not None:
+                self.on_commit()
+            return
+        await self._finish(commit=False)
+        if (mapped := _storage_error(exc)) is not None:
+            log.error("cannot write the database: %s", exc)
+            raise mapped from exc
+
+    async def _finish(self, *, commit: bool) -> None:
+        conn, tx = self.conn, self._tx
+        if conn is None:
+            return
+        self.conn = self._tx = None
+        try:
+            if tx is not None and not conn.is_closed():
+                if commit:
+                    await tx.commit()
+                else:
+                    try:
+                        await asyncio.shield(tx.rollback())
+                    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                        pass  # the connection is broken: the pool closes it
+        finally:
+            await asyncio.shield(self.pool.release(conn))
+
+    @property
+    def _conn(self) -> asyncpg.Connection:
+        assert self.conn is not None, "transaction is over"
+        return self.conn
+
+    async def execute(self, sql: str, params: Iterable[Any] = ()) -> str:
+        """Run one statement; its command status (e.g. `UPDATE 1`)."""
+        return await self._conn.execute(_numbered(sql), *params)
+
+    async def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> None:
+        await self._conn.executemany(_numbered(sql), [tuple(r) for r in rows])
+
+    async def all(self, sql: str, params: Iterable[Any] = ()) -> list[asyncpg.Record]:
+        return await self._conn.fetch(_numbered(sql), *params)
+
+    async def one(self, sql: str, params: Iterable[Any] = ()) -> asyncpg.Record | None:
+        return await self._conn.fetchrow(_numbered(sql), *params)
+
+    async def value(self, sql: str, params: Iterable[Any] = ()) -> Any:
+        return await self._conn.fetchval(_numbered(sql), *params)
+
+    async def copy(
+        self, table: str, columns: Sequence[str], records: list[tuple[Any, ...]]
+    ) -> None:
+        """COPY `records` into `table`: the fast path of bulk loads."""
+        if records:
+            await self._conn.copy_records_to_table(table, columns=list(columns), records=records)
+
+
+class PostgresRepo(PoolDraws):
+    """All metadata in one PostgreSQL database, shared by any number of processes."""
+
+    def __init__(self, url: str, *, min_size: int = POOL_MIN, max_size: int = POOL_MAX) -> None:
+        self.url = url
+        self._sizes = (min_size, max_size)
+        self._pool: asyncpg.Pool | None = None
+        self._rng = _random.Random()
+        self._cache = _ReadCache()
+
+    # ---- lifecycle -------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Connect the pool and migrate the schema forward (one process at a time)."""
+        try:
+            self._pool = await asyncpg.create_pool(
+                self.url, min_size=self._sizes[0], max_size=self._sizes[1]
+            )
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise StorageUnavailable(f"Cannot connect to the database: {exc}") from exc
+        try:
+            await self._migrate()
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        """Close the pool (idempotent)."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    async def __aenter__(self) -> PostgresRepo:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def schema_version(self) -> int:
+        """How many migrations have run."""
+        return await self.pool.fetchval("SELECT version FROM gazou_schema")
+
+    async def _migrate(self) -> None:
+        async with self.pool.acquire() as conn:
+            # Two processes starting at once: the second waits, then finds nothing to do.
+            await conn.execute(f"SELECT pg_advisory_lock({MIGRATE_LOCK})")
+            try:
+                await conn.execute(
+                    "CREATE TABLE IF NOT EXISTS gazou_schema (version INTEGER NOT NULL)"
+                )
+                version = await conn.fetchval("SELECT version FROM gazou_schema")
+                if version is None:
+                    await conn.execute("INSERT INTO gazou_schema (version) VALUES (0)")
+                    version = 0
+                if version > len(MIGRATIONS):
+                    raise RuntimeError(
+                        f"the database has schema version {version}, newer than this gazou "
+                        f"({len(MIGRATIONS)}); upgrade gazou"
+                    )
+                for number in range(version, len(MIGRATIONS)):
+                    async with conn.transaction():
+                        await conn.execute(MIGRATIONS[number])
+                        await conn.execute("UPDATE gazou_schema SET version = $1", number + 1)
+            finally:
+                await conn.execute(f"SELECT pg_advisory_unlock({MIGRATE_LOCK})")
+
+    # ---- small helpers ---------------------------------------------------------
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        assert self._pool is not None, "repo is not open"
+        return self._pool
+
+    async def _all(self, sql: str, params: Iterable[Any] = ()) -> list[asyncpg.Record]:
+        try:
+            return await self.pool.fetch(_numbered(sql), *params)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            if (mapped := _storage_error(exc)) is not None:
+                raise mapped from exc
+            raise
+
+    async def _one(self, sql: str, params: Iterable[Any] = ()) -> asyncpg.Record | None:
+        rows = await self._all(sql, params)
+        return rows[0] if rows else None
+
+    async def _value(self, sql: str, params: Iterable[Any] = ()) -> Any:
+        row = await self._one(sql, params)
+        return row[0] if row else None
+
+    def transaction(self, *, touches_images: bool = True, durable: bool = False) -> _Transaction:
+        """`async with repo.transaction() as tx:` one atomic write. Unless it says it
+        leaves images alone (tokens, requests, kv, what a member has seen), it runs
+        alone among such writes of every process and its commit drops the read cache.
+        A durable one waits for the WAL flush before returning."""
+        return _Transaction(
+            self.pool, self._cache.clear if touches_images else None, durable=durable
+        )
+
+    # ---- names -> ids ----------------------------------------------------------
+
+    @staticmethod
+    async def _get_or_create(tx: _Transaction, table: str, names: Iterable[str]) -> dict[str, int]:
+        """Row ids of `names` (folded) in `table`, creating the missing ones; names
+        differing only in ASCII case are one row, named by the first."""
+        names = list(dict.fromkeys(names))
+        if not names:
+            return {}
+        folded = [_fold(n) for n in names]
+        await tx.execute(
+            f"INSERT INTO {table} (id, name, created_at) "
+            "SELECT n.id, n.name, ?::float8 FROM unnest(?::text[], ?::text[]) WITH ORDINALITY "
+            "AS n(id, name, k) ORDER BY n.k ON CONFLICT ((lower(name))) DO NOTHING",
+            (time.time(), [new_id() for _ in names], names),
+        )
+        rows = await tx.all(
+            f"SELECT rid, lower(name) AS folded FROM {table} WHERE lower(name) = ANY(?::text[])",
+            (folded,),
+        )
+        return {r["folded"]: r["rid"] for r in rows}
+
+    async def _rids(self, table: str, keys: Iterable[str]) -> list[int | None]:
+        """Resolve ids or names (case-insensitive) to row ids; None for unknown ones."""
+        keys = list(keys)
+        if not keys:
+            return []
+        distinct = list(dict.fromkeys(keys))
+        folded = [_fold(k) for k in distinct]
+        by_id: dict[str, int] = {}
+        by_name: dict[str, int] = {}
+        for r in await self._all(
+            f"SELECT rid, id, lower(name) AS folded FROM {table} "
+            "WHERE id = ANY(?::text[]) OR lower(name) = ANY(?::text[])",
+            (distinct, folded),
+        ):
+            by_id[r["id"]] = r["rid"]
+            by_name[r["folded"]] = r["rid"]
+        return [by_id.get(k, by_name.get(_fold(k))) for k in keys]
+
+    async def unknown_tags(self, names: Iterable[str]) -> list[str]:
+        """Which of `names` name no tag."""
+        names = list(names)
+        rids = await self._rids("tags", names)
+        return [n for n, r in zip(names, rids, strict=True) if r is None]
+
+    # ---- pools -----------------------------------------------------------------
+
+    @staticmethod
+    async def _pool_names(tx: _Transaction, seq: int) -> list[str]:
+        row = await tx.one(
+            "SELECT i.rating, i.artist_rid, "
+            "ARRAY(SELECT tag_rid FROM image_tags WHERE seq = i.seq) AS tags, "
+            "ARRAY(SELECT character_rid FROM image_characters WHERE seq = i.seq) AS chars "
+            "FROM images i WHERE i.seq = ?",
+            (seq,),
+        )
+        assert row is not None
+        names = ["all", f"rating:{row['rating']}"]
+        if row["artist_rid"] is not None:
+            names.append(f"artist:{row['artist_rid']}")
+        names += [f"tag:{rid}" for rid in row["tags"]]
+        names += [f"character:{rid}" for rid in row["chars"]]
+        return names
+
+    async def _pool_add(self, tx: _Transaction, seq: int) -> None:
+        """Append the image to the end of each of its pools (creating new pools)."""
+        names = await self._pool_names(tx, seq)
+        await tx.execute(
+            "INSERT INTO pools (name, size) SELECT unnest(?::text[]), 0 "
+            "ON CONFLICT (name) DO NOTHING",
+            (names,),
+        )
+        await tx.execute(
+            "WITH grown AS (UPDATE pools SET size = size + 1 WHERE name = ANY(?::text[]) "
+            "RETURNING pool, size - 1 AS slot) "
+            "INSERT INTO pool_slots (pool, slot, seq) SELECT pool, slot, ?::int FROM grown",
+            (names, seq),
+        )
+
+    @staticmethod
+    async def _pool_remove(tx: _Transaction, seq: int) -> None:
+        """Take the image out of its pools, moving each pool's last member into the
+        freed slot so the numbering stays dense."""
+        members = await tx.all(
+            "SELECT s.pool, s.slot, p.size - 1 AS last FROM pool_slots s "
+            "JOIN pools p ON p.pool = s.pool WHERE s.seq = ?",
+            (seq,),
+        )
+        if not members:
+            return
+        pools = [m["pool"] for m in members]
+        moved = {
+            r["pool"]: r["seq"]
+            for r in await tx.all(
+                "DELETE FROM pool_slots s USING unnest(?::int[], ?::int[]) AS x(pool, slot) "
+                "WHERE s.pool = x.pool AND s.slot = x.slot RETURNING s.pool, s.seq",
+                (pools, [m["last"] for m in members]),
+            )
+        }
+        fill = [(m["pool"], m["slot"], moved[m["pool"]]) for m in members if m["slot"] != m["last"]]
+        if fill:
+            await tx.execute(
+                "UPDATE pool_slots s SET seq = x.moved "
+                "FROM unnest(?::int[], ?::int[], ?::int[]) AS x(pool, slot, moved) "
+                "WHERE s.pool = x.pool AND s.slot = x.slot",
+                ([f[0] for f in fill], [f[1] for f in fill], [f[2] for f in fill]),
+            )
+        await tx.execute("UPDATE pools SET size = size - 1 WHERE pool = ANY(?::int[])", (pools,))
+
+    async def _pool_sizes(self, names: Iterable[str]) -> dict[str, tuple[int, int]]:
+        names = list(names)
+        if not names:
+            return {}
+        rows = await self._all(
+            "SELECT name, pool, size FROM pools WHERE name = ANY(?::text[])", (names,)
+        )
+        return {r["name"]: (r["pool"], r["size"]) for r in rows}
+
+    async def pool_size(self, name: str) -> int:
+        """How many approved images a pool (`all`, `rating:sfw`, `tag:<rid>`...) holds."""
+        return await self._value("SELECT size FROM pools WHERE name = ?", (name,)) or 0
+
+    async def pool_problems(self) -> list[str]:
+        """Pools that do not number exactly their approved members 0..size-1."""
+        problems = []
+        for r in await self._all(
+            "SELECT p.name, p.size, COUNT(s.slot) AS n, MIN(s.slot) AS low, MAX(s.slot) AS high "
+            "FROM pools p LEFT JOIN pool_slots s ON s.pool = p.pool GROUP BY p.pool"
+        ):
+            if r["n"] != r["size"] or (r["size"] and (r["low"] != 0 or r["high"] != r["size"] - 1)):
+                problems.append(f"{r['name']}: size {r['size']}, {r['n']} slots")
+        for r in await self._all(
+            """WITH wanted AS (
+                   SELECT 'all' AS name, seq FROM images WHERE status = 'approved'
+                   UNION ALL SELECT 'rating:' || rating, seq FROM images
+                       WHERE status = 'approved'
+                   UNION ALL SELECT 'artist:' || artist_rid, seq FROM images
+                       WHERE status = 'approved' AND artist_rid IS NOT NULL
+                   UNION ALL SELECT 'tag:' || t.tag_rid, t.seq FROM image_tags t
+                       JOIN images i ON i.seq = t.seq WHERE i.status = 'approved'
+                   UNION ALL SELECT 'character:' || c.character_rid, c.seq
+                       FROM image_characters c JOIN images i ON i.seq = c.seq
+                       WHERE i.status = 'approved'),
+               held AS (SELECT p.name, s.seq FROM pool_slots s JOIN pools p ON p.pool = s.pool)
+               (SELECT 'extra' AS what, name, seq FROM (SELECT * FROM held EXCEPT ALL
+                   SELECT * FROM wanted) x)
+               UNION ALL
+               (SELECT 'missing', name, seq FROM (SELECT * FROM wanted EXCEPT ALL
+                   SELECT * FROM held) y)
+               ORDER BY 2, 3"""
+        ):
+            problems.append(f"{r['name']} {r['what']} seq {r['seq']}")
+        return problems
+
+    # ---- images: writes --------------------------------------------------------
+
+    async def insert_image(self, new: NewImage) -> Image:
+        """Insert an image with its tags, artist and characters in one transaction;
+        raises DuplicateImage (with the stored id) when its sha256 is already stored.
+        Durable: this commit is what acknowledges an upload."""
+        try:
+            await self._insert_image(new)
+        except asyncpg.UniqueViolationError:
+            # Two uploads of the same bytes raced; the other one won.
+            existing = await self.id_by_sha256(new.sha256)
+            if existing is None:
+                raise
+            raise DuplicateImage(existing) from None
+        image = await self.get_image(new.id)
+        assert image is not None
+        return image
+
+    async def _insert_image(self, new: NewImage) -> None:
+        async with self.transaction(durable=True) as tx:
+            # Writes of images run one at a time (WRITE_LOCK): known bytes are found here.
+            existing = await tx.value("SELECT id FROM images WHERE sha256 = ?", (new.sha256,))
+            if existing is not None:
+                raise DuplicateImage(existing)
+            artist_rid = None
+            if new.artist:
+                artist_rid = (await self._get_or_create(tx, "artists", [new.artist]))[
+                    _fold(new.artist)
+                ]
+            album_rid = None
+            if new.album_id:
+                album_rid = await tx.value("SELECT rid FROM albums WHERE id = ?", (new.album_id,))
+                if album_rid is None:
+                    raise InvalidInput("Unknown album", field="album_id")
+            marks = ",".join("?" * len(_INSERT_COLUMNS))
+            seq = await tx.value(
+                f"INSERT INTO images ({', '.join(_INSERT_COLUMNS)}) VALUES ({marks}) RETURNING seq",
+                _image_values(new, artist_rid, album_rid),
+            )
+            for table, link, column, names in (
+                ("tags", "image_tags", "tag_rid", new.tags),
+                ("characters", "image_characters", "character_rid", new.characters),
+            ):
+                rids = await self._get_or_create(tx, table, names)
+                if rids:
+                    await tx.execute(
+                        f"INSERT INTO {link} ({column}, seq) "
+                        "SELECT DISTINCT unnest(?::int[]), ?::int ON CONFLICT DO NOTHING",
+                        (list(rids.values()), seq),
+                    )
+            if new.status is Status.APPROVED:
+                await self._pool_add(tx, seq)
+
+    async def set_status(
+        self,
+        image_id: str,
+        status: Status,
+        approver: User | None,
+        *,
+        only_from: frozenset[Status] | None = None,
+    ) -> Status | None:
+        """Move an image to `status`, keeping the pools in step, only if its status is
+        in `only_from` (when given: checked in the same transaction); returns the status
+        it had, None if no such image."""
+        async with self.transaction(durable=status is Status.REJECTED) as tx:
+            row = await tx.one("SELECT seq, status FROM images WHERE id = ?", (image_id,))
+            if row is None:
+                return None
+            seq, old = row["seq"], _STATUS[row["status"]]
+            if only_from is not None and old not in only_from:
+                return old
+            await tx.execute(
+                "UPDATE images SET status = ?, approver_id = ?, approver_name = ? WHERE seq = ?",
+                (
+                    status.value,
+                    approver.id if approver else None,
+                    approver.name if approver else None,
+                    seq,
+                ),
+            )
+            if old is Status.APPROVED and status is not Status.APPROVED:
+                await self._pool_remove(tx, seq)
+            elif old is not Status.APPROVED and status is Status.APPROVED:
+                await self._pool_add(tx, seq)
+        return old
+
+    async def delete_image(self, image_id: str) -> Image | None:
+        """Delete an image row (and its memberships); returns what was deleted, None
+        if unknown, or if another process deleted it first (one sweeper wins)."""
+        image = await self.get_image(image_id)
+        if image is None:
+            return None
+        async with self.transaction(durable=True) as tx:
+            seq = await tx.value("SELECT seq FROM images WHERE id = ?", (image_id,))
+            if seq is None:
+                return None
+            await self._pool_remove(tx, seq)
+            await tx.execute("DELETE FROM images WHERE seq = ?", (seq,))
+        return image
+
+    async def bulk_load(self, rows: Iterable[NewImage], *, chunk: int = 50_000) -> int:
+        """Insert many image rows (no files) in one transaction with COPY: for
+        benchmarks and large imports. Keeps every invariant `insert_image` keeps;
+        `album_id` must name an existing album. Raises asyncpg's UniqueViolationError
+        (and stores nothing) on a duplicate id or sha256. Returns how many rows."""
+        async with self.transaction() as tx:
+            loaded = await self._bulk_load(tx, rows, chunk)
+        async with self.pool.acquire() as conn:
+            # Fresh planner statistics, as autovacuum would give a long-running server.
+            await conn.execute("ANALYZE")
+        return loaded
+
+    async def _bulk_load(self, tx: _Transaction, rows: Iterable[NewImage], chunk: int) -> int:
+        rids: dict[str, dict[str, int]] = {kind: {} for kind in _KINDS}
+        albums: dict[str, int] = {}
+        pools: dict[str, list[int]] = {
+            r["name"]: [r["pool"], r["size"]] for r in await tx.all("SELECT * FROM pools")
+        }
+        next_seq = await tx.value("SELECT COALESCE(MAX(seq), 0) + 1 FROM images")
+        loaded = 0
+        iterator = iter(rows)
+        while True:
+            batch = [new for _, new in zip(range(chunk), iterator, strict=False)]
+            if not batch:
+                break
+            # Catalogue names of the batch, created or looked up in one go per kind.
+            for kind, names in (
+                ("artists", {n.artist for n in batch if n.artist}),
+                ("tags", {t for n in batch for t in n.tags}),
+                ("characters", {c for n in batch for c in n.characters}),
+            ):
+                missing = [name for name in names if name not in rids[kind]]
+                found = await self._get_or_create(tx, kind, missing)
+                for name in missing:
+                    rids[kind][name] = found[_fold(name)]
+            image_rows, tag_rows, character_rows, slot_rows = [], [], [], []
+            for new in batch:
+                seq, next_seq = next_seq, next_seq + 1
+                artist_rid = rids["artists"][new.artist] if new.artist else None
+                album_rid = None
+                if new.album_id:
+                    if new.album_id not in albums:
+                        rid = await tx.value("SELECT rid FROM albums WHERE id = ?", (new.album_id,))
+                        if rid is None:
+                            raise InvalidInput("Unknown album", field="album_id")
+                        albums[new.album_id] = rid
+                    album_rid = albums[new.album_id]
+                image_rows.append((seq, *_image_values(new, artist_rid, album_rid)))
+                members = ["all", f"rating:{new.rating.value}"]
+                if artist_rid is not None:
+                    members.append(f"artist:{artist_rid}")
+                for tag_rid in dict.fromkeys(rids["tags"][t] for t in new.tags):
+                    tag_rows.append((tag_rid, seq))
+                    members.append(f"tag:{tag_rid}")
+                for char_rid in dict.fromkeys(rids["characters"][c] for c in new.characters):
+                    character_rows.append((char_rid, seq))
+                    members.append(f"character:{char_rid}")
+                if new.status is Status.APPROVED:
+                    for name in members:
+                        entry = pools.get(name)
+                        if entry is None:
+                            pool = await tx.value(
+                                "INSERT INTO pools (name, size) VALUES (?, 0) RETURNING pool",
+                                (name,),
+                            )
+                            entry = pools[name] = [pool, 0]
+                        slot_rows.append((entry[0], entry[1], seq))
+                        entry[1] += 1
+            await tx.copy("images", ("seq", *_INSERT_COLUMNS), image_rows)
+            await tx.copy("image_tags", ("tag_rid", "seq"), tag_rows)
+            await tx.copy("image_characters", ("character_rid", "seq"), character_rows)
+            await tx.copy("pool_slots", ("pool", "slot", "seq"), slot_rows)
+            loaded += len(batch)
+        if pools:
+            await tx.execute(
+                "UPDATE pools p SET size = x.size FROM unnest(?::int[], ?::int[]) AS x(pool, size) "
+                "WHERE p.pool = x.pool AND p.size <> x.size",
+                ([e[0] for e in pools.values()], [e[1] for e in pools.values()]),
+            )
+        # Seqs were given explicitly: move the identity past them.
+        await tx.execute(
+            "SELECT setval(pg_get_serial_sequence('images', 'seq'), "
+            "(SELECT COALESCE(MAX(seq), 0) + 1 FROM images), false)"
+        )
+        return loaded
+
+    async def set_like(self, image_id: str, user_id: str, kind: str, on: bool) -> int | None:
+        """Like/unlike (or favourite); returns the new count, None if no such image."""
+        column = {"like": "likes", "favorite": "favorites"}[kind]
+        async with self.transaction() as tx:
+            seq = await tx.value("SELECT seq FROM images WHERE id = ?", (image_id,))
+            if seq is None:
+                return None
+            if on:
+                delta = _rowcount(
+                    await tx.execute(
+                        "INSERT INTO likes (seq, user_id, kind, created_at) VALUES (?, ?, ?, ?) "
+                        "ON CONFLICT DO NOTHING",
+                        (seq, user_id, kind, time.time()),
+                    )
+                )
+            else:
+                delta = -_rowcount(
+                    await tx.execute(
+                        "DELETE FROM likes WHERE seq = ? AND user_id = ? AND kind = ?",
+                        (seq, user_id, kind),
+                    )
+                )
+            return await tx.value(
+                f"UPDATE images SET {column} = {column} + ? WHERE seq = ? RETURNING {column}",
+                (delta, seq),
+            )
+
+    async def has_liked(self, image_id: str, user_id: str, kind: str = "like") -> bool:
+        """Whether `user_id` has liked (or favourited) the image."""
+        row = await self._one(
+            "SELECT 1 FROM likes l JOIN images i ON i.seq = l.seq "
+            "WHERE i.id = ? AND l.user_id = ? AND l.kind = ?",
+            (image_id, user_id, kind),
+        )
+        return row is not None
+
+    # ---- images: reads ---------------------------------------------------------
+
+    async def _hydrate(self, rows: Sequence[asyncpg.Record]) -> list[Image]:
+        """Images from rows of _IMAGE_COLUMNS; their tags, characters and artist come
+        from the read cache (one query for whatever it lacks)."""
+        if not rows:
+            return []
+        artists = await self._members("artists", [r["artist_rid"] for r in rows])
+        tags = await self._members("tags", [r["tag_rids"] for r in rows])
+        characters = await self._members("characters", [r["character_rids"] for r in rows])
+        return [
+            _image(r, artist, tag_set, character_set)
+            for r, artist, tag_set, character_set in zip(
+                rows, artists, tags, characters, strict=True
+            )
+        ]
+
+    async def _members(self, kind: str, keys: Sequence[str | int | None]) -> list[tuple[Any, ...]]:
+        """For each key (a rid, a comma-separated list of rids, or None), the members it
+        names, sorted by name as NOCASE sorts; from the read cache, the rest in one
+        query, kept unless a write committed meanwhile."""
+        cache = await self._fresh_cache()
+        generation = cache.generation
+        sets = cache.sets[kind]
+        out = [sets.get(key) for key in keys]
+        missing = {key for key, found in zip(keys, out, strict=True) if found is None}
+        if not missing:
+            return out  # type: ignore[return-value]
+        known = cache.objects[kind]
+        rid_lists = {key: _rid_list(key) for key in missing if key is not None}
+        unknown = {rid for rids in rid_lists.values() for rid in rids if rid not in known}
+        fetched: dict[int, Any] = {}
+        if unknown:
+            alias, columns, build = _MEMBERS[kind]
+            for row in await self._all(
+                f"SELECT {alias}.rid AS rid, {columns} FROM {kind} {alias} "
+                f"WHERE {alias}.rid = ANY(?::int[])",
+                (list(unknown),),
+            ):
+                fetched[row["rid"]] = build(row)
+        built: dict[str | int | None, tuple[Any, ...]] = {None: ()}
+        for key, rids in rid_lists.items():
+            found = [m for m in (known.get(rid) or fetched.get(rid) for rid in rids) if m]
+            found.sort(key=lambda member: _fold(member.name))
+            built[key] = tuple(found)
+        if generation == cache.generation:
+            cache.keep(kind, fetched, built)
+        return [
+            found if found is not None else built[key] for key, found in zip(keys, out, strict=True)
+        ]
+
+    async def _fresh_cache(self) -> _ReadCache:
+        """The read cache, first dropped if any process changed images: its own
+        writes drop it at once, others' are noticed within EXTERNAL_CHANGES_EVERY."""
+        cache = self._cache
+        now = time.monotonic()
+        if now - cache.checked_at >= EXTERNAL_CHANGES_EVERY:
+            cache.checked_at = now
+            counter = await self._value("SELECT counter FROM changes WHERE what = 'images'")
+            if counter != cache.counter:
+                if cache.counter is not None:
+                    cache.clear()
+                cache.counter = counter
+        return cache
+
+    async def _images_by_seq(self, seqs: Sequence[int]) -> list[Image]:
+        """Images for `seqs`, in that order (those gone left out)."""
+        if not seqs:
+            return []
+        rows = await self._all(
+            f"SELECT {_IMAGE_COLUMNS} {_IMAGE_FROM} WHERE i.seq = ANY(?::int[])", (list(seqs),)
+        )
+        by_seq = {r["seq"]: r for r in rows}
+        return await self._hydrate([by_seq[s] for s in seqs if s in by_seq])
+
+    async def get_image(self, image_id: str) -> Image | None:
+        """One image by id, whatever its status."""
+        rows = await self._all(f"SELECT {_IMAGE_COLUMNS} {_IMAGE_FROM} WHERE i.id = ?", (image_id,))
+        images = await self._hydrate(rows)
+        return images[0] if images else None
+
+    async def get_file(self, image_id: str) -> ImageFile | None:
+        """What serving an image's bytes needs, by id, whatever its status."""
+        row = await self._one(f"SELECT {_FILE_COLUMNS} FROM images WHERE id = ?", (image_id,))
+        return _image_file(row) if row else None
+
+    async def id_by_sha256(self, sha256: str) -> str | None:
+        """The id of the image with these exact bytes, if stored."""
+        return await self._value("SELECT id FROM images WHERE sha256 = ?", (sha256,))
+
+    async def near_duplicate(self, phash: int, max_distance: int) -> str | None:
+        """The closest non-rejected image within `max_distance` bits (<= 3, the
+        distance the quarter index guarantees to find), or None."""
+        rows = await self._all(
+            "SELECT id, phash FROM images WHERE status <> 'rejected' AND "
+            "(ph0 = ? OR ph1 = ? OR ph2 = ? OR ph3 = ?)",
+            _quarters(phash),
+        )
+        best: tuple[int, str] | None = None
+        for r in rows:
+            distance = (phash ^ _unsigned64(r["phash"])).bit_count()
+            if distance <= max_distance and (best is None or distance < best[0]):
+                best = (distance, r["id"])
+        return best[1] if best else None
+
+    async def files_with_prefix(self, prefix: str) -> list[tuple[str, str]]:
+        """(id, extension) of every image whose id starts with `prefix` and that has
+        files (a rejected image's are removed)."""
+        upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        return [
+            (r["id"], r["extension"])
+            for r in await self._all(
+                "SELECT id, extension FROM images WHERE id >= ? AND id < ? "
+                "AND status <> 'rejected'",
+                (prefix, upper),
+            )
+        ]
+
+    async def expired_ids(self, now: datetime, limit: int = 500) -> list[str]:
+        """Ids of images whose expires_at has passed."""
+        rows = await self._all(
+            "SELECT id FROM images WHERE expires_at IS NOT NULL AND expires_at <= ? LIMIT ?",
+            (now.timestamp(), limit),
+        )
+        return [r["id"] for r in rows]
+
+    # ---- random (the planner is storage/draws.py) --------------------------------
+
+    async def random_files(self, filters: Filters, count: int) -> list[ImageFile]:
+        """Up to `count` distinct approved images drawn uniformly from those matching
+        `filters`, as ImageFile: `random_images` without loading their metadata."""
+        plan = await self._filter_plan(filters)
+        if plan is None or count <= 0:
+            return []
+        seqs = await self._draw(plan, count)
+        if not seqs:
+            return []
+        rows = await self._all(
+            f"SELECT seq, {_FILE_COLUMNS} FROM images WHERE seq = ANY(?::int[])", (seqs,)
+        )
+        by_seq = {r["seq"]: _image_file(r) for r in rows}
+        return [by_seq[s] for s in seqs if s in by_seq]
+
+    @staticmethod
+    async def _mark_seen(tx: _Transaction, user_id: str, key: str, seqs: list[int]) -> None:
+        await tx.execute(
+            "INSERT INTO seen (user_id, filter_key, seq) SELECT ?, ?, unnest(?::int[]) "
+            "ON CONFLICT DO NOTHING",
+            (user_id, key, seqs),
+        )
+
+    async def _accept(
+        self, picks: list[tuple[int, int]], where: list[str], params: list[Any]
+    ) -> list[int]:
+        """The seqs at `picks` that satisfy `where`, in pick order."""
+        if not picks:
+            return []
+        cond = "".join(f" AND {w}" for w in where)
+        rows = await self._all(
+            "SELECT s.seq FROM unnest(?::int[], ?::int[]) WITH ORDINALITY AS p(pool, slot, n) "
+            "JOIN pool_slots s ON s.pool = p.pool AND s.slot = p.slot "
+            f"JOIN images i ON i.seq = s.seq WHERE TRUE{cond} ORDER BY p.n",
+            ([p for p, _ in picks], [s for _, s in picks], *params),
+        )
+        return [r[0] for r in rows]
+
+    async def _scan(
+        self, pool_names: list[str], where: list[str], params: list[Any], exclude: set[int]
+    ) -> list[int]:
+        cond = "".join(f" AND {w}" for w in where)
+        rows = await self._all(
+            "SELECT s.seq FROM pools p JOIN pool_slots s ON s.pool = p.pool "
+            f"JOIN images i ON i.seq = s.seq WHERE p.name = ANY(?::text[]){cond}",
+            (pool_names, *params),
+        )
+        return [r[0] for r in rows if r[0] not in exclude]
+
+    # ---- search ----------------------------------------------------------------
+
+    async def search(self, query: SearchQuery, *, count_total: bool = True) -> SearchPage:
+        """Filter, sort and page images with indexed queries; totals past TOTAL_CAP
+        are lower bounds."""
+        if query.image_id is not None:
+            image = await self.get_image(query.image_id)
+            found = [image] if image and image.status in query.statuses else []
+            return SearchPage(found, len(found), True, query.skip, query.limit)
+        where = ["i.status = ANY(?::text[])"]
+        params: list[Any] = [sorted(s.value for s in query.statuses)]
+        # Each constraint names the pool that holds exactly its matches, or None; a
+        # query of approved images with at most one pooled constraint has an O(1) total.
+        constraints: list[str | None] = []
+        drive: tuple[int, int] | None = None  # (tag rid, pool size) to drive the scan from
+        rids = await self._rids("tags", [*query.tags, *query.exclude_tags])
+        tag_rids, exclude_rids = rids[: len(query.tags)], rids[len(query.tags) :]
+        if any(r is None for r in tag_rids):
+            return SearchPage([], 0, True, query.skip, query.limit)
+        sizes = await self._pool_sizes([f"tag:{r}" for r in tag_rids])
+        for rid in tag_rids:
+            size = sizes.get(f"tag:{rid}", (0, 0))[1]
+            if drive is None or size < drive[1]:
+                drive = (rid, size)  # type: ignore[assignment]
+            constraints.append(f"tag:{rid}")
+        for rid in tag_rids:
+            if drive and rid != drive[0]:
+                where.append(
+                    "EXISTS (SELECT 1 FROM image_tags x WHERE x.tag_rid = ? AND x.seq = i.seq)"
+                )
+                params.append(rid)
+        for rid in exclude_rids:
+            if rid is not None:
+                where.append(
+                    "NOT EXISTS (SELECT 1 FROM image_tags x WHERE x.tag_rid = ? AND x.seq = i.seq)"
+                )
+                params.append(rid)
+                constraints.append(None)
+        ratings = sorted(str(r) for r in query.ratings)
+        if ratings and len(ratings) < len(Rating):
+            where.append("i.rating = ANY(?::text[])")
+            params.append(ratings)
+            constraints.append(f"rating:{ratings[0]}" if len(ratings) == 1 else None)
+        if query.artist_id:
+            (rid,) = await self._rids("artists", [query.artist_id])
+            if rid is None:
+                return SearchPage([], 0, True, query.skip, query.limit)
+            where.append("i.artist_rid = ?")
+            params.append(rid)
+            constraints.append(f"artist:{rid}")
+        if query.artist:
+            where.append(
+                "i.artist_rid IN (SELECT rid FROM artists WHERE lower(name) LIKE ? ESCAPE '\\')"
+            )
+            params.append(_fold(_like_pattern(query.artist)))
+            constraints.append(None)
+        if query.character:
+            (rid,) = await self._rids("characters", [query.character])
+            if rid is None:
+                return SearchPage([], 0, True, query.skip, query.limit)
+            where.append(
+                "EXISTS (SELECT 1 FROM image_characters x WHERE x.character_rid = ? "
+                "AND x.seq = i.seq)"
+            )
+            params.append(rid)
+            constraints.append(f"character:{rid}")
+        for sql, value in (
+            (
+                "(i.uploader_id = ? OR lower(i.uploader_name) = ?)",
+                [query.uploader, _fold(query.uploader)] if query.uploader else None,
+            ),
+            (
+                "i.album_rid = (SELECT rid FROM albums WHERE id = ?)",
+                [query.album_id] if query.album_id else None,
+            ),
+            (
+                "i.created_at < ?",
+                [query.posted_before.timestamp()] if query.posted_before else None,
+            ),
+            ("i.created_at > ?", [query.posted_after.timestamp()] if query.posted_after else None),
+        ):
+            if value is not None:
+                where.append(sql)
+                params.extend(value)
+                constraints.append(None)
+        pool_exact: str | None = None
+        if query.statuses == {Status.APPROVED} and len(constraints) <= 1:
+            pool_exact = constraints[0] if constraints else "all"
+
+        if drive is not None:
+            source = "image_tags d JOIN images i ON i.seq = d.seq"
+            where.insert(0, "d.tag_rid = ?")
+            params.insert(0, drive[0])
+            seq_col = "d.seq"
+        else:
+            source = "images i"
+            seq_col = "i.seq"
+        order = {
+            Sort.NEWEST: f"{seq_col} DESC",
+            Sort.OLDEST: f"{seq_col} ASC",
+            Sort.LIKES: f"i.likes DESC, {seq_col} DESC",
+            Sort.RELEVANCE: f"(i.likes + i.favorites) DESC, {seq_col} DESC",
+        }[query.sort]
+        cond = " AND ".join(where)
+        rows = await self._all(
+            f"SELECT {seq_col} FROM {source} WHERE {cond} ORDER BY {order} LIMIT ? OFFSET ?",
+            [*params, query.limit, query.skip],
+        )
+        images = await self._images_by_seq([r[0] for r in rows])
+        total, exact = query.skip + len(images), len(images) < query.limit
+        # An empty page past the end says only that the total is at most `skip`: count it
+        # even when not asked to.
+        past_the_end = query.skip > 0 and not images
+        if past_the_end or (count_total and len(images) == query.limit):
+            if pool_exact is not None:
+                total, exact = await self.pool_size(pool_exact), True
+            else:
+                total = await self._value(
+                    f"SELECT COUNT(*) FROM (SELECT 1 FROM {source} WHERE {cond} LIMIT ?) AS m",
+                    [*params, TOTAL_CAP + 1],
+                )
+                exact = total <= TOTAL_CAP
+                total = min(total, TOTAL_CAP)
+        return SearchPage(images, total, exact, query.skip, query.limit)
+
+    # ---- tags, artists, characters, albums --------------------------------------
+
+    async def _named_list(
+        self, table: str, alias: str, columns: str, pattern: str | None, offset: int, limit: int
+    ) -> tuple[list[asyncpg.Record], int]:
+        # SQLite's LIKE: ASCII case-insensitive, with no escape character.
+        where, params = "", []
+        if pattern is not None:
+            where, params = f"WHERE lower({alias}.name) LIKE ? ESCAPE ''", [_fold(pattern)]
+        rows = await self._all(
+            f"SELECT {columns} FROM {table} {alias} {where} "
+            f"ORDER BY lower({alias}.name) LIMIT ? OFFSET ?",
+            [*params, limit, offset],
+        )
+        total = await self._value(f"SELECT COUNT(*) FROM {table} {alias} {where}", params)
+        return rows, total
+
+    async def list_tags(
+        self, pattern: str | None = None, offset: int = 0, limit: int = 25
+    ) -> tuple[list[Tag], int]:
+        """Tags whose name is LIKE `pattern` (None = all), by name, with the total."""
+        rows, total = await self._named_list("tags", "t", _TAG_COLUMNS, pattern, offset, limit)
+        return [_tag(r) for r in rows], total
+
+    async def list_artists(
+        self, pattern: str | None = None, offset: int = 0, limit: int = 25
+    ) -> tuple[list[Artist], int]:
+        """Artists whose name is LIKE `pattern`, by name, with the total."""
+        rows, total = await self._named_list(
+            "artists", "a", _ARTIST_COLUMNS, pattern, offset, limit
+        )
+        return [_artist(r) for r in rows], total
+
+    async def list_characters(
+        self, pattern: str | None = None, offset: int = 0, limit: int = 25
+    ) -> tuple[list[Character], int]:
+        """Characters whose name is LIKE `pattern`, by name, with the total."""
+        rows, total = await self._named_list(
+            "characters", "c", _CHARACTER_COLUMNS, pattern, offset, limit
+        )
+        return [_character(r) for r in rows], total
+
+    async def _get_named(self, table: str, alias: str, columns: str, key: str) -> Any:
+        return await self._one(
+            f"SELECT {columns} FROM {table} {alias} "
+            f"WHERE {alias}.id = ? OR lower({alias}.name) = ? LIMIT 1",
+            (key, _fold(key)),
+        )
+
+    async def get_tag(self, key: str) -> Tag | None:
+        """A tag by id or name."""
+        row = await self._get_named("tags", "t", _TAG_COLUMNS, key)
+        return _tag(row) if row else None
+
+    async def get_artist(self, key: str) -> Artist | None:
+        """An artist by id or name."""
+        row = await self._get_named("artists", "a", _ARTIST_COLUMNS, key)
+        return _artist(row) if row else None
+
+    async def get_character(self, key: str) -> Character | None:
+        """A character by id or name."""
+        row = await self._get_named("characters", "c", _CHARACTER_COLUMNS, key)
+        return _character(row) if row else None
+
+    async def upsert_tag(self, name: str, description: str = "", nsfw: bool = False) -> Tag:
+        """Create a tag, or update its description and nsfw flag."""
+        async with self.transaction() as tx:
+            rid = (await self._get_or_create(tx, "tags", [name]))[_fold(name)]
+            await tx.execute(
+                "UPDATE tags SET description = ?, nsfw = ? WHERE rid = ?", (description, nsfw, rid)
+            )
+        tag = await self.get_tag(name)
+        assert tag is not None
+        return tag
+
+    async def upsert_artist(self, name: str, url: str | None = None) -> Artist:
+        """Create an artist, or update their URL."""
+        async with self.transaction() as tx:
+            rid = (await self._get_or_create(tx, "artists", [name]))[_fold(name)]
+            await tx.execute("UPDATE artists SET url = ? WHERE rid = ?", (url, rid))
+        artist = await self.get_artist(name)
+        assert artist is not None
+        return artist
+
+    async def upsert_character(self, name: str, **fields: Any) -> Character:
+        """Create a character, or update the given descriptive fields."""
+        allowed = {
+            "description",
+            "source",
+            "gender",
+            "ages",
+            "birth_date",
+            "nationality",
+            "occupations",
+        }
+        unknown = set(fields) - allowed
+        if unknown:
+            raise InvalidInput(f"Unknown character fields: {', '.join(sorted(unknown))}")
+        async with self.transaction() as tx:
+            rid = (await self._get_or_create(tx, "characters", [name]))[_fold(name)]
+            for key, value in fields.items():
+                if key in ("ages", "occupations"):
+                    value = json.dumps(list(value))
+                await tx.execute(f"UPDATE characters SET {key} = ? WHERE rid = ?", (value, rid))
+        character = await self.get_character(name)
+        assert character is not None
+        return character
+
+    async def create_album(self, name: str, owner_id: str | None) -> Album:
+        """A new album."""
+        album_id, now = new_id(), time.time()
+        async with self.transaction() as tx:
+            await tx.execute(
+                "INSERT INTO albums (id, name, owner_id, created_at) VALUES (?, ?, ?, ?)",
+                (album_id, name, owner_id, now),
+            )
+        return Album(album_id, name, owner_id, _dt(now))  # type: ignore[arg-type]
+
+    async def get_album(self, album_id: str) -> Album | None:
+        """An album by id."""
+        row = await self._one(
+            "SELECT id, name, owner_id, created_at FROM albums WHERE id = ?", (album_id,)
+        )
+        return Album(row[0], row[1], row[2], _dt(row[3])) if row else None  # type: ignore[arg-type]
+
+    # ---- stats -----------------------------------------------------------------
+
+    async def stats(self) -> Stats:
+        """Counts over approved images (ratings from the pools, O(1) each)."""
+        sizes = {
+            r["name"]: r["size"]
+            for r in await self._all(
+                "SELECT name, size FROM pools WHERE name = 'all' OR name LIKE 'rating:%'"
+            )
+        }
+        by_rating = {r.value: sizes.get(f"rating:{r.value}", 0) for r in Rating}
+        by_orientation = {o: 0 for o in ("landscape", "portrait", "square")}
+        for r in await self._all(
+            "SELECT orientation, COUNT(*) AS n FROM images WHERE status = 'approved' "
+            "GROUP BY orientation"
+        ):
+            by_orientation[r["orientation"]] = r["n"]
+        by_resolution: dict[str, int] = {}
+        for r in await self._all(
+            """SELECT CASE WHEN width::bigint * height >= 3840 * 2160 THEN '4k'
+                      WHEN width::bigint * height >= 1920 * 1080 THEN '1080p'
+                      WHEN width::bigint * height >= 1280 * 720 THEN '720p'
+                      ELSE 'sd' END AS r, COUNT(*) AS n
+               FROM images WHERE status = 'approved' GROUP BY 1"""
+        ):
+            by_resolution[r["r"]] = r["n"]
+        counts = await self._one(
+            "SELECT (SELECT COUNT(*) FROM images WHERE status = 'pending') AS pending, "
+            "(SELECT COUNT(*) FROM artists) AS artists, "
+            "(SELECT COUNT(*) FROM characters) AS characters, "
+            "(SELECT COUNT(*) FROM tags) AS categories"
+        )
+        assert counts is not None
+        return Stats(
+            images=sizes.get("all", 0),
+            by_rating=by_rating,
+            by_orientation=by_orientation,
+            by_resolution=by_resolution,
+            pending=counts["pending"],
+            artists=counts["artists"],
+            characters=counts["characters"],
+            categories=counts["categories"],
+        )
+
+    # ---- tokens ----------------------------------------------------------------
+
+    async def insert_token(self, token: Token, secret_sha256: bytes) -> None:
+        """Store a token by the hash of its secret (never the secret itself)."""
+        async with self.transaction(touches_images=False, durable=True) as tx:
+            await tx.execute(
+                f"INSERT INTO tokens ({_TOKEN_COLUMNS}, secret_sha256) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    token.id,
+                    token.owner_id,
+                    token.owner_name,
+                    token.purpose,
+                    " ".join(token.scopes),
+                    token.issued_by,
+                    _ts(token.created_at),
+                    _ts(token.expires_at),
+                    None,
+                    None,
+                    secret_sha256,
+                ),
+            )
+
+    async def token_by_hash(self, secret_sha256: bytes) -> tuple[Token, bytes] | None:
+        """The token whose secret hashes to `secret_sha256`, with the stored hash."""
+        row = await self._one(
+            f"SELECT {_TOKEN_COLUMNS}, secret_sha256 FROM tokens WHERE secret_sha256 = ?",
+            (secret_sha256,),
+        )
+        return (_token(row), bytes(row["secret_sha256"])) if row else None
+
+    async def get_token(self, token_id: str) -> Token | None:
+        """A token by id."""
+        row = await self._one(f"SELECT {_TOKEN_COLUMNS} FROM tokens WHERE id = ?", (token_id,))
+        return _token(row) if row else None
+
+    async def touch_token(self, token_id: str, when: datetime) -> None:
+        """Record a use."""
+        async with self.transaction(touches_images=False) as tx:
+            await tx.execute(
+                "UPDATE tokens SET last_used_at = ? WHERE id = ?", (when.timestamp(), token_id)
+            )
+
+    async def revoke_token(self, token_id: str, when: datetime) -> bool:
+        """Revoke; False if unknown or already revoked."""
+        async with self.transaction(touches_images=False, durable=True) as tx:
+            status = await tx.execute(
+                "UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                (when.timestamp(), token_id),
+            )
+        return _rowcount(status) == 1
+
+    async def list_tokens(self, owner_id: str | None = None) -> list[Token]:
+        """Every token (or one owner's), newest first."""
+        if owner_id is None:
+            rows = await self._all(f"SELECT {_TOKEN_COLUMNS} FROM tokens ORDER BY created_at DESC")
+        else:
+            rows = await self._all(
+                f"SELECT {_TOKEN_COLUMNS} FROM tokens WHERE owner_id = ? ORDER BY created_at DESC",
+                (owner_id,),
+            )
+        return [_token(r) for r in rows]
+
+    # ---- token requests ----------------------------------------------------------
+
+    async def create_token_request(self, requester: User, purpose: str) -> TokenRequest:
+        """File a request; Conflict if the member already has one pending."""
+        request_id, now = new_id(), time.time()
+        try:
+            async with self.transaction(touches_images=False) as tx:
+                await tx.execute(
+                    f"INSERT INTO token_requests ({_REQUEST_COLUMNS}) "
+                    "VALUES (?, ?, ?, ?, 'pending', NULL, ?, NULL, NULL)",
+                    (request_id, requester.id, requester.name, purpose, now),
+                )
+        except asyncpg.UniqueViolationError:
+            raise Conflict("You already have a token request waiting for an owner.") from None
+        request = await self.get_token_request(request_id)
+        assert request is not None
+        return request
+
+    async def get_token_request(self, request_id: str) -> TokenRequest | None:
+        """A request by id."""
+        row = await self._one(
+            f"SELECT {_REQUEST_COLUMNS} FROM token_requests WHERE id = ?", (request_id,)
+        )
+        return _request(row) if row else None
+
+    async def decide_token_request(
+        self, request_id: str, status: str, decided_by: str, token_id: str | None
+    ) -> bool:
+        """Approve or deny a pending request; False if it was no longer pending."""
+        async with self.transaction(touches_images=False) as tx:
+            done = await tx.execute(
+                "UPDATE token_requests SET status = ?, decided_by = ?, decided_at = ?, "
+                "token_id = ? WHERE id = ? AND status = 'pending'",
+                (status, decided_by, time.time(), token_id, request_id),
+            )
+        return _rowcount(done) == 1
+
+    async def list_token_requests(self, status: str | None = "pending") -> list[TokenRequest]:
+        """Requests (pending by default), oldest first."""
+        if status is None:
+            rows = await self._all(
+                f"SELECT {_REQUEST_COLUMNS} FROM token_requests ORDER BY created_at"
+            )
+        else:
+            rows = await self._all(
+                f"SELECT {_REQUEST_COLUMNS} FROM token_requests WHERE status = ? "
+                "ORDER BY created_at",
+                (status,),
+            )
+        return [_request(r) for r in rows]
+
+    # ---- key/value ---------------------------------------------------------------
+
+    async def kv_get(self, key: str) -> str | None:
+        """A small persisted value; None when absent or expired."""
+        return await self._value(
+            "SELECT value FROM kv WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)",
+            (key, time.time()),
+        )
+
+    async def kv_set(self, key: str, value: str, *, expires_in: timedelta | None = None) -> None:
+        """Persist a small value, for good or for `expires_in`."""
+        expires_at = time.time() + expires_in.total_seconds() if expires_in else None
+        async with self.transaction(touches_images=False) as tx:
+            await tx.execute(
+                "INSERT INTO kv (key, value, expires_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value, "
+                "expires_at = excluded.expires_at",
+                (key, value, expires_at),
+            )
+
+    async def kv_purge_expired(self, now: datetime | None = None) -> int:
+        """Delete the values whose expiry has passed; returns how many. Processes
+        purging at once each delete distinct rows (locked rows are skipped)."""
+        when = (now or datetime.now(UTC)).timestamp()
+        async with self.transaction(touches_images=False) as tx:
+            status = await tx.execute(
+                "DELETE FROM kv WHERE key IN (SELECT key FROM kv WHERE expires_at IS NOT NULL "
+                "AND expires_at <= ? FOR UPDATE SKIP LOCKED)",
+                (when,),
+            )
+        return _rowcount(status)
+
+    async def integrity_check(self) -> list[str]:
+        """Pools that are not dense and exact, and rows whose references dangle;
+        empty when healthy (PostgreSQL enforces its own storage's integrity)."""
+        problems = await self.pool_problems()
+        for table, column, parent in (
+            ("pool_slots", "seq", "images"),
+            ("pool_slots", "pool", "pools"),
+        ):
+            key = "pool" if parent == "pools" else "seq"
+            orphans = await self._value(
+                f"SELECT COUNT(*) FROM {table} c WHERE NOT EXISTS "
+                f"(SELECT 1 FROM {parent} p WHERE p.{key} = c.{column})"
+            )
+            if orphans:
+                problems.append(f"{orphans} {table} row(s) with no {parent} row")
+        return problems
