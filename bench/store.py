@@ -1,14 +1,19 @@
-"""Store benchmark, run by hand: `.venv/bin/python bench/store.py [--quick]`.
+"""Store benchmark, run by hand: `.venv/bin/python bench/store.py [--quick]
+[--backend sqlite|postgres] [--database-url postgresql://...]`.
 
-Fills a store with 1,000 and with 1,000,000 image rows (rows only, through
-SQLiteRepo.bulk_load) and prints the median latency of random, search and get at
-both sizes with the ratio large/small (the target is < 1.5: the pools make a draw
+Fills a store with 1,000 and with 1,000,000 image rows (rows only, through the
+repo's bulk_load: SQLite inserts, PostgreSQL COPY) and prints the median latency of
+random, search and get at both sizes with the ratio large/small (the target is < 1.5:
+the pools make a draw
 cost the same whatever the size), then, at the large size, the same draw done with
 `ORDER BY RANDOM()` as most peer services do. It also ingests real 2 MP and 24 MP
 JPEGs through ImageService.ingest and reports images per second and the longest
 event-loop stall a 5 ms ticker saw meanwhile (target < 20 ms).
 
---quick uses 1,000 and 100,000 rows and fewer repetitions."""
+--quick uses 1,000 and 100,000 rows and fewer repetitions. With `--backend postgres`
+the stores are databases created on the server of --database-url (a role allowed to
+CREATE DATABASE), or, without it, on a throwaway PostgreSQL 15 cluster started in a
+temporary folder (tests/pg_server.py: fsync off, which changes writes, not reads)."""
 
 from __future__ import annotations
 
@@ -40,7 +45,10 @@ from core.models import Filters, IngestMetadata, NewImage, Rating, SearchQuery, 
 from core.services import image_executor
 from core.settings import DEFAULT_IMAGE_WORKERS
 from storage.blobs import FileBlobStore
+from storage.postgres import PostgresRepo
 from storage.sqlite import SQLiteRepo
+
+Repo = SQLiteRepo | PostgresRepo
 
 TAG_COUNT = 50
 # Tag i is picked with weight 1/(i + 10): the commonest lands on ~20% of images, the
@@ -124,13 +132,56 @@ class BenchStore:
 
     rows: int
     fill_s: float
-    repo: SQLiteRepo
+    repo: Repo
     images: ImageService
     executor: ThreadPoolExecutor
     ids: list[str]
 
 
-def service_over(repo: SQLiteRepo, root: Path, executor: ThreadPoolExecutor) -> ImageService:
+class Stores:
+    """Where the benchmark's stores are made: SQLite files in a folder, or new
+    databases on one PostgreSQL server."""
+
+    def __init__(self, backend: str, folder: Path, server_url: str | None) -> None:
+        self.backend, self.folder, self.server_url = backend, folder, server_url
+        self.made: list[str] = []
+
+    async def new(self, name: str) -> Repo:
+        """A new, empty, open store named `name`."""
+        if self.backend == "sqlite":
+            repo: Repo = SQLiteRepo(self.folder / f"{name}.sqlite3")
+        else:
+            import asyncpg
+
+            assert self.server_url is not None
+            database = f"gazou_bench_{name}".replace("-", "_").lower()
+            admin = await asyncpg.connect(self.server_url)
+            try:
+                await admin.execute(f"DROP DATABASE IF EXISTS {database}")
+                await admin.execute(f"CREATE DATABASE {database}")
+            finally:
+                await admin.close()
+            self.made.append(database)
+            base, _, _ = self.server_url.rpartition("/")
+            repo = PostgresRepo(f"{base}/{database}")
+        await repo.open()
+        return repo
+
+    async def drop_all(self) -> None:
+        """Drop the databases made on a server the caller gave (not a throwaway one)."""
+        if self.backend != "postgres" or not self.made:
+            return
+        import asyncpg
+
+        admin = await asyncpg.connect(self.server_url)
+        try:
+            for database in self.made:
+                await admin.execute(f"DROP DATABASE IF EXISTS {database}")
+        finally:
+            await admin.close()
+
+
+def service_over(repo: Repo, root: Path, executor: ThreadPoolExecutor) -> ImageService:
     return ImageService(
         repo,
         FileBlobStore(root / "files"),
@@ -141,10 +192,10 @@ def service_over(repo: SQLiteRepo, root: Path, executor: ThreadPoolExecutor) -> 
     )
 
 
-async def open_store(rows: int, folder: Path) -> BenchStore:
+async def open_store(rows: int, stores: Stores) -> BenchStore:
     """A fresh store filled with `rows` synthetic rows (timed), analysed."""
-    repo = SQLiteRepo(folder / f"bench-{rows}.sqlite3")
-    await repo.open()
+    folder = stores.folder
+    repo = await stores.new(f"bench-{rows}")
     t0 = time.perf_counter()
     await repo.bulk_load(synthetic_rows(rows))
     fill = time.perf_counter() - t0
@@ -211,6 +262,7 @@ async def order_by_random_ms(store: BenchStore, runs: int) -> dict[str, float]:
     """The same draws done the common way: sort the matches by RANDOM(), take one."""
     repo = store.repo
     (tag_rid,) = await repo._one("SELECT rid FROM tags WHERE name = ?", (COMMON,))
+    (second_rid,) = await repo._one("SELECT rid FROM tags WHERE name = ?", (SECOND,))
 
     async def draw(sql: str, params: tuple[object, ...]) -> None:
         seqs = [r[0] for r in await repo._all(sql, params)]
@@ -228,6 +280,16 @@ async def order_by_random_ms(store: BenchStore, runs: int) -> dict[str, float]:
                 "SELECT i.seq FROM image_tags t JOIN images i ON i.seq = t.seq "
                 "WHERE t.tag_rid = ? AND i.status = 'approved' ORDER BY RANDOM() LIMIT 1",
                 (tag_rid,),
+            ),
+            runs,
+        ),
+        "random tag+exclude": await median_ms(
+            lambda: draw(
+                "SELECT i.seq FROM image_tags t JOIN images i ON i.seq = t.seq "
+                "WHERE t.tag_rid = ? AND i.status = 'approved' AND NOT EXISTS "
+                "(SELECT 1 FROM image_tags x WHERE x.tag_rid = ? AND x.seq = i.seq) "
+                "ORDER BY RANDOM() LIMIT 1",
+                (tag_rid, second_rid),
             ),
             runs,
         ),
@@ -292,12 +354,13 @@ async def idle_stalls(seconds: float) -> tuple[float, float]:
     return await ticker.stop()
 
 
-async def ingest_round(blobs: list[bytes], folder: Path) -> tuple[float, float, float]:
+async def ingest_round(
+    blobs: list[bytes], folder: Path, stores: Stores
+) -> tuple[float, float, float]:
     """Ingest `blobs` into a fresh store with the default IMAGE_WORKERS threads, as many
     at a time (as the importer does); returns (images per second, longest loop stall
     ms, 99th percentile stall ms)."""
-    repo = SQLiteRepo(folder / "ingest.sqlite3")
-    await repo.open()
+    repo = await stores.new(f"ingest-{folder.name}")
     executor = image_executor(DEFAULT_IMAGE_WORKERS)  # as open_services makes it
     images = service_over(repo, folder, executor)
     gate = asyncio.Semaphore(DEFAULT_IMAGE_WORKERS)
@@ -321,12 +384,14 @@ async def ingest_round(blobs: list[bytes], folder: Path) -> tuple[float, float, 
 
 
 async def measure_ingest(
-    label: str, size: tuple[int, int], count: int, rounds: int, folder: Path
+    label: str, size: tuple[int, int], count: int, rounds: int, stores: Stores
 ) -> None:
     """Print ingest throughput and loop stalls for `rounds` runs over `count` JPEGs."""
     blobs = [photo_like_jpeg(*size, seed=n) for n in range(count)]
     mb = statistics.mean(len(b) for b in blobs) / 1e6
-    results = [await ingest_round(blobs, folder / f"{label}-{n}") for n in range(rounds)]
+    results = [
+        await ingest_round(blobs, stores.folder / f"{label}-{n}", stores) for n in range(rounds)
+    ]
     rates = ", ".join(f"{r:.1f}" for r, _, _ in results)
     stalls = ", ".join(f"{s:.1f}/{p:.1f}" for _, s, p in results)
     print(
@@ -338,56 +403,82 @@ async def measure_ingest(
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1k and 100k rows, fewer runs")
+    parser.add_argument("--backend", choices=("sqlite", "postgres"), default="sqlite")
+    parser.add_argument(
+        "--database-url",
+        help="postgres: a server to create the bench databases on (default: a throwaway one)",
+    )
+    parser.add_argument("--no-ingest", action="store_true", help="skip the ingest rounds")
     args = parser.parse_args()
     large = 100_000 if args.quick else 1_000_000
     runs, slow_runs = (300, 5) if args.quick else (2000, 15)
+    server = None
     with tempfile.TemporaryDirectory(prefix="gazou-bench-") as tmp:
-        folder = Path(tmp)
-        small = await open_store(1_000, folder)
-        big = await open_store(large, folder)
+        server_url = args.database_url
+        if args.backend == "postgres" and server_url is None:
+            from tests import pg_server
+
+            if not pg_server.available():
+                sys.exit(f"PostgreSQL is not installed ({pg_server.INSTALL})")
+            server = pg_server.start_server()
+            server_url = server.url()
+        stores = Stores(args.backend, Path(tmp), server_url)
         try:
-            print(
-                f"load average {os.getloadavg()[0]:.2f} (other processes skew timings; "
-                "the two sizes are timed in alternating bursts)"
-            )
-            print(
-                f"fill: {small.rows:,} rows in {small.fill_s:.2f} s, {big.rows:,} rows in "
-                f"{big.fill_s:.1f} s ({big.rows / big.fill_s:,.0f} rows/s)"
-            )
-            head = f"{'operation':24} {small.rows:>10,} {big.rows:>12,}   ratio"
-            print(head)
-            print("-" * len(head))
-            big_ops = operations(big)
-            fast = {}
-            for name, small_call in operations(small).items():
-                n = slow_runs if name.endswith("+total") else runs
-                small_ms, big_ms = await paired_medians(small_call, big_ops[name], n)
-                fast[name] = big_ms
-                print(f"{name:24} {small_ms:8.3f}ms {big_ms:10.3f}ms   {big_ms / small_ms:5.2f}x")
-            for name, slow in (await order_by_random_ms(big, slow_runs)).items():
-                label = "ORDER BY RANDOM()" + name.removeprefix("random")
-                print(
-                    f"{label:24} {'':>10} {slow:10.3f}ms   "
-                    f"{slow / fast[name]:5.0f}x slower than the pools"
-                )
+            await run(stores, large, runs, slow_runs, ingest=not args.no_ingest, quick=args.quick)
         finally:
-            await close_store(small)
-            await close_store(big)
-        longest, p99 = await idle_stalls(3.0)
+            await stores.drop_all() if server is None else pg_server.stop_server(server)
+
+
+async def run(
+    stores: Stores, large: int, runs: int, slow_runs: int, *, ingest: bool, quick: bool
+) -> None:
+    """Fill, time and print (see the module's docstring)."""
+    print(f"backend: {stores.backend}")
+    small = await open_store(1_000, stores)
+    big = await open_store(large, stores)
+    try:
         print(
-            f"idle loop, no ingest (other processes only): stall ms longest/p99 "
-            f"{longest:.1f}/{p99:.1f}"
+            f"load average {os.getloadavg()[0]:.2f} (other processes skew timings; "
+            "the two sizes are timed in alternating bursts)"
         )
         print(
-            f"ingest with IMAGE_WORKERS={DEFAULT_IMAGE_WORKERS} (the default on "
-            f"{os.cpu_count()} cores)"
+            f"fill: {small.rows:,} rows in {small.fill_s:.2f} s, {big.rows:,} rows in "
+            f"{big.fill_s:.1f} s ({big.rows / big.fill_s:,.0f} rows/s)"
         )
-        ingest_counts = (6, 2) if args.quick else (24, 6)
-        for label, size, count in (
-            ("2MP", (1732, 1155), ingest_counts[0]),
-            ("24MP", (6000, 4000), ingest_counts[1]),
-        ):
-            await measure_ingest(label, size, count, 3, folder)
+        head = f"{'operation':24} {small.rows:>10,} {big.rows:>12,}   ratio"
+        print(head)
+        print("-" * len(head))
+        big_ops = operations(big)
+        fast = {}
+        for name, small_call in operations(small).items():
+            n = slow_runs if name.endswith("+total") else runs
+            small_ms, big_ms = await paired_medians(small_call, big_ops[name], n)
+            fast[name] = big_ms
+            print(f"{name:24} {small_ms:8.3f}ms {big_ms:10.3f}ms   {big_ms / small_ms:5.2f}x")
+        for name, slow in (await order_by_random_ms(big, slow_runs)).items():
+            label = "ORDER BY RANDOM()" + name.removeprefix("random")
+            print(
+                f"{label:24} {'':>10} {slow:10.3f}ms   "
+                f"{slow / fast[name]:5.0f}x slower than the pools"
+            )
+    finally:
+        await close_store(small)
+        await close_store(big)
+    if not ingest:
+        return
+    longest, p99 = await idle_stalls(3.0)
+    print(
+        f"idle loop, no ingest (other processes only): stall ms longest/p99 {longest:.1f}/{p99:.1f}"
+    )
+    print(
+        f"ingest with IMAGE_WORKERS={DEFAULT_IMAGE_WORKERS} (the default on {os.cpu_count()} cores)"
+    )
+    ingest_counts = (6, 2) if quick else (24, 6)
+    for label, size, count in (
+        ("2MP", (1732, 1155), ingest_counts[0]),
+        ("24MP", (6000, 4000), ingest_counts[1]),
+    ):
+        await measure_ingest(label, size, count, 3, stores)
 
 
 if __name__ == "__main__":

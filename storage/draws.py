@@ -49,8 +49,14 @@ class PoolDraws:
         raise NotImplementedError
 
     async def _accept(
-        self, picks: list[tuple[int, int]], where: list[str], params: list[Any]
+        self,
+        picks: list[tuple[int, int]],
+        where: list[str],
+        params: list[Any],
+        rows: dict[int, Any] | None = None,
     ) -> list[int]:
+        """The seqs at `picks` that pass `where`, in pick order; a backend may also put
+        each accepted image's row in `rows`, saving the query that would load it."""
         raise NotImplementedError
 
     async def _scan(
@@ -58,7 +64,9 @@ class PoolDraws:
     ) -> list[int]:
         raise NotImplementedError
 
-    async def _images_by_seq(self, seqs: list[int]) -> list[Image]:
+    async def _images_by_seq(
+        self, seqs: list[int], rows: dict[int, Any] | None = None
+    ) -> list[Image]:
         raise NotImplementedError
 
     async def _mark_seen(self, tx: Any, user_id: str, key: str, seqs: list[int]) -> None:
@@ -179,7 +187,8 @@ class PoolDraws:
                 ],
                 params=[*plan.params, seen_by, seen_key],
             )
-        seqs = await self._draw(plan, count)
+        rows: dict[int, Any] = {}
+        seqs = await self._draw(plan, count, rows)
         if seen_by is not None:
             if len(seqs) < count:
                 # The cycle ends within this page: start a new one that begins with the
@@ -191,13 +200,13 @@ class PoolDraws:
                         (seen_by, seen_key),
                     )
                     await self._mark_seen(tx, seen_by, seen_key, seqs)
-                seqs += await self._draw(plan, count - len(seqs))
+                seqs += await self._draw(plan, count - len(seqs), rows)
             if seqs:
                 async with self.transaction(touches_images=False) as tx:
                     await self._mark_seen(tx, seen_by, seen_key, seqs)
-        return await self._images_by_seq(seqs)
+        return await self._images_by_seq(seqs, rows)
 
-    async def _draw(self, plan: Plan, count: int) -> list[int]:
+    async def _draw(self, plan: Plan, count: int, rows: dict[int, Any] | None = None) -> list[int]:
         sizes = plan.sizes
         pools = [sizes[n] for n in plan.pools if sizes.get(n, (0, 0))[1] > 0]
         total = sum(size for _, size in pools)
@@ -218,7 +227,7 @@ class PoolDraws:
                 want = int(need / max(passing, 0.01) * 1.25) + 8
             picks = self._pick_slots(pools, total, min(untried, want), tried)
             tried.update(picks)
-            seqs = await self._accept(picks, plan.where, plan.params)
+            seqs = await self._accept(picks, plan.where, plan.params, rows)
             # The next round, if any, trusts the share that passed this one.
             passing = len(seqs) / len(picks)
             for s in seqs:

@@ -19,6 +19,11 @@ from cogs.moderation import PENDING_CONTENT
 from core.errors import NotFound
 from core.models import Image, Rating, User
 from core.services import Services, open_services
+from tests.conftest import ALL_BACKENDS
+
+# The Discord smoke test of PostgreSQL: moderation is the bot's heaviest use of the
+# store (status changes, kv with expiry, the pending backlog).
+BACKENDS = ALL_BACKENDS
 
 settings = botkit.settings
 services = botkit.services

@@ -165,10 +165,8 @@ _IMAGE_COLUMNS = """
     (SELECT string_agg(character_rid::text, ',') FROM image_characters WHERE seq = i.seq)
         AS character_rids
 """
-_IMAGE_FROM = """
-    FROM images i
-    LEFT JOIN albums al ON al.rid = i.album_rid
-"""
+_ALBUM_JOIN = "LEFT JOIN albums al ON al.rid = i.album_rid"
+_IMAGE_FROM = f"FROM images i {_ALBUM_JOIN}"
 # The 35 columns an image row is written with, once (insert_image and bulk_load).
 _INSERT_COLUMNS = (
     "id",
@@ -418,6 +416,10 @@ class _ReadCache:
         self.checked_at = float("-inf")
         self.objects: dict[str, dict[int, Any]] = {}
         self.sets: dict[str, dict[str | int | None, tuple[Any, ...]]] = {}
+        # Names and ids resolved to rids (None: unknown), and pools' (id, size) (None:
+        # no such pool): a draw then needs no query but the one that reads its rows.
+        self.rids: dict[tuple[str, str], int | None] = {}
+        self.pools: dict[str, tuple[int, int] | None] = {}
         self.clear()
 
     def clear(self) -> None:
@@ -425,6 +427,8 @@ class _ReadCache:
         for kind in _KINDS:
             self.objects[kind] = {}
             self.sets[kind] = {None: ()}
+        self.rids = {}
+        self.pools = {}
 
     def keep(
         self, kind: str, objects: dict[int, Any], sets: dict[str | int | None, tuple[Any, ...]]
@@ -454,7 +458,6 @@ class _Transaction:
         self.on_commit = on_commit  # None: a write that leaves images alone
         self.durable = durable
         self.conn: asyncpg.Connection | None = None
-        self._tx: Any = None
 
     async def __aenter__(self) -> _Transaction:
         try:
@@ -463,16 +466,14 @@ class _Transaction:
             if (mapped := _storage_error(exc)) is not None:
                 raise mapped from exc
             raise
+        # One round trip: BEGIN with the transaction's settings and lock.
+        begin = ["BEGIN"]
+        if not self.durable:
+            begin.append("SET LOCAL synchronous_commit = off")
+        if self.on_commit is not None:
+            begin.append(f"SELECT pg_advisory_xact_lock({WRITE_LOCK})")
         try:
-            self._tx = self.conn.transaction()
-            await self._tx.start()
-            setup = []
-            if not self.durable:
-                setup.append("SET LOCAL synchronous_commit = off")
-            if self.on_commit is not None:
-                setup.append(f"SELECT pg_advisory_xact_lock({WRITE_LOCK})")
-            if setup:
-                await self.conn.execute(";".join(setup))
+            await self.conn.execute(";".join(begin))
         except BaseException as exc:
             await self._finish(commit=False)
             if (mapped := _storage_error(exc)) is not None:
@@ -483,13 +484,8 @@ class _Transaction:
     async def __aexit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
         if exc is None:
             try:
-                if self.on_commit is not None:
-                    await self.execute(
-                        "UPDATE changes SET counter = counter + 1 WHERE what = 'images'"
-                    )
                 await self._finish(commit=True)
             except Exception as error:
-                await self._finish(commit=False)
                 if (mapped := _storage_error(error)) is not None:
                     log.error("cannot write the database: %s", error)
                     raise mapped from error
@@ -503,21 +499,33 @@ class _Transaction:
             raise mapped from exc
 
     async def _finish(self, *, commit: bool) -> None:
-        conn, tx = self.conn, self._tx
+        """COMMIT (bumping the changes counter first, in the same round trip) or
+        ROLLBACK, then give the connection back to the pool."""
+        conn = self.conn
         if conn is None:
             return
-        self.conn = self._tx = None
+        self.conn = None
         try:
-            if tx is not None and not conn.is_closed():
-                if commit:
-                    await tx.commit()
-                else:
-                    try:
-                        await asyncio.shield(tx.rollback())
-                    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
-                        pass  # the connection is broken: the pool closes it
+            if commit:
+                bump = "UPDATE changes SET counter = counter + 1 WHERE what = 'images';"
+                try:
+                    await conn.execute(f"{bump if self.on_commit else ''}COMMIT")
+                except BaseException:
+                    await self._rollback(conn)
+                    raise
+            else:
+                await self._rollback(conn)
         finally:
             await asyncio.shield(self.pool.release(conn))
+
+    @staticmethod
+    async def _rollback(conn: asyncpg.Connection) -> None:
+        if conn.is_closed() or not conn.is_in_transaction():
+            return
+        try:
+            await asyncio.shield(conn.execute("ROLLBACK"))
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+            pass  # the connection is broken: the pool closes it
 
     @property
     def _conn(self) -> asyncpg.Connection:
@@ -548,6 +556,13 @@ class _Transaction:
             await self._conn.copy_records_to_table(table, columns=list(columns), records=records)
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """The pool's reset of a released connection: nothing to do, since gazou leaves
+    no session state behind (its locks and settings are transaction-scoped), which
+    saves asyncpg's default reset query, a round trip on every release. An open
+    transaction is still rolled back by asyncpg before this runs."""
+
+
 class PostgresRepo(PoolDraws):
     """All metadata in one PostgreSQL database, shared by any number of processes."""
 
@@ -564,7 +579,10 @@ class PostgresRepo(PoolDraws):
         """Connect the pool and migrate the schema forward (one process at a time)."""
         try:
             self._pool = await asyncpg.create_pool(
-                self.url, min_size=self._sizes[0], max_size=self._sizes[1]
+                self.url,
+                min_size=self._sizes[0],
+                max_size=self._sizes[1],
+                reset=_keep_session,
             )
         except (OSError, asyncpg.PostgresError) as exc:
             raise StorageUnavailable(f"Cannot connect to the database: {exc}") from exc
@@ -670,22 +688,30 @@ class PostgresRepo(PoolDraws):
         return {r["folded"]: r["rid"] for r in rows}
 
     async def _rids(self, table: str, keys: Iterable[str]) -> list[int | None]:
-        """Resolve ids or names (case-insensitive) to row ids; None for unknown ones."""
+        """Resolve ids or names (case-insensitive) to row ids; None for unknown ones.
+        Kept by the read cache (so dropped by any write that may touch images)."""
         keys = list(keys)
         if not keys:
             return []
-        distinct = list(dict.fromkeys(keys))
-        folded = [_fold(k) for k in distinct]
-        by_id: dict[str, int] = {}
-        by_name: dict[str, int] = {}
-        for r in await self._all(
-            f"SELECT rid, id, lower(name) AS folded FROM {table} "
-            "WHERE id = ANY(?::text[]) OR lower(name) = ANY(?::text[])",
-            (distinct, folded),
-        ):
-            by_id[r["id"]] = r["rid"]
-            by_name[r["folded"]] = r["rid"]
-        return [by_id.get(k, by_name.get(_fold(k))) for k in keys]
+        cache = await self._fresh_cache()
+        generation, known = cache.generation, cache.rids
+        distinct = [k for k in dict.fromkeys(keys) if (table, k) not in known]
+        if distinct:
+            folded = [_fold(k) for k in distinct]
+            by_id: dict[str, int] = {}
+            by_name: dict[str, int] = {}
+            for r in await self._all(
+                f"SELECT rid, id, lower(name) AS folded FROM {table} "
+                "WHERE id = ANY(?::text[]) OR lower(name) = ANY(?::text[])",
+                (distinct, folded),
+            ):
+                by_id[r["id"]] = r["rid"]
+                by_name[r["folded"]] = r["rid"]
+            found = {k: by_id.get(k, by_name.get(_fold(k))) for k in distinct}
+            if generation == cache.generation and len(known) + len(found) <= CATALOGUE_CAP:
+                known.update(((table, k), rid) for k, rid in found.items())
+            return [found[k] if k in found else known[(table, k)] for k in keys]
+        return [known[(table, k)] for k in keys]
 
     async def unknown_tags(self, names: Iterable[str]) -> list[str]:
         """Which of `names` name no tag."""
@@ -758,13 +784,30 @@ class PostgresRepo(PoolDraws):
         await tx.execute("UPDATE pools SET size = size - 1 WHERE pool = ANY(?::int[])", (pools,))
 
     async def _pool_sizes(self, names: Iterable[str]) -> dict[str, tuple[int, int]]:
+        """(pool id, size) of the pools named (those that exist), through the read
+        cache: this process's writes drop it at once, others' within a second."""
         names = list(names)
         if not names:
             return {}
-        rows = await self._all(
-            "SELECT name, pool, size FROM pools WHERE name = ANY(?::text[])", (names,)
-        )
-        return {r["name"]: (r["pool"], r["size"]) for r in rows}
+        cache = await self._fresh_cache()
+        generation, known = cache.generation, cache.pools
+        missing = [n for n in names if n not in known]
+        if missing:
+            rows = await self._all(
+                "SELECT name, pool, size FROM pools WHERE name = ANY(?::text[])", (missing,)
+            )
+            found: dict[str, tuple[int, int] | None] = dict.fromkeys(missing)
+            found.update((r["name"], (r["pool"], r["size"])) for r in rows)
+            if generation == cache.generation and len(known) + len(found) <= CATALOGUE_CAP:
+                known.update(found)
+        else:
+            found = {}
+        out = {}
+        for name in names:
+            entry = found[name] if name in found else known[name]
+            if entry is not None:
+                out[name] = entry
+        return out
 
     async def pool_size(self, name: str) -> int:
         """How many approved images a pool (`all`, `rating:sfw`, `tag:<rid>`...) holds."""
@@ -908,11 +951,37 @@ class PostgresRepo(PoolDraws):
         `album_id` must name an existing album. Raises asyncpg's UniqueViolationError
         (and stores nothing) on a duplicate id or sha256. Returns how many rows."""
         async with self.transaction() as tx:
+            rebuild: list[str] = []
+            if await tx.value("SELECT NOT EXISTS (SELECT 1 FROM images)"):
+                # Into an empty store, building the secondary indexes once at the end is
+                # several times faster than updating them row by row. DDL is
+                # transactional: if the load fails, the indexes are back as they were.
+                rebuild = await self._drop_secondary_indexes(tx)
             loaded = await self._bulk_load(tx, rows, chunk)
+            if rebuild:
+                await tx.execute("SET LOCAL maintenance_work_mem = '256MB'")
+            for definition in rebuild:
+                await tx.execute(definition)
         async with self.pool.acquire() as conn:
             # Fresh planner statistics, as autovacuum would give a long-running server.
             await conn.execute("ANALYZE")
         return loaded
+
+    @staticmethod
+    async def _drop_secondary_indexes(tx: _Transaction) -> list[str]:
+        """Drop the indexes of the image tables that back no constraint; the
+        statements that create them again."""
+        rows = await tx.all(
+            "SELECT i.indexrelid::regclass::text AS name, pg_get_indexdef(i.indexrelid) AS def "
+            "FROM pg_index i JOIN pg_class t ON t.oid = i.indrelid "
+            "WHERE t.relname = ANY(?::text[]) "
+            "AND t.relnamespace = current_schema()::regnamespace "
+            "AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)",
+            (["images", "image_tags", "image_characters", "pool_slots"],),
+        )
+        for r in rows:
+            await tx.execute(f"DROP INDEX {r['name']}")
+        return [r["def"] for r in rows]
 
     async def _bulk_load(self, tx: _Transaction, rows: Iterable[NewImage], chunk: int) -> int:
         rids: dict[str, dict[str, int]] = {kind: {} for kind in _KINDS}
@@ -1089,14 +1158,19 @@ class PostgresRepo(PoolDraws):
                 cache.counter = counter
         return cache
 
-    async def _images_by_seq(self, seqs: Sequence[int]) -> list[Image]:
-        """Images for `seqs`, in that order (those gone left out)."""
+    async def _images_by_seq(
+        self, seqs: Sequence[int], rows: dict[int, Any] | None = None
+    ) -> list[Image]:
+        """Images for `seqs`, in that order (those gone left out); rows already read
+        (by a draw) are in `rows`."""
         if not seqs:
             return []
-        rows = await self._all(
-            f"SELECT {_IMAGE_COLUMNS} {_IMAGE_FROM} WHERE i.seq = ANY(?::int[])", (list(seqs),)
-        )
-        by_seq = {r["seq"]: r for r in rows}
+        by_seq = dict(rows or {})
+        if missing := [s for s in seqs if s not in by_seq]:
+            for r in await self._all(
+                f"SELECT {_IMAGE_COLUMNS} {_IMAGE_FROM} WHERE i.seq = ANY(?::int[])", (missing,)
+            ):
+                by_seq[r["seq"]] = r
         return await self._hydrate([by_seq[s] for s in seqs if s in by_seq])
 
     async def get_image(self, image_id: str) -> Image | None:
@@ -1176,19 +1250,30 @@ class PostgresRepo(PoolDraws):
         )
 
     async def _accept(
-        self, picks: list[tuple[int, int]], where: list[str], params: list[Any]
+        self,
+        picks: list[tuple[int, int]],
+        where: list[str],
+        params: list[Any],
+        rows: dict[int, Any] | None = None,
     ) -> list[int]:
-        """The seqs at `picks` that satisfy `where`, in pick order."""
+        """The seqs at `picks` that satisfy `where`, in pick order; with `rows`, each
+        accepted image's whole row is read by the same query and kept there (a draw
+        is then one round trip)."""
         if not picks:
             return []
         cond = "".join(f" AND {w}" for w in where)
-        rows = await self._all(
-            "SELECT s.seq FROM unnest(?::int[], ?::int[]) WITH ORDINALITY AS p(pool, slot, n) "
-            "JOIN pool_slots s ON s.pool = p.pool AND s.slot = p.slot "
-            f"JOIN images i ON i.seq = s.seq WHERE TRUE{cond} ORDER BY p.n",
+        columns, source = "s.seq", "JOIN images i ON i.seq = s.seq"
+        if rows is not None:
+            columns, source = _IMAGE_COLUMNS, f"JOIN images i ON i.seq = s.seq {_ALBUM_JOIN}"
+        found = await self._all(
+            f"SELECT {columns} FROM unnest(?::int[], ?::int[]) WITH ORDINALITY "
+            "AS p(pool, slot, n) JOIN pool_slots s ON s.pool = p.pool AND s.slot = p.slot "
+            f"{source} WHERE TRUE{cond} ORDER BY p.n",
             ([p for p, _ in picks], [s for _, s in picks], *params),
         )
-        return [r[0] for r in rows]
+        if rows is not None:
+            rows.update((r["seq"], r) for r in found)
+        return [r["seq"] for r in found]
 
     async def _scan(
         self, pool_names: list[str], where: list[str], params: list[Any], exclude: set[int]

@@ -1,0 +1,165 @@
+"""What only the PostgreSQL repo has to show: several processes on one database
+(migrating at once, inserting the same bytes at once, sweeping at once, seeing each
+other's writes), refusing a newer schema, and a server that cannot be reached.
+The behaviour both backends share is tested by the contract suites (test_store,
+test_random, test_search, test_tokens)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+
+from core.errors import DuplicateImage, StorageUnavailable
+from core.models import Filters, IngestMetadata, Status
+from core.services import open_services
+from core.settings import Settings
+from storage.postgres import PostgresRepo
+from storage.postgres.schema import MIGRATIONS
+from tests import pg_server
+from tests.conftest import OWNER, make_image
+from tests.test_store import row
+
+BACKENDS = ("postgres",)
+
+
+@pytest.fixture
+async def repo(database_url: str) -> AsyncIterator[PostgresRepo]:
+    async with PostgresRepo(database_url) as opened:
+        yield opened
+
+
+async def test_processes_starting_together_migrate_once(
+    postgres: pg_server.PostgresServer,
+) -> None:
+    url = await pg_server.create_database(postgres)
+    repos = [PostgresRepo(url) for _ in range(4)]
+    await asyncio.gather(*(r.open() for r in repos))
+    try:
+        assert [await r.schema_version() for r in repos] == [len(MIGRATIONS)] * 4
+        await repos[0].kv_set("k", "v")
+        assert await repos[3].kv_get("k") == "v"
+    finally:
+        await asyncio.gather(*(r.close() for r in repos))
+
+
+async def test_a_database_from_a_newer_gazou_refuses_to_open(
+    postgres: pg_server.PostgresServer,
+) -> None:
+    url = await pg_server.create_database(postgres)
+    async with PostgresRepo(url):
+        pass
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("UPDATE gazou_schema SET version = $1", len(MIGRATIONS) + 1)
+    finally:
+        await conn.close()
+    refused = PostgresRepo(url)
+    with pytest.raises(RuntimeError, match=r"schema version \d+, newer than this gazou"):
+        await refused.open()
+    assert refused._pool is None  # the refused open closed its connections
+
+
+async def test_an_unreachable_server_is_storage_unavailable() -> None:
+    port = pg_server._free_port()  # nothing listens there
+    with pytest.raises(StorageUnavailable):
+        await PostgresRepo(f"postgresql://postgres@127.0.0.1:{port}/gazou").open()
+
+
+async def test_the_same_bytes_from_two_processes_at_once_are_stored_once(
+    database_url: str, repo: PostgresRepo
+) -> None:
+    async with PostgresRepo(database_url) as other:
+        first, second = row(1, tags=("cat",)), replace(row(2, tags=("dog",)), sha256=f"{1:064x}")
+        results = await asyncio.gather(
+            repo.insert_image(first), other.insert_image(second), return_exceptions=True
+        )
+    stored = [r for r in results if not isinstance(r, BaseException)]
+    refused = [r for r in results if isinstance(r, BaseException)]
+    assert len(stored) == 1 and len(refused) == 1
+    assert isinstance(refused[0], DuplicateImage)
+    assert refused[0].existing_id == stored[0].id
+    assert await repo.pool_size("all") == 1
+    assert await repo.pool_problems() == []
+
+
+async def test_writes_from_many_processes_keep_the_pools_dense(
+    database_url: str, repo: PostgresRepo
+) -> None:
+    others = [PostgresRepo(database_url) for _ in range(3)]
+    await asyncio.gather(*(o.open() for o in others))
+    try:
+        writers = [repo, *others]
+        images = await asyncio.gather(
+            *(
+                writers[n % 4].insert_image(row(n, tags=("cat", f"t{n % 3}"), artist="Alice"))
+                for n in range(24)
+            )
+        )
+        # Every process approves, rejects and deletes at once.
+        await asyncio.gather(
+            *(
+                writers[n % 4].set_status(image.id, Status.PENDING, None)
+                if n % 3 == 0
+                else writers[n % 4].delete_image(image.id)
+                if n % 3 == 1
+                else writers[n % 4].set_like(image.id, "u", "like", True)
+                for n, image in enumerate(images)
+            )
+        )
+    finally:
+        await asyncio.gather(*(o.close() for o in others))
+    assert await repo.pool_problems() == []
+    assert await repo.pool_size("all") == 8
+    assert await repo.integrity_check() == []
+
+
+async def test_two_processes_sweeping_at_once_delete_each_image_once(
+    settings: Settings,
+) -> None:
+    async with open_services(settings) as one, open_services(settings) as two:
+        meta = IngestMetadata(tags=("cat",), expires_at=datetime.now(UTC) + timedelta(hours=1))
+        expiring = [
+            await one.images.ingest(make_image(seed=n), meta, OWNER, trusted=True)
+            for n in range(12)
+        ]
+        kept = await one.images.ingest(
+            make_image(seed=99), IngestMetadata(tags=("cat",)), OWNER, trusted=True
+        )
+        later = datetime.now(UTC) + timedelta(hours=2)
+        removed = await asyncio.gather(
+            one.images.sweep_expired(later), two.images.sweep_expired(later)
+        )
+        assert sum(removed) == len(expiring)
+        assert await one.storage.repo.pool_size("all") == 1
+        assert [i.id for i in await two.images.random(Filters(), count=5)] == [kept.id]
+        for image in expiring:
+            assert await two.storage.repo.get_image(image.id) is None
+
+
+async def test_two_processes_purging_values_at_once_delete_each_once(
+    database_url: str, repo: PostgresRepo
+) -> None:
+    for n in range(40):
+        await repo.kv_set(f"stale:{n}", "x", expires_in=timedelta(seconds=-1))
+    await repo.kv_set("lasting", "1")
+    async with PostgresRepo(database_url) as other:
+        counts = await asyncio.gather(repo.kv_purge_expired(), other.kv_purge_expired())
+    assert sum(counts) == 40
+    assert await repo.kv_get("lasting") == "1"
+
+
+async def test_another_processs_approval_is_drawn_within_a_second(
+    database_url: str, repo: PostgresRepo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = await repo.insert_image(row(1, tags=("cat",)))
+    assert [i.id for i in await repo.random_images(Filters(tags=("cat",)), 5)] == [first.id]
+    async with PostgresRepo(database_url) as importer:
+        second = await importer.insert_image(row(2, tags=("cat",)))
+    monkeypatch.setattr(repo._cache, "checked_at", 0.0)  # a second has passed
+    drawn = {i.id for i in await repo.random_images(Filters(tags=("cat",)), 5)}
+    assert drawn == {first.id, second.id}
