@@ -13,7 +13,8 @@ event-loop stall a 5 ms ticker saw meanwhile (target < 20 ms).
 --quick uses 1,000 and 100,000 rows and fewer repetitions. With `--backend postgres`
 the stores are databases created on the server of --database-url (a role allowed to
 CREATE DATABASE), or, without it, on a throwaway PostgreSQL 15 cluster started in a
-temporary folder (tests/pg_server.py: fsync off, which changes writes, not reads)."""
+temporary folder (tests/pg_server.py: fsync off, which changes writes, not reads;
+shared_buffers 1 GB)."""
 
 from __future__ import annotations
 
@@ -420,7 +421,8 @@ async def main() -> None:
 
             if not pg_server.available():
                 sys.exit(f"PostgreSQL is not installed ({pg_server.INSTALL})")
-            server = pg_server.start_server()
+            # Memory as a server holding a million images would be given.
+            server = pg_server.start_server(shared_buffers="1GB", work_mem="16MB")
             server_url = server.url()
         stores = Stores(args.backend, Path(tmp), server_url)
         try:

@@ -39,6 +39,10 @@ class PoolDraws:
     """`random_images` and the draw planner over a backend's pool queries."""
 
     _rng: _random.Random
+    # Candidates drawn beyond the expected need when conditions reject some: more make
+    # a second round rarer, fewer make each round cheaper. A round trip costs more on
+    # a server than a few index probes do; each candidate costs a few probes.
+    OVERDRAW_SLACK = 8
 
     # ---- what the backend provides ----------------------------------------------
 
@@ -54,9 +58,11 @@ class PoolDraws:
         where: list[str],
         params: list[Any],
         rows: dict[int, Any] | None = None,
+        need: int = 0,
     ) -> list[int]:
         """The seqs at `picks` that pass `where`, in pick order; a backend may also put
-        each accepted image's row in `rows`, saving the query that would load it."""
+        the rows of the first `need` accepted images in `rows`, saving the query that
+        would load them."""
         raise NotImplementedError
 
     async def _scan(
@@ -224,10 +230,10 @@ class PoolDraws:
             want = need
             if plan.where:
                 # Over-draw by the share expected to pass, so one round usually suffices.
-                want = int(need / max(passing, 0.01) * 1.25) + 8
+                want = int(need / max(passing, 0.01) * 1.25) + self.OVERDRAW_SLACK
             picks = self._pick_slots(pools, total, min(untried, want), tried)
             tried.update(picks)
-            seqs = await self._accept(picks, plan.where, plan.params, rows)
+            seqs = await self._accept(picks, plan.where, plan.params, rows, need)
             # The next round, if any, trusts the share that passed this one.
             passing = len(seqs) / len(picks)
             for s in seqs:

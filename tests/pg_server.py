@@ -49,6 +49,7 @@ class PostgresServer:
 
     root: Path
     port: int
+    settings: dict[str, str] = field(default_factory=dict)
     pid: int = 0
     _names: count[int] = field(default_factory=count)
 
@@ -92,6 +93,7 @@ class PostgresServer:
                 "-c full_page_writes=off",
                 "-c max_connections=200",
                 "-c shared_buffers=64MB",
+                *(f"-c {name}={value}" for name, value in self.settings.items()),
             ]
         )
         subprocess.run(
@@ -136,12 +138,13 @@ class PostgresServer:
             return ""
 
 
-def start_server() -> PostgresServer:
-    """A fresh cluster in a temporary folder owned by the postgres user."""
+def start_server(**settings: str) -> PostgresServer:
+    """A fresh cluster in a temporary folder owned by the postgres user; `settings`
+    are server settings (e.g. shared_buffers="1GB")."""
     root = Path(tempfile.mkdtemp(prefix="gazou-pg-"))
     if os.geteuid() == 0:
         shutil.chown(root, "postgres", "postgres")
-    server = PostgresServer(root, _free_port())
+    server = PostgresServer(root, _free_port(), settings)
     try:
         server.start()
     except BaseException:

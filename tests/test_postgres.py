@@ -70,6 +70,52 @@ async def test_an_unreachable_server_is_storage_unavailable() -> None:
         await PostgresRepo(f"postgresql://postgres@127.0.0.1:{port}/gazou").open()
 
 
+async def test_writes_to_a_read_only_server_are_storage_unavailable(
+    postgres: pg_server.PostgresServer,
+) -> None:
+    url = await pg_server.create_database(postgres)
+    async with PostgresRepo(url) as first:
+        await first.kv_set("kept", "yes")
+    # As a hot standby (or a server put in read-only mode) refuses every write.
+    admin = await asyncpg.connect(postgres.url())
+    try:
+        await admin.execute(
+            f"ALTER DATABASE {url.rsplit('/', 1)[1]} SET default_transaction_read_only = on"
+        )
+    finally:
+        await admin.close()
+    async with PostgresRepo(url) as repo:
+        assert await repo.kv_get("kept") == "yes"  # reads still work
+        with pytest.raises(StorageUnavailable):
+            await repo.kv_set("new", "no")
+        with pytest.raises(StorageUnavailable):
+            await repo.insert_image(row(1, tags=("cat",)))
+        assert await repo.get_tag("cat") is None
+
+
+SCHEMA_OBJECTS = (
+    "SELECT (SELECT COUNT(*) FROM pg_indexes WHERE schemaname = 'public') AS indexes, "
+    "(SELECT COUNT(*) FROM pg_constraint WHERE contype = 'f') AS foreign_keys"
+)
+
+
+async def test_a_bulk_load_into_an_empty_store_keeps_its_indexes_and_keys(
+    repo: PostgresRepo,
+) -> None:
+    before = tuple(await repo._one(SCHEMA_OBJECTS))
+    assert before[1] > 0
+    failing = [row(n, tags=("cat",)) for n in range(5)] + [replace(row(9), sha256=f"{1:064x}")]
+    with pytest.raises(asyncpg.UniqueViolationError):
+        await repo.bulk_load(failing)
+    assert tuple(await repo._one(SCHEMA_OBJECTS)) == before
+    assert await repo.bulk_load([row(n, tags=("cat",), artist="A") for n in range(50)]) == 50
+    assert tuple(await repo._one(SCHEMA_OBJECTS)) == before
+    assert await repo.pool_problems() == [] and await repo.integrity_check() == []
+    with pytest.raises(asyncpg.ForeignKeyViolationError):  # the keys are enforced again
+        async with repo.transaction() as tx:
+            await tx.execute("INSERT INTO image_tags (tag_rid, seq) VALUES (999, 999)")
+
+
 async def test_the_same_bytes_from_two_processes_at_once_are_stored_once(
     database_url: str, repo: PostgresRepo
 ) -> None:
@@ -163,3 +209,29 @@ async def test_another_processs_approval_is_drawn_within_a_second(
     monkeypatch.setattr(repo._cache, "checked_at", 0.0)  # a second has passed
     drawn = {i.id for i in await repo.random_images(Filters(tags=("cat",)), 5)}
     assert drawn == {first.id, second.id}
+
+
+async def test_writes_cancelled_anywhere_leave_no_lock_or_transaction_behind(
+    database_url: str, repo: PostgresRepo
+) -> None:
+    image = await repo.insert_image(row(0, tags=("cat",)))
+    async with PostgresRepo(database_url) as other:
+        for k in range(16):
+            # Cancel an image write after k turns of the loop: before, during or after
+            # any of its round trips (BEGIN with the lock, the writes, COMMIT).
+            task = asyncio.create_task(repo.set_like(image.id, f"u{k}", "like", True))
+            for _ in range(k):
+                await asyncio.sleep(0)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            # Another process's image write still gets the lock (bounded wait).
+            await asyncio.wait_for(other.set_like(image.id, "other", "like", k % 2 == 0), 10)
+        await asyncio.wait_for(repo.insert_image(row(1, tags=("cat",))), 10)
+    assert await repo.pool_problems() == []
+    stored = await repo.get_image(image.id)
+    assert stored is not None
+    assert stored.likes == len(
+        await repo._all(
+            "SELECT 1 FROM likes WHERE seq = (SELECT seq FROM images WHERE id = ?)", (image.id,)
+        )
+    )

@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 
 from core.services import Services
+from tests.conftest import ALL_BACKENDS
+
+BACKENDS = ALL_BACKENDS
 
 
 async def test_write_after_a_transaction_cancelled_at_begin_succeeds(services: Services) -> None:
