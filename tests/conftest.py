@@ -85,11 +85,23 @@ def _backends(module: object) -> tuple[str, ...]:
     return tuple(chosen)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "backends(*names): run only on these backends (a test of one backend's "
+        "own machinery, e.g. SQLite's pragmas)",
+    )
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     # Only tests that open a store depend on `backend`; with one backend the test ids
     # stay as they were.
     if "backend" in metafunc.fixturenames:
         backends = _backends(metafunc.module)
+        marker = metafunc.definition.get_closest_marker("backends")
+        if marker is not None:
+            # None left (e.g. GAZOU_TEST_BACKENDS=postgres): an empty set, so skipped.
+            backends = tuple(b for b in backends if b in marker.args)
         if backends != ("sqlite",):
             metafunc.parametrize("backend", backends, scope="function")
 

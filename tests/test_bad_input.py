@@ -240,6 +240,7 @@ async def test_too_many_distinct_tags_are_refused_in_each_shape(
     assert response.status == 200
 
 
+@pytest.mark.backends("sqlite")  # SQLite's own machinery
 async def test_tags_are_resolved_in_one_query(services: Services) -> None:
     """However many tags a filter names, one statement looks them all up."""
     await _stored(services, 1, tuple(f"t{n}" for n in range(50)))
@@ -418,6 +419,7 @@ async def test_batch_with_the_same_file_twice_stores_none(
 # ---- a full database ---------------------------------------------------------------
 
 
+@pytest.mark.backends("sqlite")  # SQLite's own machinery
 async def test_full_database_is_507_and_a_batch_keeps_nothing(
     client: TestClient, services: Services
 ) -> None:
@@ -453,6 +455,7 @@ async def test_full_database_is_507_and_a_batch_keeps_nothing(
     assert len(await _all_ids(services)) == len(before) + 20
 
 
+@pytest.mark.backends("sqlite")  # SQLite's own machinery
 async def test_readonly_database_write_is_503(services: Services) -> None:
     """A database opened read-only refuses writes with SQLITE_READONLY, as a
     read-only DATA_DIR does; the store says StorageUnavailable."""

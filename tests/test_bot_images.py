@@ -375,7 +375,8 @@ async def test_stats_shows_the_counts(
 async def test_search_shows_a_lower_bound_when_the_total_is_not_exact(
     standin: DiscordStandIn, bot: GazouBot, services: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("storage.sqlite.TOTAL_CAP", 2)  # counting stops here, as at 10 000
+    repo_module = type(services.storage.repo).__module__
+    monkeypatch.setattr(f"{repo_module}.TOTAL_CAP", 2)  # counting stops here, as at 10 000
     for seed in range(3):
         await store_image(services, seed)
     message = await run_search(standin, {"tags": "cat"})  # tag and rating: a counted total

@@ -176,6 +176,7 @@ async def test_an_ingest_cancelled_after_its_commit_keeps_its_files(services: Se
     }
 
 
+@pytest.mark.backends("sqlite")  # SQLite's own machinery
 async def test_the_commit_of_an_upload_is_synced_in_full(services: Services) -> None:
     repo = services.storage.repo
     statements: list[str] = []
@@ -193,6 +194,7 @@ async def test_the_commit_of_an_upload_is_synced_in_full(services: Services) -> 
     assert (await (await repo._write.execute("PRAGMA synchronous")).fetchone())[0] == 1
 
 
+@pytest.mark.backends("sqlite")  # SQLite's own machinery
 async def test_a_reject_is_synced_in_full_before_its_files_go(services: Services) -> None:
     repo = services.storage.repo
     image = await services.images.ingest(make_image(seed=1), META, MEMBER)
