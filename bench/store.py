@@ -152,7 +152,7 @@ class Stores:
         if self.backend == "sqlite":
             repo: Repo = SQLiteRepo(self.folder / f"{name}.sqlite3")
         else:
-            import asyncpg
+            import asyncpg  # type: ignore[import-untyped]
 
             assert self.server_url is not None
             database = f"gazou_bench_{name}".replace("-", "_").lower()
@@ -172,7 +172,7 @@ class Stores:
         """Drop the databases made on a server the caller gave (not a throwaway one)."""
         if self.backend != "postgres" or not self.made:
             return
-        import asyncpg
+        import asyncpg  # type: ignore[import-untyped]
 
         admin = await asyncpg.connect(self.server_url)
         try:
@@ -262,8 +262,9 @@ async def paired_medians(
 async def order_by_random_ms(store: BenchStore, runs: int) -> dict[str, float]:
     """The same draws done the common way: sort the matches by RANDOM(), take one."""
     repo = store.repo
-    (tag_rid,) = await repo._one("SELECT rid FROM tags WHERE name = ?", (COMMON,))
-    (second_rid,) = await repo._one("SELECT rid FROM tags WHERE name = ?", (SECOND,))
+    rids = [await repo._one("SELECT rid FROM tags WHERE name = ?", (n,)) for n in (COMMON, SECOND)]
+    assert rids[0] is not None and rids[1] is not None
+    tag_rid, second_rid = rids[0][0], rids[1][0]
 
     async def draw(sql: str, params: tuple[object, ...]) -> None:
         seqs = [r[0] for r in await repo._all(sql, params)]

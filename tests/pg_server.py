@@ -188,7 +188,7 @@ END $$;
 
 async def reset_database(server: PostgresServer) -> None:
     """Create the test database on first use, otherwise empty it."""
-    import asyncpg
+    import asyncpg  # type: ignore[import-untyped]
 
     try:
         conn = await asyncpg.connect(server.url(TEST_DATABASE))
@@ -207,7 +207,7 @@ async def reset_database(server: PostgresServer) -> None:
 
 async def create_database(server: PostgresServer) -> str:
     """A new empty database (slower than a reset: for tests of migrations)."""
-    import asyncpg
+    import asyncpg  # type: ignore[import-untyped]
 
     name = server.next_name()
     admin = await asyncpg.connect(server.url())

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]
 import pytest
 
 from core.errors import DuplicateImage, StorageUnavailable
@@ -93,6 +93,13 @@ async def test_writes_to_a_read_only_server_are_storage_unavailable(
         assert await repo.get_tag("cat") is None
 
 
+async def schema_objects(repo: PostgresRepo) -> tuple[int, int]:
+    """How many indexes and foreign keys the schema has."""
+    row = await repo._one(SCHEMA_OBJECTS)
+    assert row is not None
+    return row[0], row[1]
+
+
 SCHEMA_OBJECTS = (
     "SELECT (SELECT COUNT(*) FROM pg_indexes WHERE schemaname = 'public') AS indexes, "
     "(SELECT COUNT(*) FROM pg_constraint WHERE contype = 'f') AS foreign_keys"
@@ -102,14 +109,14 @@ SCHEMA_OBJECTS = (
 async def test_a_bulk_load_into_an_empty_store_keeps_its_indexes_and_keys(
     repo: PostgresRepo,
 ) -> None:
-    before = tuple(await repo._one(SCHEMA_OBJECTS))
+    before = await schema_objects(repo)
     assert before[1] > 0
     failing = [row(n, tags=("cat",)) for n in range(5)] + [replace(row(9), sha256=f"{1:064x}")]
     with pytest.raises(asyncpg.UniqueViolationError):
         await repo.bulk_load(failing)
-    assert tuple(await repo._one(SCHEMA_OBJECTS)) == before
+    assert await schema_objects(repo) == before
     assert await repo.bulk_load([row(n, tags=("cat",), artist="A") for n in range(50)]) == 50
-    assert tuple(await repo._one(SCHEMA_OBJECTS)) == before
+    assert await schema_objects(repo) == before
     assert await repo.pool_problems() == [] and await repo.integrity_check() == []
     with pytest.raises(asyncpg.ForeignKeyViolationError):  # the keys are enforced again
         async with repo.transaction() as tx:
