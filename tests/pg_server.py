@@ -2,8 +2,9 @@
 temporary folder, on a free loopback port, stopped by its pid at the end.
 
 Durability is switched off (fsync, synchronous_commit, full_page_writes): a crash of
-the test machine loses nothing that matters. Each test gets a fresh database, copied
-from a template that already holds the schema."""
+the test machine loses nothing that matters. Tests share one database, emptied before
+each (`reset_database`, 0.5 ms, where CREATE DATABASE takes 350 ms); tests of
+migrations make their own (`create_database`)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,6 @@ from pathlib import Path
 
 PG_BIN = Path(os.environ.get("GAZOU_PG_BIN", "/usr/lib/postgresql/15/bin"))
 INSTALL = "apt-get install -y postgresql-15"
-TEMPLATE = "gazou_template"
 # Every wait below is bounded.
 START_SECONDS = 60.0
 STOP_SECONDS = 30.0
