@@ -974,7 +974,10 @@ class PostgresRepo(PoolDraws):
             for definition in rebuild:
                 await tx.execute(definition)
         async with self.pool.acquire() as conn:
-            # Fresh planner statistics, as autovacuum would give a long-running server.
+            # What autovacuum gives a long-running server: fresh planner statistics, and
+            # the visibility map, without which every index-only scan (and the
+            # planner's look at an index's ends) reads the table's pages too.
+            await conn.execute("VACUUM (ANALYZE) images, image_tags, image_characters, pool_slots")
             await conn.execute("ANALYZE")
         return loaded
 
