@@ -26,7 +26,9 @@ from core.errors import NotFound
 from core.models import Filters, SearchQuery, Status, User
 from core.services import Services, open_services
 from core.settings import Settings
+from tests.conftest import ALL_BACKENDS
 
+BACKENDS = ALL_BACKENDS
 settings = botkit.settings
 services = botkit.services
 standin = botkit.standin
@@ -41,7 +43,7 @@ from core.services import open_services
 from tests.conftest import make_image, make_settings
 
 async def main() -> None:
-    settings = make_settings(Path(sys.argv[1]))
+    settings = make_settings(Path(sys.argv[1]), DATABASE_URL=sys.argv[4])
     async with open_services(settings) as services:
         meta = IngestMetadata(tags=("cat",), title="Sunset")
         image = await services.images.ingest(
@@ -66,7 +68,9 @@ def reviews_of(standin: DiscordStandIn, owner: int, image_id: str) -> list[SentM
     return [m for m in standin.dms(owner) if m.embeds and embed_image_id(m) == image_id]
 
 
-async def upload_in_another_process(data_dir: Path, seed: int, uploader_id: int) -> str:
+async def upload_in_another_process(
+    data_dir: Path, seed: int, uploader_id: int, database_url: str | None = None
+) -> str:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
@@ -74,6 +78,7 @@ async def upload_in_another_process(data_dir: Path, seed: int, uploader_id: int)
         str(data_dir),
         str(seed),
         str(uploader_id),
+        database_url or "",
         cwd=ROOT,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -94,7 +99,9 @@ async def test_upload_by_another_process_reaches_each_owner_exactly_once(
     async with connected_bot(standin, new_bot(services)) as bot:
         await bot.get_cog("Moderation")._backlog  # type: ignore[union-attr]
         assert services.outbox.running
-        image_id = await upload_in_another_process(settings.data_dir, 7, standin.user.id)
+        image_id = await upload_in_another_process(
+            settings.data_dir, 7, standin.user.id, settings.database_url
+        )
         for owner in owner_ids(standin):
             dm = await standin.wait_for_dm(owner)
             assert dm.content == PENDING_CONTENT
@@ -203,6 +210,7 @@ def add_trigger(settings: Settings, sql: str) -> None:
         conn.execute(sql)
 
 
+@pytest.mark.backends("sqlite")  # failures injected with SQLite triggers
 @pytest.mark.parametrize(
     "failing",
     [
@@ -227,6 +235,7 @@ async def test_the_entry_commits_with_the_image_or_not_at_all(
     assert (entry.kind, entry.image_id) == (ev.IMAGE_PENDING, image.id)
 
 
+@pytest.mark.backends("sqlite")  # failures injected with SQLite triggers
 async def test_a_decision_commits_with_its_entry_or_not_at_all(
     services: Services, settings: Settings
 ) -> None:

@@ -395,3 +395,15 @@ async def test_migration_gives_the_bots_message_state_an_end(tmp_path: Path) -> 
         for kind in ("random", "moderation", "token-request"):
             assert abs(expiry[kind] - month.timestamp()) < 3600, kind
         assert await repo.kv_get("discord:random:0123456789abcdef") == "{}"
+
+
+async def test_a_lease_is_held_by_one_holder_until_released_or_lapsed(repo: Repo) -> None:
+    minute = timedelta(minutes=1)
+    assert await repo.kv_claim("lease:x", "a", minute)
+    assert not await repo.kv_claim("lease:x", "b", minute)
+    assert await repo.kv_claim("lease:x", "a", minute)  # renewed by its holder
+    assert not await repo.kv_release("lease:x", "b")
+    assert await repo.kv_release("lease:x", "a")
+    assert await repo.kv_claim("lease:x", "b", timedelta(seconds=-1))  # taken, lapsed at once
+    assert await repo.kv_claim("lease:x", "c", minute)
+    assert await repo.kv_get("lease:x") == "c"

@@ -36,6 +36,7 @@ from core.errors import (
     StorageFull,
     StorageUnavailable,
 )
+from core.events import IMAGE_DECIDED, IMAGE_PENDING
 from core.models import (
     Album,
     Artist,
@@ -44,6 +45,7 @@ from core.models import (
     Image,
     ImageFile,
     NewImage,
+    OutboxEntry,
     Rating,
     SearchPage,
     SearchQuery,
@@ -908,6 +910,8 @@ class PostgresRepo(PoolDraws):
                     )
             if new.status is Status.APPROVED:
                 await self._pool_add(tx, seq)
+            elif new.status is Status.PENDING:
+                await self._announce(tx, IMAGE_PENDING, new.id, {})
 
     async def set_status(
         self,
@@ -940,7 +944,23 @@ class PostgresRepo(PoolDraws):
                 await self._pool_remove(tx, seq)
             elif old is not Status.APPROVED and status is Status.APPROVED:
                 await self._pool_add(tx, seq)
+            if old != status and status in (Status.APPROVED, Status.REJECTED):
+                by = [approver.id, approver.name] if approver else None
+                payload = {"approved": status is Status.APPROVED, "by": by}
+                await self._announce(tx, IMAGE_DECIDED, image_id, payload)
         return old
+
+    @staticmethod
+    async def _announce(
+        tx: _Transaction, kind: str, image_id: str, payload: dict[str, Any]
+    ) -> None:
+        """Append an outbox entry inside the transaction that makes the change. Every
+        such transaction holds the image write lock, so entries commit in seq order
+        (a consumer's cursor never skips one that commits later with a lower seq)."""
+        await tx.execute(
+            "INSERT INTO outbox (kind, image_id, payload, created_at) VALUES (?, ?, ?, ?)",
+            (kind, image_id, json.dumps(payload), time.time()),
+        )
 
     async def delete_image(self, image_id: str) -> Image | None:
         """Delete an image row (and its memberships); returns what was deleted, None
@@ -1758,6 +1778,76 @@ class PostgresRepo(PoolDraws):
                 "DELETE FROM kv WHERE key IN (SELECT key FROM kv WHERE expires_at IS NOT NULL "
                 "AND expires_at <= ? FOR UPDATE SKIP LOCKED)",
                 (when,),
+            )
+        return _rowcount(status)
+
+    async def kv_claim(self, key: str, holder: str, ttl: timedelta) -> bool:
+        """Hold `key` for `holder` for `ttl`: taken when absent, expired or already
+        `holder`'s (then renewed); False, and nothing changed, while another holds it."""
+        now = time.time()
+        async with self.transaction(touches_images=False) as tx:
+            # One statement: two processes claiming at once cannot both win (the
+            # conflicting insert waits for the other's row lock, then re-checks).
+            status = await tx.execute(
+                "INSERT INTO kv (key, value, expires_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value, "
+                "expires_at = excluded.expires_at "
+                "WHERE kv.value = excluded.value "
+                "OR (kv.expires_at IS NOT NULL AND kv.expires_at <= ?)",
+                (key, holder, now + ttl.total_seconds(), now),
+            )
+        return _rowcount(status) == 1
+
+    async def kv_release(self, key: str, holder: str) -> bool:
+        """Let go of `key` if `holder` holds it; False if someone else does or nobody."""
+        async with self.transaction(touches_images=False) as tx:
+            status = await tx.execute("DELETE FROM kv WHERE key = ? AND value = ?", (key, holder))
+        return _rowcount(status) == 1
+
+    # ---- outbox ------------------------------------------------------------------
+
+    async def outbox_after(self, seq: int, limit: int = 100) -> list[OutboxEntry]:
+        """Up to `limit` outbox entries after `seq`, oldest first."""
+        rows = await self._all(
+            "SELECT seq, kind, image_id, payload, created_at FROM outbox WHERE seq > ? "
+            "ORDER BY seq LIMIT ?",
+            (seq, limit),
+        )
+        return [
+            OutboxEntry(
+                r["seq"],
+                r["kind"],
+                r["image_id"],
+                json.loads(r["payload"]),
+                datetime.fromtimestamp(r["created_at"], UTC),
+            )
+            for r in rows
+        ]
+
+    async def outbox_cursor(self, consumer: str) -> int:
+        """The last seq `consumer` acknowledged (0 if none)."""
+        seq = await self._value("SELECT seq FROM outbox_cursors WHERE consumer = ?", (consumer,))
+        return int(seq) if seq is not None else 0
+
+    async def outbox_ack(self, consumer: str, seq: int) -> None:
+        """Record that `consumer` handled every entry up to `seq`; never moves back."""
+        async with self.transaction(touches_images=False) as tx:
+            await tx.execute(
+                "INSERT INTO outbox_cursors (consumer, seq, updated_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (consumer) DO UPDATE SET "
+                "seq = GREATEST(outbox_cursors.seq, excluded.seq), "
+                "updated_at = excluded.updated_at",
+                (consumer, seq, time.time()),
+            )
+
+    async def outbox_prune(self, handled_before: datetime, unhandled_before: datetime) -> int:
+        """Delete entries older than `handled_before` that every consumer acknowledged,
+        and every entry older than `unhandled_before`; returns how many."""
+        async with self.transaction(touches_images=False) as tx:
+            status = await tx.execute(
+                "DELETE FROM outbox WHERE (created_at < ? AND "
+                "seq <= (SELECT min(seq) FROM outbox_cursors)) OR created_at < ?",
+                (handled_before.timestamp(), unhandled_before.timestamp()),
             )
         return _rowcount(status)
 

@@ -193,4 +193,21 @@ MIGRATIONS: list[str] = [
     );
     INSERT INTO changes (what, counter) VALUES ('images', 0);
     """,
+    # 2: a durable outbox of what the bot must announce (SQLite's migration 4). BIGINT
+    # identity: a pruned table never hands out a seq a consumer has already passed.
+    """
+    CREATE TABLE outbox (
+        seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        kind TEXT NOT NULL,
+        image_id TEXT NOT NULL,
+        payload TEXT NOT NULL DEFAULT '{}',
+        created_at DOUBLE PRECISION NOT NULL
+    );
+    CREATE INDEX outbox_created ON outbox(created_at);
+    CREATE TABLE outbox_cursors (
+        consumer TEXT PRIMARY KEY,
+        seq BIGINT NOT NULL,
+        updated_at DOUBLE PRECISION NOT NULL
+    );
+    """,
 ]
