@@ -178,6 +178,11 @@ async def serve(settings: Settings, *, worker_of: int | None = None) -> int:
             # In the background, while serving: it only removes files old enough that no
             # live writer (this process, `bot.py import`, another server) can still commit.
             checks.append(asyncio.create_task(check_store(services)))
+        if http and worker_of is None:
+            # Image objects never rendered (after an upgrade or a bulk import) are
+            # rendered in the background rather than on their first draw. Workers leave
+            # it to this process (each would do the same work).
+            checks.append(asyncio.create_task(render_backlog(services)))
         if http and worker_of is None and settings.web_workers > 1:
             supervisor = Supervisor(settings, settings.web_workers - 1)
             tasks.append(asyncio.create_task(supervisor.run()))
@@ -379,6 +384,14 @@ async def check_store(services: Services) -> None:
         await services.images.check_consistency()
     except Exception:
         log.exception("the check of files against rows failed; it runs again at the next start")
+
+
+async def render_backlog(services: Services) -> None:
+    """Render the image objects the store lacks once, logging instead of raising."""
+    try:
+        await services.images.render_backlog()
+    except Exception:
+        log.exception("rendering image objects ahead failed; they are rendered when drawn")
 
 
 async def run_bot(services: Services) -> None:

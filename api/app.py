@@ -174,5 +174,7 @@ def create_app(services: Services) -> web.Application:
     for dialect in served:
         app.router.add_routes(dialect.routes)
         app.on_startup.extend(dialect.on_startup)
+        for name, rendering in dialect.renderings.items():
+            services.images.add_rendering(name, rendering.render, members=rendering.members)
     gallery.install(app)
     return app

@@ -11,6 +11,7 @@ import orjson
 from aiohttp import web
 
 from core.errors import GazouError
+from core.models import Image, Rendition
 
 # Renders a domain error (or an unexpected one, as a 500) in a dialect's own shape.
 ErrorRenderer = Callable[[GazouError], web.Response]
@@ -29,6 +30,17 @@ class RateLimit:
     reset: str = "epoch_ms"
 
 
+@dataclass(frozen=True, slots=True)
+class Rendering:
+    """A shape of image objects the store keeps ready (core ImageService.add_rendering):
+    `render(image)` is run once per change of the image, and a random draw hands out
+    its bytes. The name it is kept under must change whenever the shape does (e.g. a
+    version suffix), so that no body of an older shape is served."""
+
+    render: Callable[[Image], bytes]
+    members: bool = False
+
+
 @dataclass(slots=True)
 class Dialect:
     """One public API's dialect: its routes, its error shape, its limits, its docs.
@@ -43,6 +55,7 @@ class Dialect:
     rate_limits: dict[str, RateLimit] = field(default_factory=dict)  # route name -> limit
     openapi_paths: dict[str, Any] = field(default_factory=dict)
     on_startup: list[Callable[[web.Application], Awaitable[None]]] = field(default_factory=list)
+    renderings: dict[str, Rendering] = field(default_factory=dict)  # kept name -> rendering
 
 
 def json_response(
@@ -55,6 +68,16 @@ def json_response(
         content_type="application/json",
         headers=headers,
     )
+
+
+def json_body_response(body: bytes) -> web.Response:
+    """A response of JSON already encoded (e.g. joined from kept renderings)."""
+    return web.Response(body=body, content_type="application/json")
+
+
+def bodies(found: list[Rendition]) -> list[bytes]:
+    """The kept bodies of drawn renditions (every one has its body once drawn)."""
+    return [r.body for r in found if r.body is not None]
 
 
 def iso_ms(when: datetime) -> str:

@@ -19,7 +19,16 @@ from aiohttp import web
 
 from api import files
 from api.auth import HeaderForm, authenticate
-from api.dialect import Dialect, RateLimit, Rendered, iso_ms, json_response
+from api.dialect import (
+    Dialect,
+    RateLimit,
+    Rendered,
+    Rendering,
+    bodies,
+    iso_ms,
+    json_body_response,
+    json_response,
+)
 from api.forms import (
     Form,
     continue_when_read,
@@ -129,15 +138,26 @@ async def get_image(request: web.Request) -> web.Response:
     return json_response({"image": image_json(image)})
 
 
+# The random route's image objects, kept by the store (api.dialect.Rendering): a draw
+# hands out their bytes. Change the version whenever `random_image_body` changes.
+RANDOM_RENDERING = f"{NAME}.random/1"
+_RANDOM_FILTERS = {True: Filters(ratings=_NSFW), False: Filters(ratings=_SFW)}
+
+
+def random_image_body(image: Image) -> bytes:
+    """The encoded Image object of the random route (with `originalHash`)."""
+    return orjson.dumps(image_json(image, original_hash=True))
+
+
 @routes.get(BASE + "/random/image", name=f"{NAME}.random")
 async def random_images(request: web.Request) -> web.Response:
     """1-100 random approved images; nsfw=true for NSFW only, otherwise SFW only (the
     original's "absent means both" would show NSFW to clients that never asked)."""
-    ratings = _NSFW if request.query.get("nsfw") == "true" else _SFW
+    filters = _RANDOM_FILTERS[request.query.get("nsfw") == "true"]
     raw = request.query.get("count", "")
     count = int(raw) if _COUNT.fullmatch(raw) and 1 <= int(raw) <= MAX_RANDOM else 1
-    images = await request.app[SERVICES].images.random(Filters(ratings=ratings), count)
-    return json_response({"images": [image_json(i, original_hash=True) for i in images]})
+    found = await request.app[SERVICES].images.random_renditions(RANDOM_RENDERING, filters, count)
+    return json_body_response(b'{"images":[' + b",".join(bodies(found)) + b"]}")
 
 
 def _number_field(body: dict[str, Any], name: str) -> int | float | None:
@@ -736,4 +756,5 @@ DIALECT = Dialect(
         f"{NAME}.upload": RateLimit(2, 10.0),
     },
     openapi_paths=OPENAPI_PATHS,
+    renderings={RANDOM_RENDERING: Rendering(random_image_body)},
 )

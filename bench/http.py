@@ -144,6 +144,13 @@ async def fill_store(data_dir: Path, rows: int) -> str:
                 buf.getvalue(), IngestMetadata(tags=("x",), rating=Rating.SFW), owner, trusted=True
             )
             image_id = image.id
+        # As a server does in the background after a bulk import (bot.py serve): render
+        # the image objects the store keeps for random draws, so that the measured draws
+        # hand them out rather than render them on first use.
+        from api.app import create_app
+
+        create_app(services)  # adds the dialects' renderings
+        await services.images.render_backlog()
     return image_id
 
 

@@ -25,6 +25,7 @@ from core.models import (
     ImageFile,
     NewImage,
     OutboxEntry,
+    Rendition,
     SearchPage,
     SearchQuery,
     Stats,
@@ -86,6 +87,37 @@ class ImageRepo(Protocol):
 
     async def random_files(self, filters: Filters, count: int) -> list[ImageFile]:
         """`random_images` for callers that only link to the bytes."""
+        ...
+
+    async def random_renditions(
+        self, filters: Filters, count: int, dialect: str, *, members: bool = False
+    ) -> list[Rendition]:
+        """`random_images` (same uniform draw, no `seen_by`) as kept renderings: for each
+        drawn image its id, its `rev` and the body stored for (image, `dialect`) if that
+        body was stored for this very `rev`, else None and the hydrated `image` (its
+        state at that `rev`: read in one consistent snapshot with the rev). With
+        `members`, also the image's artist, tags and characters, as `Image` has them
+        (tags and characters sorted by name, case-insensitively)."""
+        ...
+
+    async def unrendered(
+        self, dialect: str, after: int, limit: int
+    ) -> tuple[list[Rendition], int | None]:
+        """Up to `limit` approved images with no body stored for their current `rev` and
+        `dialect`, as Renditions with `body` None and `image` set, for a backfill in
+        chunks: `after` is 0 for the first chunk, then the cursor returned with the
+        previous one; the cursor is None once no image is left after this chunk. The
+        cursor is the backend's own (e.g. a position in a stable order); each call must
+        take time proportional to its chunk, not to the images before the cursor."""
+        ...
+
+    async def put_renditions(self, dialect: str, bodies: Iterable[tuple[str, int, bytes]]) -> int:
+        """Keep each (image id, rev, body) as the image's `dialect` rendering, only where
+        the image still has that `rev` (a rendering of an older state is dropped, in the
+        same statement that would store it); how many were kept. Does not count as a
+        change to images (no cache anywhere is dropped for it). Every write that changes
+        what a rendering shows (status, approver, likes and favourites) increments the
+        image's `rev` in its own transaction; deleting an image deletes its renderings."""
         ...
 
     async def search(self, query: SearchQuery, *, count_total: bool = True) -> SearchPage:

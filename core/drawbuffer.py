@@ -83,6 +83,8 @@ class DrawBuffer(Generic[T]):
         self._tasks: set[asyncio.Task[None]] = set()
         self.generation = 0
         self.draws = 0  # round trips to the store, for tests and benchmarks
+        # Filters.key() of recent filters: a handler asks for the same few each time.
+        self._keys: dict[Filters, str] = {}
 
     def invalidate(self) -> None:
         """Forget every batch (what may be served has changed)."""
@@ -109,7 +111,11 @@ class DrawBuffer(Generic[T]):
         if count > self.batch // 2:
             self.draws += 1
             return await self._draw(filters, count)
-        key = filters.key()
+        key = self._keys.get(filters)
+        if key is None:
+            if len(self._keys) >= self.max_filters:
+                self._keys.clear()
+            key = self._keys[filters] = filters.key()
         for _ in range(_ROUNDS):
             batch = self._fresh(key)
             if batch is not None:

@@ -7,7 +7,7 @@ import logging
 import re
 import string
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -18,7 +18,14 @@ from core import events as ev
 from core import outbox, visibility
 from core.contracts import BlobStore, Repo, image_key, thumbnail_key
 from core.drawbuffer import DrawBuffer, PageCache
-from core.errors import Conflict, DuplicateImage, ImageTooLarge, InvalidInput, NotFound
+from core.errors import (
+    Conflict,
+    DuplicateImage,
+    GazouError,
+    ImageTooLarge,
+    InvalidInput,
+    NotFound,
+)
 from core.imaging import ProcessedImage, aspect_ratio, orientation, process_image
 from core.models import (
     Album,
@@ -29,6 +36,7 @@ from core.models import (
     ImageFile,
     IngestMetadata,
     NewImage,
+    Rendition,
     SearchPage,
     SearchQuery,
     Sort,
@@ -41,6 +49,9 @@ from core.models import (
 
 log = logging.getLogger(__name__)
 
+# Renders an image as one dialect's kept rendering (see ImageService.add_rendering).
+Render = Callable[[Image], bytes]
+
 # dHash bits two images may differ by and still be flagged as near-duplicates; the
 # repo's quarter index finds every pair within this distance.
 NEAR_DUPLICATE_BITS = 3
@@ -50,6 +61,9 @@ MAX_NAME_LENGTH = 120
 MAX_TITLE_LENGTH = 200
 MAX_DESCRIPTION_LENGTH = 5000
 MAX_PAGE = 100
+# How long, and for how many ids, the file routes' lookups are kept (`at_link`).
+LINK_CACHE_SECONDS = 1.0
+LINK_CACHE_ENTRIES = 4096
 # How old a file without a row must be before the consistency check removes it.
 # Ingest writes an image's files moments before it commits the row, and other
 # processes (a second server, `bot.py import`) may be doing so on the same DATA_DIR
@@ -142,6 +156,13 @@ class ImageService:
         )
         self.file_draw_buffer = DrawBuffer(self._draw_files) if buffer_draws else None
         self.page_cache = PageCache() if buffer_draws else None
+        self._buffer_draws = buffer_draws
+        # The file routes' lookups by id, each kept LINK_CACHE_SECONDS (see `at_link`).
+        self._links: dict[str, tuple[float, ImageFile]] | None = {} if buffer_draws else None
+        self._links_generation = 0
+        # Renderings kept by the store, by name (see `add_rendering`), and their buffers.
+        self._renderings: dict[str, tuple[Render, bool]] = {}
+        self.rendition_buffers: dict[str, DrawBuffer[Rendition]] = {}
         self.blobs = blobs
         self.events = events
         self.executor = executor
@@ -353,9 +374,17 @@ class ImageService:
 
     def _changed(self) -> None:
         """What public reads may return has changed: drop pre-drawn random images."""
-        for buffer in (self.draw_buffer, self.file_draw_buffer, self.page_cache):
+        for buffer in (
+            self.draw_buffer,
+            self.file_draw_buffer,
+            self.page_cache,
+            *self.rendition_buffers.values(),
+        ):
             if buffer is not None:
                 buffer.invalidate()
+        if self._links is not None:
+            self._links.clear()
+            self._links_generation += 1
 
     # ---- moderation --------------------------------------------------------------
 
@@ -427,8 +456,25 @@ class ImageService:
 
     async def at_link(self, image_id: str) -> ImageFile:
         """The image a file URL serves (core/visibility.py): approved or pending, not
-        expired, whoever asks; NotFound otherwise."""
-        return await self.get_file(image_id, include_pending=True)
+        expired, whoever asks; NotFound otherwise. With buffered draws, a lookup is kept
+        for LINK_CACHE_SECONDS (a popular file costs no store round trip per request):
+        dropped at once by this process's changes (`_changed`), and another process's
+        reject or delete is seen within that time, as by the draw buffers."""
+        links = self._links
+        if links is None:
+            return await self.get_file(image_id, include_pending=True)
+        now = time.monotonic()
+        kept = links.get(image_id)
+        if kept is not None and now - kept[0] < LINK_CACHE_SECONDS:
+            return _readable(kept[1], True)  # its expiry is checked on every request
+        generation = self._links_generation
+        found = await self.repo.get_file(image_id)
+        if found is not None and generation == self._links_generation:
+            # Else it may be a state a change of this process has just replaced.
+            if len(links) >= LINK_CACHE_ENTRIES:
+                links.clear()
+            links[image_id] = (now, found)
+        return _readable(found, True)
 
     async def random(
         self, filters: Filters, count: int = 1, *, seen_by: str | None = None
@@ -452,6 +498,69 @@ class ImageService:
         if self.file_draw_buffer is not None:
             return await self.file_draw_buffer.take(filters, count)
         return await self._draw_files(filters, count)
+
+    # ---- renderings kept by the store ----------------------------------------------
+
+    def add_rendering(self, name: str, render: Render, *, members: bool = False) -> None:
+        """Let `random_renditions(name, ...)` hand out `render(image)` as kept by the
+        store (rendered once per change of the image, not per request). `render` must
+        depend on the image's own fields (those that bump its `rev`: status, approver,
+        likes) and on its catalogue entries' names only; with `members`, draws also
+        carry the image's artist, tags and characters, for what must be current per
+        request (their image counts, descriptions)."""
+        self._renderings[name] = (render, members)
+        if self._buffer_draws and name not in self.rendition_buffers:
+            self.rendition_buffers[name] = DrawBuffer(partial(self._draw_renditions, name))
+
+    async def random_renditions(
+        self, name: str, filters: Filters, count: int = 1
+    ) -> list[Rendition]:
+        """`random` as the rendering `name` of each drawn image (its `body`), from the
+        store's kept copies; an image without a current one is rendered and kept."""
+        if not 1 <= count <= MAX_PAGE:
+            raise InvalidInput(f"count must be between 1 and {MAX_PAGE}")
+        filters = distinct_tags(filters)
+        buffer = self.rendition_buffers.get(name)
+        if buffer is not None:
+            return await buffer.take(filters, count)
+        return await self._draw_renditions(name, filters, count)
+
+    async def _draw_renditions(self, name: str, filters: Filters, count: int) -> list[Rendition]:
+        render, members = self._renderings[name]
+        drawn = await self.repo.random_renditions(filters, count, name, members=members)
+        if all(r.body is not None for r in drawn):
+            return drawn
+        made = []
+        for n, r in enumerate(drawn):
+            if r.image is not None and r.body is None:
+                drawn[n] = replace(r, body=render(r.image), image=None)
+                made.append((r.id, r.rev, drawn[n].body))
+        await self._keep_renditions(name, made)
+        return drawn
+
+    async def _keep_renditions(self, name: str, made: list[tuple[str, int, Any]]) -> int:
+        try:
+            return await self.repo.put_renditions(name, made)
+        except GazouError as exc:
+            # A store that can't be written (full, read-only) still serves draws.
+            log.warning("could not keep %d %s renderings: %s", len(made), name, exc)
+            return 0
+
+    async def render_backlog(self, chunk: int = 200) -> int:
+        """Render and keep every approved image lacking a current rendering, for each
+        rendering added (the backfill after an upgrade or a bulk load; idempotent, and
+        safe beside other processes doing the same); how many were kept."""
+        kept = 0
+        for name, (render, _) in list(self._renderings.items()):
+            after: int | None = 0
+            while after is not None:
+                batch, after = await self.repo.unrendered(name, after, chunk)
+                made = [(r.id, r.rev, render(r.image)) for r in batch if r.image is not None]
+                kept += await self._keep_renditions(name, made)
+                await asyncio.sleep(0)  # let requests through between chunks
+        if kept:
+            log.info("rendered %d image objects ahead of their draws", kept)
+        return kept
 
     async def search(self, query: SearchQuery, *, count_total: bool = True) -> SearchPage:
         """A page of images matching `query`, with its total."""

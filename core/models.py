@@ -202,6 +202,24 @@ class ImageFile:
 
 
 @dataclass(frozen=True, slots=True)
+class Rendition:
+    """An image as one dialect renders it (its JSON, or a template of it), drawn with
+    the store's copy of that rendering: `body` is the kept bytes, or None when the store
+    has none for the image's current `rev`; then `image` is the image to render it
+    from. `artist`, `tags` and `characters` are the image's catalogue entries (as on
+    `Image`) when the draw asked for them, for dialects that splice them in per request
+    (their image counts change with every upload)."""
+
+    id: str
+    rev: int
+    body: bytes | None
+    image: Image | None = None
+    artist: Artist | None = None
+    tags: tuple[Tag, ...] = ()
+    characters: tuple[Character, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class SearchPage:
     """One page of results; `total` is exact when `total_exact`, else a lower bound."""
 

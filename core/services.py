@@ -88,7 +88,11 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                 yield services
             finally:
                 await services.outbox.stop(grace=0)  # its owner (the bot) stopped it already
-                for buffer in (images.draw_buffer, images.file_draw_buffer):
+                for buffer in (
+                    images.draw_buffer,
+                    images.file_draw_buffer,
+                    *images.rendition_buffers.values(),
+                ):
                     if buffer is not None:
                         await buffer.aclose()
                 await events.drain()

@@ -3,7 +3,6 @@ working after its time and can't be altered."""
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import time
 
@@ -17,7 +16,8 @@ class LinkSigner:
         self._secret = secret
 
     def _mac(self, path: str, expires: int) -> str:
-        return hmac.new(self._secret, f"{path}\n{expires}".encode(), hashlib.sha256).hexdigest()
+        # hmac.digest: the one-shot C path (the same MAC as hmac.new, without its objects).
+        return hmac.digest(self._secret, f"{path}\n{expires}".encode(), "sha256").hex()
 
     def sign(self, path: str, ttl_seconds: int, now: float | None = None) -> str:
         """`path` with the query that keeps it valid for `ttl_seconds`."""

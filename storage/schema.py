@@ -214,4 +214,19 @@ MIGRATIONS: list[str] = [
         updated_at REAL NOT NULL
     ) WITHOUT ROWID;
     """,
+    # 5: each image's JSON as a dialect renders it, kept so a random draw hands out
+    # bytes instead of rebuilding objects. `rev` counts the changes to what a rendering
+    # shows (status, approver, likes); a rendering is current while its `rev` equals its
+    # image's. Existing rows start without renderings: they are rendered by the
+    # server's start-up backfill (ImageService.render_backlog) or on their first draw.
+    """
+    ALTER TABLE images ADD COLUMN rev INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE rendered (
+        seq INTEGER NOT NULL REFERENCES images(seq) ON DELETE CASCADE,
+        dialect TEXT NOT NULL,
+        rev INTEGER NOT NULL,
+        body BLOB NOT NULL,
+        PRIMARY KEY (seq, dialect)
+    ) WITHOUT ROWID;
+    """,
 ]

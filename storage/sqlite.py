@@ -40,6 +40,7 @@ from core.models import (
     NewImage,
     OutboxEntry,
     Rating,
+    Rendition,
     SearchPage,
     SearchQuery,
     Sort,
@@ -615,7 +616,8 @@ class SQLiteRepo:
             if only_from is not None and _STATUS[old] not in only_from:
                 return _STATUS[old]
             await tx.execute(
-                "UPDATE images SET status = ?, approver_id = ?, approver_name = ? WHERE seq = ?",
+                "UPDATE images SET status = ?, approver_id = ?, approver_name = ?, "
+                "rev = rev + 1 WHERE seq = ?",
                 (
                     status.value,
                     approver.id if approver else None,
@@ -819,7 +821,8 @@ class SQLiteRepo:
                 delta = -cur.rowcount
             if delta:
                 await tx.execute(
-                    f"UPDATE images SET {column} = {column} + ? WHERE seq = ?", (delta, seq)
+                    f"UPDATE images SET {column} = {column} + ?, rev = rev + 1 WHERE seq = ?",
+                    (delta, seq),
                 )
             (count,) = await tx.one(f"SELECT {column} FROM images WHERE seq = ?", (seq,))
         return count
@@ -1098,6 +1101,96 @@ class SQLiteRepo:
         )
         by_seq = {r[0]: _image_file(r[1:]) for r in rows}
         return [by_seq[s] for s in seqs if s in by_seq]
+
+    async def random_renditions(
+        self, filters: Filters, count: int, dialect: str, *, members: bool = False
+    ) -> list[Rendition]:
+        """`random_images` as kept renderings (core/contracts.py): one query for the
+        drawn images' revs and current bodies, one more hydrating those without one."""
+        plan = await self._filter_plan(filters)
+        if plan is None or count <= 0:
+            return []
+        seqs = await self._draw(plan, count)
+        if not seqs:
+            return []
+        marks = ",".join("?" * len(seqs))
+        extra = (
+            ", i.artist_rid, (SELECT group_concat(tag_rid) FROM image_tags WHERE seq = i.seq), "
+            "(SELECT group_concat(character_rid) FROM image_characters WHERE seq = i.seq)"
+            if members
+            else ""
+        )
+        rows = await self._all(
+            f"SELECT i.seq, i.id, i.rev, r.body{extra} FROM images i LEFT JOIN rendered r "
+            f"ON r.seq = i.seq AND r.dialect = ? AND r.rev = i.rev WHERE i.seq IN ({marks})",
+            [dialect, *seqs],
+        )
+        by_seq = {r[0]: r for r in rows}
+        found = [by_seq[s] for s in seqs if s in by_seq]
+        kept = [r for r in found if r[3] is not None]
+        artists: list[tuple[Any, ...]] = []
+        tags: list[tuple[Any, ...]] = []
+        characters: list[tuple[Any, ...]] = []
+        if members and kept:
+            artists = await self._members("artists", [r[4] for r in kept])
+            tags = await self._members("tags", [r[5] for r in kept])
+            characters = await self._members("characters", [r[6] for r in kept])
+        out: dict[int, Rendition] = {}
+        for n, r in enumerate(kept):
+            if members:
+                out[r[0]] = Rendition(
+                    r[1],
+                    r[2],
+                    r[3],
+                    None,
+                    artists[n][0] if artists[n] else None,
+                    tags[n],
+                    characters[n],
+                )
+            else:
+                out[r[0]] = Rendition(r[1], r[2], r[3])
+        missing = [r[0] for r in found if r[3] is None]
+        if missing:
+            # The rev comes with the row it describes, in one statement.
+            marks = ",".join("?" * len(missing))
+            rows = await self._all(
+                f"SELECT {_IMAGE_COLUMNS}, i.rev {_IMAGE_FROM} WHERE i.seq IN ({marks})", missing
+            )
+            for row, image in zip(rows, await self._hydrate(rows), strict=True):
+                out[row[0]] = Rendition(
+                    image.id, row[-1], None, image, image.artist, image.tags, image.characters
+                )
+        return [out[s] for s in seqs if s in out]
+
+    async def unrendered(
+        self, dialect: str, after: int, limit: int
+    ) -> tuple[list[Rendition], int | None]:
+        """Approved images without a current `dialect` rendering, in store order (a
+        backfill): a chunk from cursor `after`, and the cursor of the next (None: done)."""
+        rows = await self._all(
+            f"SELECT {_IMAGE_COLUMNS}, i.rev {_IMAGE_FROM} WHERE i.status = 'approved' "
+            "AND i.seq > ? AND NOT EXISTS (SELECT 1 FROM rendered r WHERE r.seq = i.seq "
+            "AND r.dialect = ? AND r.rev = i.rev) ORDER BY i.seq LIMIT ?",
+            (after, dialect, limit),
+        )
+        found = [
+            Rendition(image.id, row[-1], None, image, image.artist, image.tags, image.characters)
+            for row, image in zip(rows, await self._hydrate(rows), strict=True)
+        ]
+        return found, rows[-1][0] if len(rows) == limit else None
+
+    async def put_renditions(self, dialect: str, bodies: Iterable[tuple[str, int, bytes]]) -> int:
+        """Keep renderings made from each image's state at `rev`, where it still has it."""
+        rows = [(dialect, body, image_id, rev) for image_id, rev, body in bodies]
+        if not rows:
+            return 0
+        async with self.transaction(touches_images=False) as tx:
+            cur = await tx.conn.executemany(
+                "INSERT OR REPLACE INTO rendered (seq, dialect, rev, body) "
+                "SELECT seq, ?, rev, ? FROM images WHERE id = ? AND rev = ?",
+                rows,
+            )
+            return max(cur.rowcount, 0)
 
     async def get_file(self, image_id: str) -> ImageFile | None:
         """What serving an image's bytes needs, by id, whatever its status."""

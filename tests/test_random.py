@@ -7,14 +7,15 @@ import math
 import random
 import sqlite3
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import pytest
 
 from core.errors import Conflict
-from core.models import Filters, Image, IngestMetadata, Rating, Status, User
+from core.models import Filters, Image, IngestMetadata, Rating, Rendition, Status, User
 from core.services import Services, open_services
 from core.settings import Settings
 from storage.postgres import PostgresRepo
@@ -329,9 +330,10 @@ async def test_pools_stay_dense_and_exact_through_random_moderation_churn(
         assert (image_id in approved) == (image.status == "approved")
 
 
-# Uniformity is checked where the sampling happens (the store's pools) and through the
-# service, which may hand out pre-drawn batches.
-LAYERS = ["store", "service"]
+# Uniformity is checked where the sampling happens (the store's pools), through the
+# service, which may hand out pre-drawn batches, and through kept renderings (drawn by
+# the store with their bodies, buffered by the service like images).
+LAYERS = ["store", "service", "rendition"]
 
 
 @pytest.mark.parametrize("layer", LAYERS)
@@ -399,11 +401,14 @@ async def assert_uniform(
     """Chi-square goodness of fit of `draws` single draws against uniform."""
     categories = sorted(expected_ids(images, specs, filters))
     assert len(categories) >= 2
-    draw = (
-        services.images.random
-        if layer == "service"
-        else lambda f: services.storage.repo.random_images(f, 1)
-    )
+    draw: Callable[[Filters], Awaitable[Sequence[Image] | Sequence[Rendition]]]
+    if layer == "service":
+        draw = services.images.random
+    elif layer == "rendition":
+        services.images.add_rendering("ids", lambda image: image.id.encode())
+        draw = partial(services.images.random_renditions, "ids")
+    else:
+        draw = partial(services.storage.repo.random_images, count=1)
     counts: Counter[str] = Counter()
     for _ in range(draws):
         (image,) = await draw(filters)
