@@ -117,7 +117,8 @@ class ImageRepo(Protocol):
         same statement that would store it); how many were kept. Does not count as a
         change to images (no cache anywhere is dropped for it). Every write that changes
         what a rendering shows (status, approver, likes and favourites) increments the
-        image's `rev` in its own transaction; deleting an image deletes its renderings."""
+        image's `rev` in its own transaction (as must any future edit of its artist, tags
+        or characters); deleting an image deletes its renderings."""
         ...
 
     async def search(self, query: SearchQuery, *, count_total: bool = True) -> SearchPage:

@@ -160,6 +160,7 @@ class ImageService:
         # The file routes' lookups by id, each kept LINK_CACHE_SECONDS (see `at_link`).
         self._links: dict[str, tuple[float, ImageFile]] | None = {} if buffer_draws else None
         self._links_generation = 0
+        self.clock: Callable[[], float] = time.monotonic  # for the lookups' age
         # Renderings kept by the store, by name (see `add_rendering`), and their buffers.
         self._renderings: dict[str, tuple[Render, bool]] = {}
         self.rendition_buffers: dict[str, DrawBuffer[Rendition]] = {}
@@ -463,7 +464,7 @@ class ImageService:
         links = self._links
         if links is None:
             return await self.get_file(image_id, include_pending=True)
-        now = time.monotonic()
+        now = self.clock()
         kept = links.get(image_id)
         if kept is not None and now - kept[0] < LINK_CACHE_SECONDS:
             return _readable(kept[1], True)  # its expiry is checked on every request

@@ -217,8 +217,10 @@ MIGRATIONS: list[str] = [
     # 5: each image's JSON as a dialect renders it, kept so a random draw hands out
     # bytes instead of rebuilding objects. `rev` counts the changes to what a rendering
     # shows (status, approver, likes); a rendering is current while its `rev` equals its
-    # image's. Existing rows start without renderings: they are rendered by the
-    # server's start-up backfill (ImageService.render_backlog) or on their first draw.
+    # image's. With it, the image's artist, tag and character rids (as the hydration's
+    # group_concat lists them), so a draw needs no subquery to find them. Existing rows
+    # start without renderings: they are rendered by the server's background backfill
+    # (ImageService.render_backlog) or on their first draw.
     """
     ALTER TABLE images ADD COLUMN rev INTEGER NOT NULL DEFAULT 0;
     CREATE TABLE rendered (
@@ -226,6 +228,9 @@ MIGRATIONS: list[str] = [
         dialect TEXT NOT NULL,
         rev INTEGER NOT NULL,
         body BLOB NOT NULL,
+        artist_rid INTEGER,
+        tag_rids TEXT,
+        character_rids TEXT,
         PRIMARY KEY (seq, dialect)
     ) WITHOUT ROWID;
     """,

@@ -1114,12 +1114,7 @@ class SQLiteRepo:
         if not seqs:
             return []
         marks = ",".join("?" * len(seqs))
-        extra = (
-            ", i.artist_rid, (SELECT group_concat(tag_rid) FROM image_tags WHERE seq = i.seq), "
-            "(SELECT group_concat(character_rid) FROM image_characters WHERE seq = i.seq)"
-            if members
-            else ""
-        )
+        extra = ", r.artist_rid, r.tag_rids, r.character_rids" if members else ""
         rows = await self._all(
             f"SELECT i.seq, i.id, i.rev, r.body{extra} FROM images i LEFT JOIN rendered r "
             f"ON r.seq = i.seq AND r.dialect = ? AND r.rev = i.rev WHERE i.seq IN ({marks})",
@@ -1185,9 +1180,13 @@ class SQLiteRepo:
         if not rows:
             return 0
         async with self.transaction(touches_images=False) as tx:
+            # The member rids as `_IMAGE_COLUMNS` lists them (the read cache's keys).
             cur = await tx.conn.executemany(
-                "INSERT OR REPLACE INTO rendered (seq, dialect, rev, body) "
-                "SELECT seq, ?, rev, ? FROM images WHERE id = ? AND rev = ?",
+                "INSERT OR REPLACE INTO rendered (seq, dialect, rev, body, artist_rid, "
+                "tag_rids, character_rids) SELECT i.seq, ?, i.rev, ?, i.artist_rid, "
+                "(SELECT group_concat(tag_rid) FROM image_tags WHERE seq = i.seq), "
+                "(SELECT group_concat(character_rid) FROM image_characters WHERE seq = i.seq) "
+                "FROM images i WHERE i.id = ? AND i.rev = ?",
                 rows,
             )
             return max(cur.rowcount, 0)
