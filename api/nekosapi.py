@@ -250,15 +250,12 @@ def image_json(request: web.Request, image: Image, ttl: int, now: float) -> dict
 IMAGE_RENDERING = "nekosapi.image/1"
 _HOLE = b"\x00"
 _HOLE_FRAGMENT = orjson.Fragment(_HOLE)
-# The catalogue tuples drawn images carry are shared (the store's read cache), so each
-# artist, category list and character list is encoded once until they change.
+# The artists, tags and characters drawn images carry are shared (the store's read
+# cache), so each is encoded once until it changes. (Not their tuples: a collection has
+# as many tag combinations as images, more than the read cache keeps.)
 _artist_bytes: Rendered[Artist] = Rendered(lambda a: orjson.dumps(artist_json(a)))
-_categories_bytes: Rendered[tuple[Tag, ...]] = Rendered(
-    lambda tags: orjson.dumps([category_json(t) for t in tags])
-)
-_characters_bytes: Rendered[tuple[Character, ...]] = Rendered(
-    lambda found: orjson.dumps([character_json(c) for c in found])
-)
+_category_bytes: Rendered[Tag] = Rendered(lambda t: orjson.dumps(category_json(t)))
+_character_bytes: Rendered[Character] = Rendered(lambda c: orjson.dumps(character_json(c)))
 
 
 def image_template(image: Image) -> bytes:
@@ -303,9 +300,9 @@ def _filled(services: Services, found: Rendition, ttl: int, now: float, expires:
             p1,
             _artist_bytes(found.artist) if found.artist else b"null",
             p2,
-            _categories_bytes(found.tags),
+            b"[" + b",".join([_category_bytes(t) for t in found.tags]) + b"]",
             p3,
-            _characters_bytes(found.characters),
+            b"[" + b",".join([_character_bytes(c) for c in found.characters]) + b"]",
             p4,
             expires,
             p5,

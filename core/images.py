@@ -109,6 +109,8 @@ def _distinct(names: Sequence[str]) -> tuple[str, ...]:
 def distinct_tags(filters: Filtered) -> Filtered:
     """`filters` with its tags and excluded tags each named once; InvalidInput past
     MAX_FILTER_TAGS distinct tags, rather than one SQL condition per repeat."""
+    if len(filters.tags) + len(filters.exclude_tags) <= 1:
+        return filters  # nothing to repeat (the common random request)
     tags, exclude = _distinct(filters.tags), _distinct(filters.exclude_tags)
     if len(tags) + len(exclude) > MAX_FILTER_TAGS:
         raise InvalidInput(f"At most {MAX_FILTER_TAGS} tags at once", field="tags")

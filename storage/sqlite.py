@@ -140,6 +140,8 @@ _IMAGE_FROM = """
 _NOCASE = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 # Tags, artists and characters kept by the read cache before it starts over.
 CATALOGUE_CAP = 50_000
+# How much of the database file the read connection maps into memory (see `open`).
+READ_MMAP_BYTES = 256 * 1024 * 1024
 # How often (seconds) the read cache looks for changes made by another process.
 EXTERNAL_CHANGES_EVERY = 1.0
 
@@ -330,6 +332,10 @@ class SQLiteRepo:
             await self.close()
             raise
         self._read = await self._connect()
+        # Reads map the file rather than copy each page out of the OS cache: random draws
+        # touch pages all over it (a 256-image draw: 2.4 -> 1.1 ms of CPU, 190 MB store).
+        # File-backed, so the kernel may drop those pages like any cached file's.
+        await self._read.execute(f"PRAGMA mmap_size = {READ_MMAP_BYTES}")
 
     async def _connect(self) -> aiosqlite.Connection:
         conn = await aiosqlite.connect(self.path, isolation_level=None)
