@@ -97,7 +97,9 @@ class ImageRepo(Protocol):
         body was stored for this very `rev`, else None and the hydrated `image` (its
         state at that `rev`: read in one consistent snapshot with the rev). With
         `members`, also the image's artist, tags and characters, as `Image` has them
-        (tags and characters sorted by name, case-insensitively)."""
+        (tags and characters sorted by name, case-insensitively). A backend may keep no
+        renderings at all: then every Rendition comes with its image, `unrendered` finds
+        nothing and `put_renditions` keeps nothing."""
         ...
 
     async def unrendered(

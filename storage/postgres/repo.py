@@ -47,6 +47,7 @@ from core.models import (
     NewImage,
     OutboxEntry,
     Rating,
+    Rendition,
     SearchPage,
     SearchQuery,
     Sort,
@@ -1342,6 +1343,34 @@ class PostgresRepo(PoolDraws):
         return [r[0] for r in rows if r[0] not in exclude]
 
     # ---- search ----------------------------------------------------------------
+
+    # ---- kept renderings: not on this backend yet ----------------------------------
+    # The contract lets a backend keep none: every draw then comes back with its image
+    # to be rendered per request (the same answers as SQLite's, at the cost the SQLite
+    # backend had before it kept them). Keeping them here needs images.rev and a
+    # rendered table like SQLite's migration 5.
+
+    async def random_renditions(
+        self, filters: Filters, count: int, dialect: str, *, members: bool = False
+    ) -> list[Rendition]:
+        """`random_images` as Renditions with no kept body (this backend keeps none)."""
+        images = await self.random_images(filters, count)
+        if not members:
+            return [Rendition(image.id, 0, None, image) for image in images]
+        return [
+            Rendition(image.id, 0, None, image, image.artist, image.tags, image.characters)
+            for image in images
+        ]
+
+    async def unrendered(
+        self, dialect: str, after: int, limit: int
+    ) -> tuple[list[Rendition], int | None]:
+        """Nothing to backfill: this backend keeps no renderings."""
+        return [], None
+
+    async def put_renditions(self, dialect: str, bodies: Iterable[tuple[str, int, bytes]]) -> int:
+        """Keeps nothing (this backend keeps no renderings); 0."""
+        return 0
 
     async def search(self, query: SearchQuery, *, count_total: bool = True) -> SearchPage:
         """Filter, sort and page images with indexed queries; totals past TOTAL_CAP
