@@ -1,9 +1,9 @@
 """Memory of ingesting large images, run by hand:
-`.venv/bin/python bench/imaging_memory.py [--before /work/main] [--after .] [--keep DIR]`.
+`.venv/bin/python bench/imaging_memory.py [--before OLD_CHECKOUT] [--after .] [--keep DIR]`
+(e.g. `git worktree add /tmp/old <rev>` for OLD_CHECKOUT; without it only --after runs).
 
 Makes 88 Mpx PNGs (RGBA and RGB) that are mostly flat (a few hundred KB, like the one in
-issue 8), a
-48 Mpx photo-like JPEG (baseline and progressive), and runs core.imaging.process_image
+issue 8), a 48 Mpx photo-like JPEG (baseline and progressive), and runs core.imaging.process_image
 on each in a fresh subprocess, once with the code under --before and once with the code
 under --after (each a checkout whose `core/` is imported), so both are measured in the
 same run on the same machine. For each it prints the peak RSS during the call (VmHWM,
@@ -112,7 +112,7 @@ def _tiny_png() -> bytes:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--before", type=Path, default=Path("/work/main"), help="old checkout")
+    parser.add_argument("--before", type=Path, help="an older checkout to compare with")
     parser.add_argument("--after", type=Path, default=ROOT, help="new checkout")
     parser.add_argument("--keep", type=Path, help="folder to keep the test images in")
     parser.add_argument("--cases", default=",".join(CASES), help="comma-separated cases")
@@ -133,7 +133,8 @@ def main() -> None:
         print(f"{'case':18} {'code':7} {'base MB':>8} {'peak MB':>8} {'kept MB':>8} {'s':>6}")
         for case in args.cases.split(","):
             path = paths["png" if case == "burst" else case]
-            for label, code in (("before", args.before), ("after", args.after)):
+            runs = [("before", args.before)] if args.before else []
+            for label, code in [*runs, ("after", args.after)]:
                 env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
                 out = subprocess.run(
                     [sys.executable, __file__, "--child", str(code.resolve()), case, str(path)],
