@@ -8,7 +8,7 @@ import logging
 import re
 from dataclasses import asdict, dataclass, replace
 from datetime import timedelta
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Self
 
 import discord
 from discord import app_commands
@@ -54,8 +54,26 @@ AUTOCOMPLETE_MAX = 25
 # ---- /random's buttons: persistent, so they keep working across restarts ------------
 
 
+class _StoredAsk:
+    """A command's arguments, kept in kv (as JSON) under a short hash of themselves so
+    persistent buttons can re-run them."""
+
+    __slots__ = ()
+
+    def key(self) -> str:
+        """The short hash the kv entry and the buttons' custom ids name it by."""
+        text = json.dumps(asdict(self), sort_keys=True)  # type: ignore[call-overload]
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    @classmethod
+    def from_json(cls, text: str) -> Self:
+        """The arguments back from their JSON (lists become the tuples they were)."""
+        data = json.loads(text)
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
 @dataclass(frozen=True, slots=True)
-class RandomAsk:
+class RandomAsk(_StoredAsk):
     """What a member asked /random for; re-rolls re-apply it in the current channel."""
 
     tags: tuple[str, ...] = ()
@@ -63,21 +81,6 @@ class RandomAsk:
     rating: str | None = None
     artist: str | None = None
     character: str | None = None
-
-    def key(self) -> str:
-        text = json.dumps(asdict(self), sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-    @classmethod
-    def from_json(cls, text: str) -> RandomAsk:
-        data = json.loads(text)
-        return cls(
-            tags=tuple(data["tags"]),
-            exclude=tuple(data["exclude"]),
-            rating=data["rating"],
-            artist=data["artist"],
-            character=data["character"],
-        )
 
 
 def _kv_key(ask_key: str) -> str:
@@ -207,7 +210,7 @@ async def post_random(interaction: discord.Interaction[GazouBot], ask: RandomAsk
 
 
 @dataclass(frozen=True, slots=True)
-class SearchAsk:
+class SearchAsk(_StoredAsk):
     """What a member searched for, with the ratings of the channel they searched in."""
 
     tags: tuple[str, ...] = ()
@@ -225,22 +228,6 @@ class SearchAsk:
             artist=self.artist,
             character=self.character,
             sort=Sort(self.sort),
-        )
-
-    def key(self) -> str:
-        text = json.dumps(asdict(self), sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-    @classmethod
-    def from_json(cls, text: str) -> SearchAsk:
-        data = json.loads(text)
-        return cls(
-            tags=tuple(data["tags"]),
-            exclude=tuple(data["exclude"]),
-            ratings=tuple(data["ratings"]),
-            artist=data["artist"],
-            character=data["character"],
-            sort=data["sort"],
         )
 
 
