@@ -52,6 +52,15 @@ from core.models import (
     User,
     new_id,
 )
+from storage.rows import (
+    IMAGE_COLUMNS,
+    image_values,
+    like_pattern,
+    quarters,
+    rid_list,
+    ts,
+    unsigned64,
+)
 from storage.schema import MIGRATIONS
 
 log = logging.getLogger(__name__)
@@ -89,10 +98,6 @@ def _write_error(error: BaseException | None) -> GazouError | None:
     return None
 
 
-def _ts(dt: datetime | None) -> float | None:
-    return None if dt is None else dt.timestamp()
-
-
 def _dt(value: float | None) -> datetime | None:
     return None if value is None else _at(value)
 
@@ -106,19 +111,6 @@ def _rowid(cur: aiosqlite.Cursor) -> int:
     """The rowid of the row the INSERT just run on `cur` added."""
     assert cur.lastrowid is not None, "no row was inserted"
     return cur.lastrowid
-
-
-def _signed64(value: int) -> int:
-    """SQLite integers are signed: store an unsigned 64-bit hash in that range."""
-    return value - (1 << 64) if value >= 1 << 63 else value
-
-
-def _unsigned64(value: int) -> int:
-    return value + (1 << 64) if value < 0 else value
-
-
-def _quarters(phash: int) -> tuple[int, int, int, int]:
-    return (phash >> 48) & 0xFFFF, (phash >> 32) & 0xFFFF, (phash >> 16) & 0xFFFF, phash & 0xFFFF
 
 
 _IMAGE_COLUMNS = """
@@ -252,12 +244,6 @@ def _image_file(row: Sequence[Any]) -> ImageFile:
     )
 
 
-def _like_pattern(text: str) -> str:
-    """A substring LIKE pattern with the user's wildcards escaped."""
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
 @dataclass(frozen=True, slots=True)
 class _Plan:
     """How a random draw finds its matches: the pools whose union holds them all (by
@@ -269,10 +255,6 @@ class _Plan:
     where: list[str]
     params: list[Any]
     passing: float
-
-
-def _rid_list(key: str | int) -> list[int]:
-    return [key] if isinstance(key, int) else [int(rid) for rid in key.split(",")]
 
 
 class _ReadCache:
@@ -541,48 +523,10 @@ class SQLiteRepo:
                 if row is None:
                     raise InvalidInput("Unknown album", field="album_id")
                 album_rid = row[0]
-            q = _quarters(new.phash)
+            marks = ",".join("?" * len(IMAGE_COLUMNS))
             cur = await tx.execute(
-                """INSERT INTO images (id, sha256, md5, phash, ph0, ph1, ph2, ph3, mimetype,
-                    extension, size, width, height, aspect_ratio, orientation, dominant_color,
-                    animated, thumbnail_size, rating, status, title, description, source_name,
-                    source_url, original_filename, artist_rid, album_rid, uploader_id,
-                    uploader_name, approver_id, approver_name, created_at, expires_at,
-                    near_duplicate_of)
-                VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
-                (
-                    new.id,
-                    new.sha256,
-                    new.md5,
-                    _signed64(new.phash),
-                    *q,
-                    new.mimetype,
-                    new.extension,
-                    new.size,
-                    new.width,
-                    new.height,
-                    new.aspect_ratio,
-                    new.orientation,
-                    new.dominant_color,
-                    int(new.animated),
-                    new.thumbnail_size,
-                    new.rating.value,
-                    new.status.value,
-                    new.title,
-                    new.description,
-                    new.source_name,
-                    new.source_url,
-                    new.original_filename,
-                    artist_rid,
-                    album_rid,
-                    new.uploader.id if new.uploader else None,
-                    new.uploader.name if new.uploader else None,
-                    new.approver.id if new.approver else None,
-                    new.approver.name if new.approver else None,
-                    new.created_at.timestamp(),
-                    _ts(new.expires_at),
-                    new.near_duplicate_of,
-                ),
+                f"INSERT INTO images ({', '.join(IMAGE_COLUMNS)}) VALUES ({marks})",
+                image_values(new, artist_rid, album_rid),
             )
             seq = _rowid(cur)
             for name in dict.fromkeys(new.tags):
@@ -723,42 +667,7 @@ class SQLiteRepo:
                 seq, next_seq = next_seq, next_seq + 1
                 artist_rid = await rid_of("artists", new.artist) if new.artist else None
                 album_rid = await album_of(new.album_id) if new.album_id else None
-                image_rows.append(
-                    (
-                        seq,
-                        new.id,
-                        new.sha256,
-                        new.md5,
-                        _signed64(new.phash),
-                        *_quarters(new.phash),
-                        new.mimetype,
-                        new.extension,
-                        new.size,
-                        new.width,
-                        new.height,
-                        new.aspect_ratio,
-                        new.orientation,
-                        new.dominant_color,
-                        int(new.animated),
-                        new.thumbnail_size,
-                        new.rating.value,
-                        new.status.value,
-                        new.title,
-                        new.description,
-                        new.source_name,
-                        new.source_url,
-                        new.original_filename,
-                        artist_rid,
-                        album_rid,
-                        new.uploader.id if new.uploader else None,
-                        new.uploader.name if new.uploader else None,
-                        new.approver.id if new.approver else None,
-                        new.approver.name if new.approver else None,
-                        new.created_at.timestamp(),
-                        _ts(new.expires_at),
-                        new.near_duplicate_of,
-                    )
-                )
+                image_rows.append((seq, *image_values(new, artist_rid, album_rid)))
                 members = ["all", f"rating:{new.rating.value}"]
                 if artist_rid is not None:
                     members.append(f"artist:{artist_rid}")
@@ -781,13 +690,8 @@ class SQLiteRepo:
                         slot_rows.append((entry[0], entry[1], seq))
                         entry[1] += 1
             await tx.executemany(
-                """INSERT INTO images (seq, id, sha256, md5, phash, ph0, ph1, ph2, ph3,
-                    mimetype, extension, size, width, height, aspect_ratio, orientation,
-                    dominant_color, animated, thumbnail_size, rating, status, title,
-                    description, source_name, source_url, original_filename, artist_rid,
-                    album_rid, uploader_id, uploader_name, approver_id, approver_name,
-                    created_at, expires_at, near_duplicate_of)
-                VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
+                f"INSERT INTO images (seq, {', '.join(IMAGE_COLUMNS)}) "
+                f"VALUES (?, {','.join('?' * len(IMAGE_COLUMNS))})",
                 image_rows,
             )
             await tx.executemany("INSERT INTO image_tags (tag_rid, seq) VALUES (?, ?)", tag_rows)
@@ -859,7 +763,7 @@ class SQLiteRepo:
                     id=r[1],
                     sha256=r[2],
                     md5=r[3],
-                    phash=_unsigned64(r[4]),
+                    phash=unsigned64(r[4]),
                     mimetype=r[5],
                     extension=r[6],
                     size=r[7],
@@ -905,7 +809,7 @@ class SQLiteRepo:
         if not missing:
             return cast(list[tuple[Any, ...]], out)  # every key was found
         known = cache.objects[kind]
-        rid_lists = {key: _rid_list(key) for key in missing if key is not None}
+        rid_lists = {key: rid_list(key) for key in missing if key is not None}
         unknown = {rid for rids in rid_lists.values() for rid in rids if rid not in known}
         fetched: dict[int, Any] = {}
         if unknown:
@@ -967,7 +871,7 @@ class SQLiteRepo:
     async def near_duplicate(self, phash: int, max_distance: int) -> str | None:
         """The closest non-rejected image within `max_distance` bits (<= 3, the
         distance the quarter index guarantees to find), or None."""
-        q = _quarters(phash)
+        q = quarters(phash)
         rows = await self._all(
             "SELECT id, phash FROM images WHERE status != 'rejected' AND "
             "(ph0 = ? OR ph1 = ? OR ph2 = ? OR ph3 = ?)",
@@ -975,7 +879,7 @@ class SQLiteRepo:
         )
         best: tuple[int, str] | None = None
         for image_id, other in rows:
-            distance = (phash ^ _unsigned64(other)).bit_count()
+            distance = (phash ^ unsigned64(other)).bit_count()
             if distance <= max_distance and (best is None or distance < best[0]):
                 best = (distance, image_id)
         return best[1] if best else None
@@ -1388,7 +1292,7 @@ class SQLiteRepo:
             constraints.append(f"artist:{rid}")
         if query.artist:
             where.append("i.artist_rid IN (SELECT rid FROM artists WHERE name LIKE ? ESCAPE '\\')")
-            params.append(_like_pattern(query.artist))
+            params.append(like_pattern(query.artist))
             constraints.append(None)
         if query.character:
             (rid,) = await self._rids("characters", [query.character])
@@ -1639,8 +1543,8 @@ class SQLiteRepo:
                     token.purpose,
                     " ".join(token.scopes),
                     token.issued_by,
-                    _ts(token.created_at),
-                    _ts(token.expires_at),
+                    ts(token.created_at),
+                    ts(token.expires_at),
                     None,
                     None,
                     secret_sha256,

@@ -61,6 +61,15 @@ from core.models import (
 )
 from storage.draws import PoolDraws
 from storage.postgres.schema import MIGRATIONS
+from storage.rows import (
+    IMAGE_COLUMNS,
+    image_values,
+    like_pattern,
+    quarters,
+    rid_list,
+    ts,
+    unsigned64,
+)
 
 log = logging.getLogger(__name__)
 
@@ -124,35 +133,8 @@ def _storage_error(error: BaseException) -> GazouError | None:
     return None
 
 
-def _ts(dt: datetime | None) -> float | None:
-    return None if dt is None else dt.timestamp()
-
-
 def _dt(value: float | None) -> datetime | None:
     return None if value is None else datetime.fromtimestamp(value, UTC)
-
-
-def _signed64(value: int) -> int:
-    """BIGINT is signed: store an unsigned 64-bit hash in that range."""
-    return value - (1 << 64) if value >= 1 << 63 else value
-
-
-def _unsigned64(value: int) -> int:
-    return value + (1 << 64) if value < 0 else value
-
-
-def _quarters(phash: int) -> tuple[int, int, int, int]:
-    return tuple((phash >> s) & 0xFFFF for s in (48, 32, 16, 0))  # type: ignore[return-value]
-
-
-def _like_pattern(text: str) -> str:
-    """A substring LIKE pattern with the user's wildcards escaped."""
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
-def _rid_list(key: str | int) -> list[int]:
-    return [key] if isinstance(key, int) else [int(rid) for rid in key.split(",")]
 
 
 _IMAGE_COLUMNS = """
@@ -171,79 +153,6 @@ _IMAGE_COLUMNS = """
 _ALBUM_JOIN = "LEFT JOIN albums al ON al.rid = i.album_rid"
 _IMAGE_FROM = f"FROM images i {_ALBUM_JOIN}"
 # The 35 columns an image row is written with, once (insert_image and bulk_load).
-_INSERT_COLUMNS = (
-    "id",
-    "sha256",
-    "md5",
-    "phash",
-    "ph0",
-    "ph1",
-    "ph2",
-    "ph3",
-    "mimetype",
-    "extension",
-    "size",
-    "width",
-    "height",
-    "aspect_ratio",
-    "orientation",
-    "dominant_color",
-    "animated",
-    "thumbnail_size",
-    "rating",
-    "status",
-    "title",
-    "description",
-    "source_name",
-    "source_url",
-    "original_filename",
-    "artist_rid",
-    "album_rid",
-    "uploader_id",
-    "uploader_name",
-    "approver_id",
-    "approver_name",
-    "created_at",
-    "expires_at",
-    "near_duplicate_of",
-)
-
-
-def _image_values(new: NewImage, artist_rid: int | None, album_rid: int | None) -> tuple[Any, ...]:
-    """A NewImage as the values of _INSERT_COLUMNS, in order."""
-    return (
-        new.id,
-        new.sha256,
-        new.md5,
-        _signed64(new.phash),
-        *_quarters(new.phash),
-        new.mimetype,
-        new.extension,
-        new.size,
-        new.width,
-        new.height,
-        new.aspect_ratio,
-        new.orientation,
-        new.dominant_color,
-        bool(new.animated),
-        new.thumbnail_size,
-        new.rating.value,
-        new.status.value,
-        new.title,
-        new.description,
-        new.source_name,
-        new.source_url,
-        new.original_filename,
-        artist_rid,
-        album_rid,
-        new.uploader.id if new.uploader else None,
-        new.uploader.name if new.uploader else None,
-        new.approver.id if new.approver else None,
-        new.approver.name if new.approver else None,
-        new.created_at.timestamp(),
-        _ts(new.expires_at),
-        new.near_duplicate_of,
-    )
 
 
 def _tag(row: asyncpg.Record) -> Tag:
@@ -370,7 +279,7 @@ def _image(
         id=r["id"],
         sha256=r["sha256"],
         md5=r["md5"],
-        phash=_unsigned64(r["phash"]),
+        phash=unsigned64(r["phash"]),
         mimetype=r["mimetype"],
         extension=r["extension"],
         size=r["size"],
@@ -893,10 +802,10 @@ class PostgresRepo(PoolDraws):
                 album_rid = await tx.value("SELECT rid FROM albums WHERE id = ?", (new.album_id,))
                 if album_rid is None:
                     raise InvalidInput("Unknown album", field="album_id")
-            marks = ",".join("?" * len(_INSERT_COLUMNS))
+            marks = ",".join("?" * len(IMAGE_COLUMNS))
             seq = await tx.value(
-                f"INSERT INTO images ({', '.join(_INSERT_COLUMNS)}) VALUES ({marks}) RETURNING seq",
-                _image_values(new, artist_rid, album_rid),
+                f"INSERT INTO images ({', '.join(IMAGE_COLUMNS)}) VALUES ({marks}) RETURNING seq",
+                image_values(new, artist_rid, album_rid),
             )
             for table, link, column, names in (
                 ("tags", "image_tags", "tag_rid", new.tags),
@@ -1067,7 +976,7 @@ class PostgresRepo(PoolDraws):
                             raise InvalidInput("Unknown album", field="album_id")
                         albums[new.album_id] = rid
                     album_rid = albums[new.album_id]
-                image_rows.append((seq, *_image_values(new, artist_rid, album_rid)))
+                image_rows.append((seq, *image_values(new, artist_rid, album_rid)))
                 members = ["all", f"rating:{new.rating.value}"]
                 if artist_rid is not None:
                     members.append(f"artist:{artist_rid}")
@@ -1088,7 +997,7 @@ class PostgresRepo(PoolDraws):
                             entry = pools[name] = [pool, 0]
                         slot_rows.append((entry[0], entry[1], seq))
                         entry[1] += 1
-            await tx.copy("images", ("seq", *_INSERT_COLUMNS), image_rows)
+            await tx.copy("images", ("seq", *IMAGE_COLUMNS), image_rows)
             await tx.copy("image_tags", ("tag_rid", "seq"), tag_rows)
             await tx.copy("image_characters", ("character_rid", "seq"), character_rows)
             await tx.copy("pool_slots", ("pool", "slot", "seq"), slot_rows)
@@ -1171,7 +1080,7 @@ class PostgresRepo(PoolDraws):
         if not missing:
             return out  # type: ignore[return-value]
         known = cache.objects[kind]
-        rid_lists = {key: _rid_list(key) for key in missing if key is not None}
+        rid_lists = {key: rid_list(key) for key in missing if key is not None}
         unknown = {rid for rids in rid_lists.values() for rid in rids if rid not in known}
         fetched: dict[int, Any] = {}
         if unknown:
@@ -1243,11 +1152,11 @@ class PostgresRepo(PoolDraws):
         rows = await self._all(
             "SELECT id, phash FROM images WHERE status <> 'rejected' AND "
             "(ph0 = ? OR ph1 = ? OR ph2 = ? OR ph3 = ?)",
-            _quarters(phash),
+            quarters(phash),
         )
         best: tuple[int, str] | None = None
         for r in rows:
-            distance = (phash ^ _unsigned64(r["phash"])).bit_count()
+            distance = (phash ^ unsigned64(r["phash"])).bit_count()
             if distance <= max_distance and (best is None or distance < best[0]):
                 best = (distance, r["id"])
         return best[1] if best else None
@@ -1424,7 +1333,7 @@ class PostgresRepo(PoolDraws):
             where.append(
                 "i.artist_rid IN (SELECT rid FROM artists WHERE lower(name) LIKE ? ESCAPE '\\')"
             )
-            params.append(_fold(_like_pattern(query.artist)))
+            params.append(_fold(like_pattern(query.artist)))
             constraints.append(None)
         if query.character:
             (rid,) = await self._rids("characters", [query.character])
@@ -1679,8 +1588,8 @@ class PostgresRepo(PoolDraws):
                     token.purpose,
                     " ".join(token.scopes),
                     token.issued_by,
-                    _ts(token.created_at),
-                    _ts(token.expires_at),
+                    ts(token.created_at),
+                    ts(token.expires_at),
                     None,
                     None,
                     secret_sha256,
