@@ -1,6 +1,6 @@
 """The metadata repo on PostgreSQL (asyncpg, one connection pool).
 
-The same tables, pools and promises as the SQLite repo (storage/sqlite.py), for
+The same tables, pools and promises as the SQLite repo (storage/sqlite/), for
 several gazou processes on several machines sharing one database:
 - writes that may touch images (ingest, moderation, likes, catalogue) take one
   transaction-scoped advisory lock, so they run one at a time across every process,

@@ -1,0 +1,38 @@
+"""The metadata repo on SQLite (aiosqlite): WAL, foreign keys, forward migrations.
+
+One connection writes (serialised by a lock, each change in one transaction);
+another reads, so reads never queue behind a write under WAL. SQLiteRepo is one
+mixin per storage contract (core/contracts.py) over SQLiteBase (connection.py),
+which owns the connections, the lock and the read cache."""
+
+from __future__ import annotations
+
+from storage.sqlite.catalogue import CatalogueMixin
+from storage.sqlite.connection import SQLiteBase
+from storage.sqlite.kv import KeyValueMixin
+from storage.sqlite.members import MembersMixin
+from storage.sqlite.outbox import OutboxMixin
+from storage.sqlite.random import RandomMixin
+from storage.sqlite.search import SearchMixin
+from storage.sqlite.tokens import TokensMixin
+
+__all__ = ["CATALOGUE_CAP", "TOTAL_CAP", "SQLiteBase", "SQLiteRepo"]
+
+# Limits the mixins read from this module when they run (not when imported), so
+# that this is the one place to change them (the tests lower them here).
+# Totals past this are reported as "at least" so a count never walks a huge set.
+TOTAL_CAP = 10_000
+# Tags, artists and characters kept by the read cache before it starts over.
+CATALOGUE_CAP = 50_000
+
+
+class SQLiteRepo(
+    SearchMixin,
+    RandomMixin,
+    CatalogueMixin,
+    MembersMixin,
+    TokensMixin,
+    KeyValueMixin,
+    OutboxMixin,
+):
+    """All metadata: images, tags, artists, characters, albums, tokens, requests."""
