@@ -153,4 +153,7 @@ class CatalogueMixin(SQLiteBase):
         row = await self._one(
             "SELECT id, name, owner_id, created_at FROM albums WHERE id = ?", (album_id,)
         )
-        return Album(row[0], row[1], row[2], _at(row[3])) if row else None
+        if row is None:
+            return None
+        album_id, name, owner_id, created_at = row
+        return Album(album_id, name, owner_id, _at(created_at))

@@ -5,18 +5,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, cast
 
-from core.models import Album, Image, User
-from storage.rows import rid_list, unsigned64
+from core.models import Image
+from storage.rows import rid_list
 from storage.sqlite.connection import SQLiteBase
 from storage.sqlite.rows import (
+    _ARTIST_RID,
+    _CHARACTER_RIDS,
     _IMAGE_COLUMNS,
     _IMAGE_FROM,
     _MEMBERS,
     _NOCASE,
-    _RATING,
-    _STATUS,
-    _at,
-    _dt,
+    _SEQ,
+    _TAG_RIDS,
+    _image,
 )
 
 
@@ -28,48 +29,10 @@ class HydrateMixin(SQLiteBase):
         from the read cache (one query for whatever it lacks)."""
         if not rows:
             return []
-        artists = await self._members("artists", [r[31] for r in rows])
-        tags = await self._members("tags", [r[36] for r in rows])
-        characters = await self._members("characters", [r[37] for r in rows])
-        out = []
-        for r, artist, tag_set, character_set in zip(rows, artists, tags, characters, strict=True):
-            out.append(
-                Image(
-                    id=r[1],
-                    sha256=r[2],
-                    md5=r[3],
-                    phash=unsigned64(r[4]),
-                    mimetype=r[5],
-                    extension=r[6],
-                    size=r[7],
-                    width=r[8],
-                    height=r[9],
-                    aspect_ratio=r[10],
-                    orientation=r[11],
-                    dominant_color=r[12],
-                    animated=bool(r[13]),
-                    thumbnail_size=r[14],
-                    rating=_RATING[r[15]],
-                    status=_STATUS[r[16]],
-                    title=r[17],
-                    description=r[18],
-                    source_name=r[19],
-                    source_url=r[20],
-                    original_filename=r[21],
-                    uploader=User(r[22], r[23] or "") if r[22] is not None else None,
-                    approver=User(r[24], r[25] or "") if r[24] is not None else None,
-                    likes=r[26],
-                    favorites=r[27],
-                    created_at=_at(r[28]),
-                    expires_at=_dt(r[29]),
-                    near_duplicate_of=r[30],
-                    artist=artist[0] if artist else None,
-                    album=Album(r[32], r[33], r[34], _at(r[35])) if r[32] is not None else None,
-                    tags=tag_set,
-                    characters=character_set,
-                )
-            )
-        return out
+        artists = await self._members("artists", [r[_ARTIST_RID] for r in rows])
+        tags = await self._members("tags", [r[_TAG_RIDS] for r in rows])
+        characters = await self._members("characters", [r[_CHARACTER_RIDS] for r in rows])
+        return [_image(*found) for found in zip(rows, artists, tags, characters, strict=True)]
 
     async def _members(self, kind: str, keys: Sequence[str | int | None]) -> list[tuple[Any, ...]]:
         """For each key (a rid, or a comma-separated list of rids from group_concat, or
@@ -90,11 +53,11 @@ class HydrateMixin(SQLiteBase):
         if unknown:
             alias, columns, build = _MEMBERS[kind]
             marks = ",".join("?" * len(unknown))
-            for row in await self._all(
+            for rid, *fields in await self._all(
                 f"SELECT {alias}.rid, {columns} FROM {kind} {alias} WHERE {alias}.rid IN ({marks})",
                 unknown,
             ):
-                fetched[row[0]] = build(row[1:])
+                fetched[rid] = build(fields)
         built: dict[str | int | None, tuple[Any, ...]] = {None: ()}
         for key, rids in rid_lists.items():
             # A member deleted since the image row was read is left out.
@@ -115,5 +78,5 @@ class HydrateMixin(SQLiteBase):
         rows = await self._all(
             f"SELECT {_IMAGE_COLUMNS} {_IMAGE_FROM} WHERE i.seq IN ({marks})", seqs
         )
-        by_seq = {r[0]: r for r in rows}
+        by_seq = {r[_SEQ]: r for r in rows}
         return await self._hydrate([by_seq[s] for s in seqs if s in by_seq])

@@ -266,8 +266,8 @@ class ImagesMixin(PoolsMixin, HydrateMixin):
         files (a rejected image's are removed)."""
         upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
         return [
-            (r[0], r[1])
-            for r in await self._all(
+            (image_id, extension)
+            for image_id, extension in await self._all(
                 "SELECT id, extension FROM images WHERE id >= ? AND id < ? "
                 "AND status != 'rejected'",
                 (prefix, upper),
@@ -292,8 +292,8 @@ class ImagesMixin(PoolsMixin, HydrateMixin):
     async def stats(self) -> Stats:
         """Counts over approved images (ratings from the pools, O(1) each)."""
         sizes = {
-            r[0]: r[1]
-            for r in await self._all(
+            name: size
+            for name, size in await self._all(
                 "SELECT name, size FROM pools WHERE name = 'all' OR name LIKE 'rating:%'"
             )
         }

@@ -24,8 +24,8 @@ class OutboxMixin(SQLiteBase):
             (seq, limit),
         )
         return [
-            OutboxEntry(r[0], r[1], r[2], json.loads(r[3]), datetime.fromtimestamp(r[4], UTC))
-            for r in rows
+            OutboxEntry(seq, kind, image_id, json.loads(payload), datetime.fromtimestamp(at, UTC))
+            for seq, kind, image_id, payload, at in rows
         ]
 
     async def outbox_cursor(self, consumer: str) -> int:

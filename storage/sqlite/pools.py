@@ -13,9 +13,10 @@ class PoolsMixin(SQLiteBase):
     @staticmethod
     async def _pool_names(tx: _Transaction, seq: int) -> list[str]:
         row = await tx.one("SELECT rating, artist_rid FROM images WHERE seq = ?", (seq,))
-        names = ["all", f"rating:{row[0]}"]
-        if row[1] is not None:
-            names.append(f"artist:{row[1]}")
+        rating, artist_rid = row
+        names = ["all", f"rating:{rating}"]
+        if artist_rid is not None:
+            names.append(f"artist:{artist_rid}")
         for (rid,) in await tx.all("SELECT tag_rid FROM image_tags WHERE seq = ?", (seq,)):
             names.append(f"tag:{rid}")
         for (rid,) in await tx.all(
@@ -65,7 +66,7 @@ class PoolsMixin(SQLiteBase):
             return {}
         marks = ",".join("?" * len(names))
         rows = await self._all(f"SELECT name, pool, size FROM pools WHERE name IN ({marks})", names)
-        return {r[0]: (r[1], r[2]) for r in rows}
+        return {name: (pool, size) for name, pool, size in rows}
 
     async def pool_size(self, name: str) -> int:
         """How many approved images a pool (`all`, `rating:sfw`, `tag:<rid>`...) holds."""

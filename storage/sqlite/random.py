@@ -10,7 +10,7 @@ from core.models import Filters, Image, ImageFile, Rating, Rendition
 from storage.sqlite.hydrate import HydrateMixin
 from storage.sqlite.members import MembersMixin
 from storage.sqlite.pools import PoolsMixin
-from storage.sqlite.rows import _FILE_COLUMNS, _IMAGE_COLUMNS, _IMAGE_FROM, _image_file
+from storage.sqlite.rows import _FILE_COLUMNS, _IMAGE_COLUMNS, _IMAGE_FROM, _SEQ, _image_file
 
 # Rows a draw may look at through rejection before falling back to an exact scan.
 DRAW_ROUNDS = 4
@@ -134,7 +134,7 @@ class RandomMixin(PoolsMixin, HydrateMixin, MembersMixin):
         rows = await self._all(
             f"SELECT seq, {_FILE_COLUMNS} FROM images WHERE seq IN ({marks})", seqs
         )
-        by_seq = {r[0]: _image_file(r[1:]) for r in rows}
+        by_seq = {seq: _image_file(file) for seq, *file in rows}
         return [by_seq[s] for s in seqs if s in by_seq]
 
     async def random_renditions(
@@ -155,31 +155,26 @@ class RandomMixin(PoolsMixin, HydrateMixin, MembersMixin):
             f"ON r.seq = i.seq AND r.dialect = ? AND r.rev = i.rev WHERE i.seq IN ({marks})",
             [dialect, *seqs],
         )
-        by_seq = {r[0]: r for r in rows}
+        # Each row: seq, id, rev, body (None: none kept for this rev), then with
+        # `members` the member keys kept with the body (artist_rid, tag_rids, character_rids).
+        by_seq = {seq: (seq, image_id, rev, body, keys) for seq, image_id, rev, body, *keys in rows}
         found = [by_seq[s] for s in seqs if s in by_seq]
-        kept = [r for r in found if r[3] is not None]
+        kept = [r for r in found if r[3] is not None]  # those with a body
         artists: list[tuple[Any, ...]] = []
         tags: list[tuple[Any, ...]] = []
         characters: list[tuple[Any, ...]] = []
         if members and kept:
-            artists = await self._members("artists", [r[4] for r in kept])
-            tags = await self._members("tags", [r[5] for r in kept])
-            characters = await self._members("characters", [r[6] for r in kept])
+            artists = await self._members("artists", [keys[0] for *_, keys in kept])
+            tags = await self._members("tags", [keys[1] for *_, keys in kept])
+            characters = await self._members("characters", [keys[2] for *_, keys in kept])
         out: dict[int, Rendition] = {}
-        for n, r in enumerate(kept):
+        for n, (seq, image_id, rev, body, _keys) in enumerate(kept):
             if members:
-                out[r[0]] = Rendition(
-                    r[1],
-                    r[2],
-                    r[3],
-                    None,
-                    artists[n][0] if artists[n] else None,
-                    tags[n],
-                    characters[n],
-                )
+                artist = artists[n][0] if artists[n] else None
+                out[seq] = Rendition(image_id, rev, body, None, artist, tags[n], characters[n])
             else:
-                out[r[0]] = Rendition(r[1], r[2], r[3])
-        missing = [r[0] for r in found if r[3] is None]
+                out[seq] = Rendition(image_id, rev, body)
+        missing = [seq for seq, _id, _rev, body, _keys in found if body is None]
         if missing:
             # The rev comes with the row it describes, in one statement.
             marks = ",".join("?" * len(missing))
@@ -187,7 +182,7 @@ class RandomMixin(PoolsMixin, HydrateMixin, MembersMixin):
                 f"SELECT {_IMAGE_COLUMNS}, i.rev {_IMAGE_FROM} WHERE i.seq IN ({marks})", missing
             )
             for row, image in zip(rows, await self._hydrate(rows), strict=True):
-                out[row[0]] = Rendition(
+                out[row[_SEQ]] = Rendition(
                     image.id, row[-1], None, image, image.artist, image.tags, image.characters
                 )
         return [out[s] for s in seqs if s in out]
@@ -207,7 +202,7 @@ class RandomMixin(PoolsMixin, HydrateMixin, MembersMixin):
             Rendition(image.id, row[-1], None, image, image.artist, image.tags, image.characters)
             for row, image in zip(rows, await self._hydrate(rows), strict=True)
         ]
-        return found, rows[-1][0] if len(rows) == limit else None
+        return found, rows[-1][_SEQ] if len(rows) == limit else None
 
     async def put_renditions(self, dialect: str, bodies: Iterable[tuple[str, int, bytes]]) -> int:
         """Keep renderings made from each image's state at `rev`, where it still has it."""

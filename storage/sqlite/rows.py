@@ -9,7 +9,20 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from core.models import Artist, Character, ImageFile, Rating, Status, Tag, Token, TokenRequest
+from core.models import (
+    Album,
+    Artist,
+    Character,
+    Image,
+    ImageFile,
+    Rating,
+    Status,
+    Tag,
+    Token,
+    TokenRequest,
+    User,
+)
+from storage.rows import unsigned64
 
 # Enum lookups by value cost microseconds each on the hot read path; a dict doesn't.
 _RATING = {r.value: r for r in Rating}
@@ -25,17 +38,57 @@ def _at(value: float) -> datetime:
     return datetime.fromtimestamp(value, UTC)
 
 
-_IMAGE_COLUMNS = """
-    i.seq, i.id, i.sha256, i.md5, i.phash, i.mimetype, i.extension, i.size, i.width,
-    i.height, i.aspect_ratio, i.orientation, i.dominant_color, i.animated,
-    i.thumbnail_size, i.rating, i.status, i.title, i.description, i.source_name,
-    i.source_url, i.original_filename, i.uploader_id, i.uploader_name, i.approver_id,
-    i.approver_name, i.likes, i.favorites, i.created_at, i.expires_at,
-    i.near_duplicate_of, i.artist_rid,
-    al.id, al.name, al.owner_id, al.created_at,
-    (SELECT group_concat(tag_rid) FROM image_tags WHERE seq = i.seq),
-    (SELECT group_concat(character_rid) FROM image_characters WHERE seq = i.seq)
-"""
+# What an image read selects (images i, albums al), by name, in the order rows come
+# back: `_image` unpacks them under the same names.
+_IMAGE_READ = {
+    "seq": "i.seq",
+    "id": "i.id",
+    "sha256": "i.sha256",
+    "md5": "i.md5",
+    "phash": "i.phash",
+    "mimetype": "i.mimetype",
+    "extension": "i.extension",
+    "size": "i.size",
+    "width": "i.width",
+    "height": "i.height",
+    "aspect_ratio": "i.aspect_ratio",
+    "orientation": "i.orientation",
+    "dominant_color": "i.dominant_color",
+    "animated": "i.animated",
+    "thumbnail_size": "i.thumbnail_size",
+    "rating": "i.rating",
+    "status": "i.status",
+    "title": "i.title",
+    "description": "i.description",
+    "source_name": "i.source_name",
+    "source_url": "i.source_url",
+    "original_filename": "i.original_filename",
+    "uploader_id": "i.uploader_id",
+    "uploader_name": "i.uploader_name",
+    "approver_id": "i.approver_id",
+    "approver_name": "i.approver_name",
+    "likes": "i.likes",
+    "favorites": "i.favorites",
+    "created_at": "i.created_at",
+    "expires_at": "i.expires_at",
+    "near_duplicate_of": "i.near_duplicate_of",
+    "artist_rid": "i.artist_rid",
+    "album_id": "al.id",
+    "album_name": "al.name",
+    "album_owner": "al.owner_id",
+    "album_created_at": "al.created_at",
+    "tag_rids": "(SELECT group_concat(tag_rid) FROM image_tags WHERE seq = i.seq)",
+    "character_rids": (
+        "(SELECT group_concat(character_rid) FROM image_characters WHERE seq = i.seq)"
+    ),
+}
+_IMAGE_COLUMNS = ", ".join(_IMAGE_READ.values())
+# Where the values hydrating looks up before `_image` sit in those rows, found once by
+# name: rows stay plain tuples (sqlite3.Row reads a name by comparing it with every
+# column, ~8x slower than an index on these 38), and rows may carry more after them.
+_SEQ, _ARTIST_RID, _TAG_RIDS, _CHARACTER_RIDS = (
+    list(_IMAGE_READ).index(name) for name in ("seq", "artist_rid", "tag_rids", "character_rids")
+)
 _IMAGE_FROM = """
     FROM images i
     LEFT JOIN albums al ON al.rid = i.album_rid
@@ -45,33 +98,51 @@ _NOCASE = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 
 
 def _tag(row: Sequence[Any]) -> Tag:
+    """A row of _TAG_COLUMNS as a Tag."""
+    tag_id, name, description, nsfw, created_at, images = row
     return Tag(
-        id=row[0],
-        name=row[1],
-        description=row[2],
-        nsfw=bool(row[3]),
-        created_at=_at(row[4]),
-        images=row[5] or 0,
+        id=tag_id,
+        name=name,
+        description=description,
+        nsfw=bool(nsfw),
+        created_at=_at(created_at),
+        images=images or 0,
     )
 
 
 def _artist(row: Sequence[Any]) -> Artist:
-    return Artist(id=row[0], name=row[1], url=row[2], created_at=_at(row[3]), images=row[4] or 0)
+    """A row of _ARTIST_COLUMNS as an Artist."""
+    artist_id, name, url, created_at, images = row
+    return Artist(id=artist_id, name=name, url=url, created_at=_at(created_at), images=images or 0)
 
 
 def _character(row: Sequence[Any]) -> Character:
+    """A row of _CHARACTER_COLUMNS as a Character."""
+    (
+        character_id,
+        name,
+        description,
+        source,
+        gender,
+        ages,
+        birth_date,
+        nationality,
+        occupations,
+        created_at,
+        images,
+    ) = row
     return Character(
-        id=row[0],
-        name=row[1],
-        description=row[2],
-        source=row[3],
-        gender=row[4],
-        ages=tuple(json.loads(row[5])),
-        birth_date=row[6],
-        nationality=row[7],
-        occupations=tuple(json.loads(row[8])),
-        created_at=_at(row[9]),
-        images=row[10] or 0,
+        id=character_id,
+        name=name,
+        description=description,
+        source=source,
+        gender=gender,
+        ages=tuple(json.loads(ages)),
+        birth_date=birth_date,
+        nationality=nationality,
+        occupations=tuple(json.loads(occupations)),
+        created_at=_at(created_at),
+        images=images or 0,
     )
 
 
@@ -103,31 +174,57 @@ _REQUEST_COLUMNS = (
 
 
 def _token(row: Sequence[Any]) -> Token:
+    """A row starting with _TOKEN_COLUMNS as a Token (more columns may follow)."""
+    (
+        token_id,
+        owner_id,
+        owner_name,
+        purpose,
+        scopes,
+        issued_by,
+        created_at,
+        expires_at,
+        revoked_at,
+        last_used_at,
+        *_,
+    ) = row
     return Token(
-        id=row[0],
-        owner_id=row[1],
-        owner_name=row[2],
-        purpose=row[3],
-        scopes=tuple(s for s in row[4].split(" ") if s),
-        issued_by=row[5],
-        created_at=_at(row[6]),
-        expires_at=_dt(row[7]),
-        revoked_at=_dt(row[8]),
-        last_used_at=_dt(row[9]),
+        id=token_id,
+        owner_id=owner_id,
+        owner_name=owner_name,
+        purpose=purpose,
+        scopes=tuple(s for s in scopes.split(" ") if s),
+        issued_by=issued_by,
+        created_at=_at(created_at),
+        expires_at=_dt(expires_at),
+        revoked_at=_dt(revoked_at),
+        last_used_at=_dt(last_used_at),
     )
 
 
 def _request(row: Sequence[Any]) -> TokenRequest:
+    """A row of _REQUEST_COLUMNS as a TokenRequest."""
+    (
+        request_id,
+        requester_id,
+        requester_name,
+        purpose,
+        status,
+        decided_by,
+        created_at,
+        decided_at,
+        token_id,
+    ) = row
     return TokenRequest(
-        id=row[0],
-        requester_id=row[1],
-        requester_name=row[2],
-        purpose=row[3],
-        status=row[4],
-        decided_by=row[5],
-        created_at=_at(row[6]),
-        decided_at=_dt(row[7]),
-        token_id=row[8],
+        id=request_id,
+        requester_id=requester_id,
+        requester_name=requester_name,
+        purpose=purpose,
+        status=status,
+        decided_by=decided_by,
+        created_at=_at(created_at),
+        decided_at=_dt(decided_at),
+        token_id=token_id,
     )
 
 
@@ -137,14 +234,112 @@ _FILE_COLUMNS = (
 
 
 def _image_file(row: Sequence[Any]) -> ImageFile:
+    """A row of _FILE_COLUMNS as an ImageFile."""
+    (
+        image_id,
+        extension,
+        sha256,
+        mimetype,
+        size,
+        thumbnail_size,
+        status,
+        uploader_id,
+        expires_at,
+    ) = row
     return ImageFile(
-        id=row[0],
-        extension=row[1],
-        sha256=row[2],
-        mimetype=row[3],
-        size=row[4],
-        thumbnail_size=row[5],
-        status=_STATUS[row[6]],
-        uploader_id=row[7],
-        expires_at=_dt(row[8]),
+        id=image_id,
+        extension=extension,
+        sha256=sha256,
+        mimetype=mimetype,
+        size=size,
+        thumbnail_size=thumbnail_size,
+        status=_STATUS[status],
+        uploader_id=uploader_id,
+        expires_at=_dt(expires_at),
+    )
+
+
+def _image(
+    row: Sequence[Any], artist: tuple[Any, ...], tags: tuple[Any, ...], characters: tuple[Any, ...]
+) -> Image:
+    """A row starting with _IMAGE_READ as an Image, given its members (from the read
+    cache); more columns may follow."""
+    (
+        _seq,
+        image_id,
+        sha256,
+        md5,
+        phash,
+        mimetype,
+        extension,
+        size,
+        width,
+        height,
+        aspect_ratio,
+        orientation,
+        dominant_color,
+        animated,
+        thumbnail_size,
+        rating,
+        status,
+        title,
+        description,
+        source_name,
+        source_url,
+        original_filename,
+        uploader_id,
+        uploader_name,
+        approver_id,
+        approver_name,
+        likes,
+        favorites,
+        created_at,
+        expires_at,
+        near_duplicate_of,
+        _artist_rid,
+        album_id,
+        album_name,
+        album_owner,
+        album_created_at,
+        _tag_rids,
+        _character_rids,
+        *_,
+    ) = row
+    return Image(
+        id=image_id,
+        sha256=sha256,
+        md5=md5,
+        phash=unsigned64(phash),
+        mimetype=mimetype,
+        extension=extension,
+        size=size,
+        width=width,
+        height=height,
+        aspect_ratio=aspect_ratio,
+        orientation=orientation,
+        dominant_color=dominant_color,
+        animated=bool(animated),
+        thumbnail_size=thumbnail_size,
+        rating=_RATING[rating],
+        status=_STATUS[status],
+        title=title,
+        description=description,
+        source_name=source_name,
+        source_url=source_url,
+        original_filename=original_filename,
+        uploader=User(uploader_id, uploader_name or "") if uploader_id is not None else None,
+        approver=User(approver_id, approver_name or "") if approver_id is not None else None,
+        likes=likes,
+        favorites=favorites,
+        created_at=_at(created_at),
+        expires_at=_dt(expires_at),
+        near_duplicate_of=near_duplicate_of,
+        artist=artist[0] if artist else None,
+        album=(
+            Album(album_id, album_name, album_owner, _at(album_created_at))
+            if album_id is not None
+            else None
+        ),
+        tags=tags,
+        characters=characters,
     )

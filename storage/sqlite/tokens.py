@@ -45,7 +45,7 @@ class TokensMixin(SQLiteBase):
             f"SELECT {_TOKEN_COLUMNS}, secret_sha256 FROM tokens WHERE secret_sha256 = ?",
             (secret_sha256,),
         )
-        return (_token(row), row[10]) if row else None
+        return (_token(row), row[-1]) if row else None  # secret_sha256 follows
 
     async def get_token(self, token_id: str) -> Token | None:
         """A token by id."""
