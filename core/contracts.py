@@ -199,6 +199,19 @@ class MemberMemory(Protocol):
         """Whether the member likes (or favourites) the image."""
         ...
 
+    async def liked_images(
+        self, user_id: str, filters: Filters, skip: int, limit: int, kind: str = "like"
+    ) -> SearchPage:
+        """A page of the approved images the member likes (or favourites) that match
+        `filters` (as a random draw reads them), newest like first, with the exact total."""
+        ...
+
+    async def random_liked(
+        self, user_id: str, filters: Filters, count: int, kind: str = "like"
+    ) -> list[Image]:
+        """Up to `count` distinct images drawn uniformly from those `liked_images` lists."""
+        ...
+
 
 class TokenRepo(Protocol):
     """API tokens (only the SHA-256 of each secret is kept) and token requests."""

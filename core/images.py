@@ -654,6 +654,24 @@ class ImageService:
         liked = await self.repo.has_liked(image_id, user.id)
         return (not liked, await self.set_like(image_id, user, on=not liked))
 
+    async def favourites(
+        self, user: User, filters: Filters, skip: int = 0, limit: int = 20
+    ) -> SearchPage:
+        """A page of the approved images `user` likes that match `filters`, newest like
+        first, with the exact total."""
+        if not 1 <= limit <= MAX_PAGE:
+            raise InvalidInput(f"limit must be between 1 and {MAX_PAGE}")
+        if skip < 0:
+            raise InvalidInput("skip must not be negative")
+        return await self.repo.liked_images(user.id, distinct_tags(filters), skip, limit)
+
+    async def random_favourites(self, user: User, filters: Filters, count: int = 1) -> list[Image]:
+        """Up to `count` distinct images drawn uniformly from those `user` likes that
+        match `filters`."""
+        if not 1 <= count <= MAX_PAGE:
+            raise InvalidInput(f"count must be between 1 and {MAX_PAGE}")
+        return await self.repo.random_liked(user.id, distinct_tags(filters), count)
+
     # ---- files -----------------------------------------------------------------
 
     def blob_key(self, image: Image | ImageFile, *, thumbnail: bool = False) -> str:

@@ -234,4 +234,9 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (seq, dialect)
     ) WITHOUT ROWID;
     """,
+    # 6: a member's likes by member, newest first (/favourites pages through them and
+    # /random draws from them without reading anyone else's).
+    """
+    CREATE INDEX likes_member ON likes(user_id, kind, created_at);
+    """,
 ]

@@ -210,4 +210,8 @@ MIGRATIONS: list[str] = [
         updated_at DOUBLE PRECISION NOT NULL
     );
     """,
+    # 3: a member's likes by member, newest first (SQLite's migration 6).
+    """
+    CREATE INDEX likes_member ON likes(user_id, kind, created_at);
+    """,
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from storage.sqlite.catalogue import CatalogueMixin
 from storage.sqlite.connection import SQLiteBase
+from storage.sqlite.favourites import FavouritesMixin
 from storage.sqlite.kv import KeyValueMixin
 from storage.sqlite.members import MembersMixin
 from storage.sqlite.outbox import OutboxMixin
@@ -28,6 +29,7 @@ CATALOGUE_CAP = 50_000
 
 class SQLiteRepo(
     SearchMixin,
+    FavouritesMixin,
     RandomMixin,
     CatalogueMixin,
     MembersMixin,
