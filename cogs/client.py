@@ -22,7 +22,7 @@ from core.services import Services
 
 log = logging.getLogger("gazou.bot")
 
-EXTENSIONS = ("cogs.images", "cogs.tokens", "cogs.moderation", "cogs.gallery")
+EXTENSIONS = ("cogs.images", "cogs.tokens", "cogs.moderation", "cogs.gallery", "cogs.blacklist")
 # Creating the bot's messages needs no more than this; interaction replies need none.
 INVITE_PERMISSIONS = discord.Permissions(
     view_channel=True, send_messages=True, embed_links=True, attach_files=True

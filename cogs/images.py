@@ -25,6 +25,8 @@ from cogs.shared import (
     split_list,
     upload_limit,
 )
+from core import blacklist as blacklists
+from core.blacklist import Blacklist
 from core.errors import DuplicateImage, GazouError, ImageTooLarge, NotFound
 from core.models import (
     Filters,
@@ -35,6 +37,7 @@ from core.models import (
     SearchQuery,
     Sort,
     Status,
+    User,
 )
 from core.visibility import trusted_uploader
 
@@ -42,6 +45,7 @@ log = logging.getLogger("gazou.bot.images")
 
 RatingName = Literal["sfw", "questionable", "nsfw"]
 SortName = Literal["newest", "oldest", "likes", "relevance"]
+SourceName = Literal["everything", "favourites"]
 # What a button re-runs is kept this long after its last use; then it asks for the
 # command again (Another under /random, the page buttons under /search).
 RANDOM_ASK_LIFETIME = timedelta(days=30)
@@ -81,6 +85,7 @@ class RandomAsk(_StoredAsk):
     rating: str | None = None
     artist: str | None = None
     character: str | None = None
+    favourites: bool = False  # draw from the liked images of whoever asks
 
 
 def _kv_key(ask_key: str) -> str:
@@ -172,24 +177,46 @@ def random_view(image: Image, ask_key: str) -> discord.ui.View:
     return view
 
 
+async def blacklist_of(interaction: discord.Interaction[GazouBot]) -> Blacklist:
+    """The tags kept from this member here (theirs, and the server's in a server)."""
+    return await blacklists.effective(
+        interaction.client.services.kv, interaction.user.id, interaction.guild_id
+    )
+
+
 async def post_random(interaction: discord.Interaction[GazouBot], ask: RandomAsk) -> None:
     """Answer with one random image matching `ask`, never one above sfw outside an
-    age-restricted channel, and not one this member saw under the same filters."""
+    age-restricted channel, none with a tag on the blacklist that applies to this member
+    here, and not one this member saw under the same filters."""
     bot = interaction.client
     ratings = allowed_ratings(interaction.channel, ask.rating)
-    filters = Filters(
-        tags=ask.tags,
-        exclude_tags=ask.exclude,
-        ratings=ratings,
-        artist=ask.artist,
-        character=ask.character,
+    blacklist = await blacklist_of(interaction)
+    refusal = blacklist.refusal(ask.tags)
+    if refusal is not None:
+        await interaction.response.send_message(refusal, ephemeral=True)
+        return
+    filters = blacklist.apply(
+        Filters(
+            tags=ask.tags,
+            exclude_tags=ask.exclude,
+            ratings=ratings,
+            artist=ask.artist,
+            character=ask.character,
+        )
     )
-    found = await bot.services.images.random(filters, 1, seen_by=str(interaction.user.id))
+    if ask.favourites:
+        found = await bot.services.images.random_favourites(member(interaction.user), filters, 1)
+    else:
+        found = await bot.services.images.random(filters, 1, seen_by=str(interaction.user.id))
     if not found:
         text = "No image matches those filters."
+        if ask.favourites:
+            text = "None of the images you like matches those filters."
         if ratings and not age_restricted(interaction.channel):
             # Only when nothing showable matched: one cheap draw without the rating.
-            if await bot.services.images.random(replace(filters, ratings=frozenset()), 1):
+            if not ask.favourites and await bot.services.images.random(
+                replace(filters, ratings=frozenset()), 1
+            ):
                 text = f"No sfw image matches those filters. {NSFW_HINT}"
         await interaction.response.send_message(text, ephemeral=True)
         return
@@ -219,6 +246,17 @@ class SearchAsk(_StoredAsk):
     artist: str | None = None
     character: str | None = None
     sort: str = Sort.NEWEST.value
+    favourites: bool = False  # the searcher's liked images, newest like first
+
+    def filters(self) -> Filters:
+        """The search as a draw's filters (how favourites are read)."""
+        return Filters(
+            tags=self.tags,
+            exclude_tags=self.exclude,
+            ratings=frozenset(Rating(r) for r in self.ratings),
+            artist=self.artist,
+            character=self.character,
+        )
 
     def query(self) -> SearchQuery:
         return SearchQuery(
@@ -324,11 +362,17 @@ def search_view(place: SearchPlace, total: int, exact: bool) -> discord.ui.View:
 
 
 async def render_page(
-    bot: GazouBot, ask: SearchAsk, place: SearchPlace, limit: int
+    bot: GazouBot, ask: SearchAsk, place: SearchPlace, limit: int, blacklist: Blacklist
 ) -> tuple[dict[str, Any] | None, SearchPage]:
     """The message for page `place.index` (0-based, one image a page), or None when
-    that page is empty, and the search page it came from."""
-    page = await bot.services.images.search(replace(ask.query(), skip=place.index, limit=1))
+    that page is empty, and the search page it came from; `blacklist`'s tags are left
+    out of the results (it is read again for every page, so a change applies at once)."""
+    images = bot.services.images
+    if ask.favourites:
+        owner = User(str(place.owner_id), "")
+        page = await images.favourites(owner, blacklist.apply(ask.filters()), place.index, 1)
+    else:
+        page = await images.search(blacklist.apply(replace(ask.query(), skip=place.index, limit=1)))
     if not page.images:
         return None, page
     image = page.images[0]
@@ -351,7 +395,10 @@ async def show_page(
     interaction: discord.Interaction[GazouBot], ask: SearchAsk, place: SearchPlace
 ) -> None:
     """Turn the results message to `place`'s page."""
-    message, page = await render_page(interaction.client, ask, place, upload_limit(interaction))
+    blacklist = await blacklist_of(interaction)
+    message, page = await render_page(
+        interaction.client, ask, place, upload_limit(interaction), blacklist
+    )
     if message is None:
         last = f"{page.total}{'' if page.total_exact else '+'}"
         await interaction.response.send_message(
@@ -361,6 +408,44 @@ async def show_page(
     # Acknowledge first: uploading the page's file may outlast Discord's 3 s.
     await interaction.response.defer()
     await interaction.edit_original_response(**message)
+
+
+async def post_search(interaction: discord.Interaction[GazouBot], ask: SearchAsk) -> None:
+    """Answer with the first page of `ask` (a search, or the member's favourites), its
+    page buttons, and the blacklist that applies to this member here left out."""
+    bot = interaction.client
+    blacklist = await blacklist_of(interaction)
+    refusal = blacklist.refusal(ask.tags)
+    if refusal is not None:
+        await interaction.response.send_message(refusal, ephemeral=True)
+        return
+    place = SearchPlace(ask.key(), interaction.user.id, 0)
+    message, _ = await render_page(bot, ask, place, upload_limit(interaction), blacklist)
+    if message is None:
+        if ask.favourites:
+            liked = await bot.services.images.favourites(member(interaction.user), Filters(), 0, 1)
+            text = (
+                "None of the images you like can be shown here (this channel's rating or "
+                "a blacklist leaves them out)."
+                if liked.images
+                else "You have liked no image yet: press Like under an image to keep it here."
+            )
+            await interaction.response.send_message(text, ephemeral=True)
+            return
+        text = "No image matches that search."
+        if ask.ratings and not age_restricted(interaction.channel):
+            # Only when nothing showable matched: one more page, without the rating.
+            anything = blacklist.apply(replace(ask.query(), ratings=frozenset(), limit=1))
+            if (await bot.services.images.search(anything, count_total=False)).images:
+                text = f"No sfw image matches that search. {NSFW_HINT}"
+        await interaction.response.send_message(text, ephemeral=True)
+        return
+    await bot.services.kv.kv_set(
+        _search_key(place.key), json.dumps(asdict(ask)), expires_in=SEARCH_LIFETIME
+    )
+    message["files"] = message.pop("attachments")
+    await defer_public(interaction)
+    await send_public(interaction, **message)
 
 
 class JumpModal(discord.ui.Modal, title="Go to page"):
@@ -453,7 +538,9 @@ class Images(commands.Cog):
         rating="sfw, questionable or nsfw (above sfw only in age-restricted channels)",
         artist="the artist's name",
         character="a character's name",
+        from_="everything (default) or favourites: only images you liked",
     )
+    @app_commands.rename(from_="from")
     async def random(
         self,
         interaction: discord.Interaction[GazouBot],
@@ -462,6 +549,7 @@ class Images(commands.Cog):
         rating: RatingName | None = None,
         artist: str | None = None,
         character: str | None = None,
+        from_: SourceName = "everything",
     ) -> None:
         """Show a random image (none you've seen under the same filters until all are)."""
         ask = RandomAsk(
@@ -470,6 +558,7 @@ class Images(commands.Cog):
             rating=rating,
             artist=(artist or "").strip() or None,
             character=(character or "").strip() or None,
+            favourites=from_ == "favourites",
         )
         await post_random(interaction, ask)
 
@@ -500,23 +589,14 @@ class Images(commands.Cog):
             character=(character or "").strip() or None,
             sort=Sort(sort).value,
         )
-        place = SearchPlace(ask.key(), interaction.user.id, 0)
-        message, _ = await render_page(self.bot, ask, place, upload_limit(interaction))
-        if message is None:
-            text = "No image matches that search."
-            if ratings and not age_restricted(interaction.channel):
-                # Only when nothing showable matched: one more page, without the rating.
-                anything = replace(ask.query(), ratings=frozenset(), limit=1)
-                if (await self.bot.services.images.search(anything, count_total=False)).images:
-                    text = f"No sfw image matches that search. {NSFW_HINT}"
-            await interaction.response.send_message(text, ephemeral=True)
-            return
-        await self.bot.services.kv.kv_set(
-            _search_key(place.key), json.dumps(asdict(ask)), expires_in=SEARCH_LIFETIME
-        )
-        message["files"] = message.pop("attachments")
-        await defer_public(interaction)
-        await send_public(interaction, **message)
+        await post_search(interaction, ask)
+
+    @app_commands.command(name="favourites")
+    async def favourites(self, interaction: discord.Interaction[GazouBot]) -> None:
+        """Page through the images you liked, newest like first."""
+        ratings = allowed_ratings(interaction.channel, None)
+        ask = SearchAsk(ratings=tuple(sorted(ratings)), favourites=True)
+        await post_search(interaction, ask)
 
     @app_commands.command(name="upload")
     @app_commands.describe(

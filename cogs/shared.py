@@ -108,6 +108,7 @@ def image_embed(image: Image, *, title: str | None = None) -> discord.Embed:
         embed.add_field(name="Source", value=f"[{name}]({image.source_url})"[:1024])
     elif image.source_name:
         embed.add_field(name="Source", value=image.source_name[:1024])
+    embed.add_field(name="Likes", value=str(image.likes))
     embed.add_field(name="Tags", value=", ".join(image.tag_names)[:1024] or "none", inline=False)
     embed.set_footer(text=f"{image.id} · {image.rating}")
     return embed

@@ -26,7 +26,7 @@ settings = botkit.settings
 services = botkit.services
 standin = botkit.standin
 
-COMMANDS = {"random", "search", "upload", "stats", "token", "gallery"}
+COMMANDS = {"random", "search", "favourites", "upload", "stats", "token", "gallery", "blacklist"}
 
 
 def new_bot(services: Services) -> GazouBot:
