@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from PIL import Image as PILImage
 from PIL import ImageDraw, ImageFilter
 
+from core.blacklist import Blacklist
 from core.events import Events
 from core.images import ImageService
 from core.models import Filters, IngestMetadata, NewImage, Rating, SearchQuery, Sort, Status, User
@@ -216,6 +217,9 @@ async def open_store(rows: int, stores: Stores) -> BenchStore:
 # The two commonest tags (~20% each): their intersection fills a page of 20 at both
 # sizes, so both sizes do the same work and the ratio shows the scaling alone.
 COMMON, SECOND = "tag00", "tag01"
+# A member's blacklist of 5 tags (~6-10% of images each, ~35% carry one): /random
+# merges it into the excluded tags, and the draw stays on the dense "all" pool.
+BLACKLIST = Blacklist(member=("tag02", "tag03", "tag04", "tag05", "tag06"))
 
 
 def operations(store: BenchStore) -> dict[str, Callable[[], Awaitable[object]]]:
@@ -228,6 +232,7 @@ def operations(store: BenchStore) -> dict[str, Callable[[], Awaitable[object]]]:
         "random tag+exclude": lambda: images.random(
             Filters(tags=(COMMON,), exclude_tags=(SECOND,))
         ),
+        "random blacklist 5": lambda: images.random(BLACKLIST.apply(Filters())),
         "search 2 tags": lambda: images.search(two_tags, count_total=False),
         "search 2 tags +total": lambda: images.search(two_tags, count_total=True),
         "get": lambda: images.get(pick.choice(store.ids)),
