@@ -178,6 +178,11 @@ async def serve(settings: Settings, *, worker_of: int | None = None) -> int:
             # In the background, while serving: it only removes files old enough that no
             # live writer (this process, `bot.py import`, another server) can still commit.
             checks.append(asyncio.create_task(check_store(services)))
+            if settings.webhook_urls:
+                # Under its own lease, so one process of those sharing the store posts.
+                from api.webhooks import run_webhooks
+
+                checks.append(asyncio.create_task(run_webhooks(services)))
         if http and worker_of is None:
             # Image objects never rendered (after an upgrade or a bulk import) are
             # rendered in the background rather than on their first draw. Workers leave

@@ -22,7 +22,15 @@ from core.services import Services
 
 log = logging.getLogger("gazou.bot")
 
-EXTENSIONS = ("cogs.images", "cogs.tokens", "cogs.moderation", "cogs.gallery", "cogs.blacklist")
+EXTENSIONS = (
+    "cogs.images",
+    "cogs.tokens",
+    "cogs.moderation",
+    "cogs.gallery",
+    "cogs.blacklist",
+    "cogs.reports",
+    "cogs.announce",
+)
 # Creating the bot's messages needs no more than this; interaction replies need none.
 INVITE_PERMISSIONS = discord.Permissions(
     view_channel=True, send_messages=True, embed_links=True, attach_files=True

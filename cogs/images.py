@@ -15,6 +15,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from cogs.client import GazouBot, defer_public, report_error, send_public
+from cogs.reports import ReportButton
 from cogs.shared import (
     age_restricted,
     allowed_ratings,
@@ -174,6 +175,7 @@ def random_view(image: Image, ask_key: str) -> discord.ui.View:
     if image.source_url and image.source_url.startswith(("http://", "https://")):
         view.add_item(discord.ui.Button(label="Source", url=image.source_url[:512]))
     view.add_item(LikeButton(image.id))
+    view.add_item(ReportButton(image.id))
     return view
 
 
@@ -386,7 +388,7 @@ async def render_page(
         "content": label,
         "embed": embed,
         "attachments": files,
-        "view": search_view(place, page.total, page.total_exact),
+        "view": search_view(place, page.total, page.total_exact).add_item(ReportButton(image.id)),
     }
     return message, page
 

@@ -324,7 +324,7 @@ class Moderation(commands.Cog):
         async def build(place: object) -> tuple[dict[str, Any], None]:
             return {"content": content, "view": digest_view()}, None
 
-        sent = await self._send_to_reviewers(build)
+        sent = await self.send_to_reviewers(build)
         if sent:
             refs = [[m.channel.id, m.id] for m, _ in sent]
             await repo.kv_set(DIGEST_KEY, json.dumps(refs), expires_in=DIGEST_RENEW)
@@ -355,9 +355,9 @@ class Moderation(commands.Cog):
         async def build(channel: object) -> tuple[dict[str, Any], str | None]:
             return await self.review_message(image, channel)
 
-        return await self._send_to_reviewers(build)
+        return await self.send_to_reviewers(build)
 
-    async def _send_to_reviewers(
+    async def send_to_reviewers(
         self, build: Callable[[object], Awaitable[tuple[dict[str, Any], Any]]]
     ) -> list[tuple[discord.Message, Any]]:
         """Send `await build(place)` (a message and a note on it) to MODERATION_CHANNEL_ID,

@@ -25,7 +25,9 @@ from core.models import (
     ImageFile,
     NewImage,
     OutboxEntry,
+    Rating,
     Rendition,
+    Report,
     SearchPage,
     SearchQuery,
     Stats,
@@ -60,6 +62,11 @@ class ImageRepo(Protocol):
 
     async def delete_image(self, image_id: str) -> Image | None:
         """Remove a row and its pool slots; the removed image, or None if unknown."""
+        ...
+
+    async def set_rating(self, image_id: str, rating: Rating) -> Rating | None:
+        """Change an image's rating, moving it between rating pools (if approved) and
+        incrementing its `rev`, in one transaction; the rating it had, None if unknown."""
         ...
 
     async def get_image(self, image_id: str) -> Image | None:
@@ -291,9 +298,10 @@ class Outbox(Protocol):
     The store appends them itself, in the same transaction as the change they announce:
     `insert_image` of a pending image appends `image_pending`; `set_status` that moves
     an image to approved or rejected appends `image_decided` (payload: `approved`, and
-    `by` as [id, name] or None). Entries become readable in `seq` order: once a reader
-    has seen `seq` n, no entry below n appears later (SQLite serialises writers; a
-    backend with concurrent writers must keep this promise some other way)."""
+    `by` as [id, name] or None); `add_report` appends `image_reported`. Entries become
+    readable in `seq` order: once a reader has seen `seq` n, no entry below n appears
+    later (SQLite serialises writers; a backend with concurrent writers must keep this
+    promise some other way)."""
 
     async def outbox_after(self, seq: int, limit: int = 100) -> list[OutboxEntry]:
         """Up to `limit` entries after `seq`, oldest first."""
@@ -313,7 +321,33 @@ class Outbox(Protocol):
         ...
 
 
-class Repo(ImageRepo, CatalogueRepo, MemberMemory, TokenRepo, KeyValue, Outbox, Protocol):
+class ReportRepo(Protocol):
+    """Members' reports of images, one per member and image."""
+
+    async def add_report(
+        self, image_id: str, reporter: User, reason: str, text: str
+    ) -> Report | None:
+        """File a report and append `image_reported` (payload `report`: its id) to the
+        outbox in the same transaction; None (nothing written) if this member already
+        reported this image."""
+        ...
+
+    async def get_report(self, report_id: int) -> Report | None:
+        """A report by id."""
+        ...
+
+    async def reports_of(self, image_id: str) -> list[Report]:
+        """Every report of an image, oldest first."""
+        ...
+
+    async def resolve_reports(self, image_id: str, action: str, by: User) -> int:
+        """Mark the image's open reports handled with `action`; how many were open."""
+        ...
+
+
+class Repo(
+    ImageRepo, CatalogueRepo, MemberMemory, TokenRepo, KeyValue, Outbox, ReportRepo, Protocol
+):
     """Everything the services need from a metadata store."""
 
     async def integrity_check(self) -> list[str]:
@@ -410,6 +444,7 @@ __all__ = [
     "MemberMemory",
     "Outbox",
     "Repo",
+    "ReportRepo",
     "TokenRepo",
     "WindowCounter",
     "image_key",

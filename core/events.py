@@ -22,6 +22,7 @@ Handler = Callable[..., Awaitable[None]]
 
 IMAGE_PENDING = "image_pending"  # (image: Image)
 IMAGE_DECIDED = "image_decided"  # (image: Image, approved: bool, by: User)
+IMAGE_REPORTED = "image_reported"  # (image: Image, report: Report)
 OUTBOX_WRITTEN = "outbox_written"  # (): this process wrote to the outbox
 
 

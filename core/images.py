@@ -36,6 +36,7 @@ from core.models import (
     ImageFile,
     IngestMetadata,
     NewImage,
+    Rating,
     Rendition,
     SearchPage,
     SearchQuery,
@@ -444,6 +445,17 @@ class ImageService:
             raise NotFound("Image not found")
         await self.blobs.remove(image_key(image.id, image.extension))
         await self.blobs.remove(thumbnail_key(image.id))
+        return image
+
+    async def set_rating(self, image_id: str, rating: Rating) -> Image:
+        """Re-rate an image (e.g. on a report): every read, random pool and kept rendering
+        follows at once; NotFound if unknown."""
+        if await self.repo.set_rating(image_id, rating) is None:
+            raise NotFound("Image not found")
+        self._changed()
+        image = await self.repo.get_image(image_id)
+        if image is None:  # deleted meanwhile
+            raise NotFound("Image not found")
         return image
 
     # ---- reads -----------------------------------------------------------------

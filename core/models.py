@@ -324,6 +324,34 @@ class OutboxEntry:
     created_at: datetime
 
 
+# ---- reports ----
+
+
+class ReportReason(StrEnum):
+    """Why a member reported an image."""
+
+    WRONG_RATING = "wrong_rating"
+    NOT_ALLOWED = "not_allowed"
+    DUPLICATE = "duplicate"
+    OTHER = "other"
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """A member's report of an image; `action` (e.g. `dismissed`, `removed`,
+    `rerated:nsfw`) once an owner handled it."""
+
+    id: int
+    image_id: str
+    reporter: User
+    reason: ReportReason
+    text: str
+    created_at: datetime
+    action: str | None = None
+    handled_by: User | None = None
+    handled_at: datetime | None = None
+
+
 def new_id() -> str:
     """A fresh UUID4 (NekosAPI clients reject ids that are not UUIDs)."""
     return str(uuid.uuid4())

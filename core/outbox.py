@@ -54,7 +54,9 @@ async def prune(repo: Repo, now: datetime | None = None) -> int:
 
 class OutboxConsumer:
     """Delivers outbox entries to `events` from the durable cursor `consumer`; `start`
-    runs it in the background, `catch_up` once."""
+    runs it in the background, `catch_up` once. With `kinds`, entries of other kinds are
+    acknowledged without a call (a consumer with its own cursor that wants only some);
+    `wake` is the bus whose OUTBOX_WRITTEN wakes it (default: `events`)."""
 
     def __init__(
         self,
@@ -63,11 +65,14 @@ class OutboxConsumer:
         *,
         consumer: str = CONSUMER,
         poll_seconds: float = POLL_SECONDS,
+        kinds: frozenset[str] | None = None,
+        wake: ev.Events | None = None,
     ) -> None:
         self.repo = repo
         self.events = events
         self.consumer = consumer
         self.poll_seconds = poll_seconds
+        self.kinds = kinds
         self._cursor: int | None = None  # read from the store when (re)started
         self._failures: dict[int, int] = {}  # seq -> failed deliveries
         self._wake = asyncio.Event()
@@ -75,7 +80,7 @@ class OutboxConsumer:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self.delivered = 0  # entries acknowledged by this process (for tests and logs)
-        events.subscribe(ev.OUTBOX_WRITTEN, self._written)
+        (wake or events).subscribe(ev.OUTBOX_WRITTEN, self._written)
 
     async def _written(self) -> None:
         self._wake.set()
@@ -176,6 +181,8 @@ class OutboxConsumer:
         return True
 
     async def _deliver(self, entry: OutboxEntry) -> bool:
+        if self.kinds is not None and entry.kind not in self.kinds:
+            return True  # not this consumer's business
         image = await self.repo.get_image(entry.image_id)
         if image is None:
             return True  # deleted since: nothing left to announce
@@ -188,5 +195,10 @@ class OutboxConsumer:
             approved = bool(entry.payload.get("approved"))
             user = User(str(by[0]), str(by[1])) if by else UNKNOWN_USER
             return await self.events.deliver(ev.IMAGE_DECIDED, image, approved, user)
+        if entry.kind == ev.IMAGE_REPORTED:
+            report = await self.repo.get_report(int(entry.payload["report"]))
+            if report is None or report.action is not None or image.status is not Status.APPROVED:
+                return True  # handled since (a decision on the image handles all its reports)
+            return await self.events.deliver(ev.IMAGE_REPORTED, image, report)
         log.warning("skipping outbox entry %s of unknown kind %r", entry.seq, entry.kind)
         return True

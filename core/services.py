@@ -11,6 +11,7 @@ from core.contracts import KeyValue, WindowCounter
 from core.events import Events
 from core.images import ImageService
 from core.outbox import OutboxConsumer
+from core.reports import ReportService
 from core.settings import Settings, rate_limit_backend
 from core.signing import LinkSigner
 from core.tokens import TokenService
@@ -21,7 +22,7 @@ from storage import Storage, open_storage, open_window_counter
 class Services:
     """Everything a transport calls: images, tokens, small durable values (kv), link
     signing, events and their outbox consumer (started only by the process that runs
-    the bot), the rate limiter's counter. Transports use these, never `storage`
+    the bot), the rate limiter's counter, members' reports. Transports use these, never `storage`
     directly."""
 
     settings: Settings
@@ -33,6 +34,7 @@ class Services:
     events: Events
     outbox: OutboxConsumer
     rate_counter: WindowCounter
+    reports: ReportService
 
 
 def image_executor(workers: int) -> ThreadPoolExecutor:
@@ -83,6 +85,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                 events=events,
                 outbox=OutboxConsumer(storage.repo, events),
                 rate_counter=rate_counter,
+                reports=ReportService(storage.repo, images, events),
             )
             try:
                 yield services

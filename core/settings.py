@@ -71,6 +71,8 @@ class Settings:
     blob_redirect: bool = False
     # Metadata on a PostgreSQL server (storage/postgres) instead of SQLite in DATA_DIR.
     database_url: str | None = None
+    # ---- announcements: Discord webhooks each approved image is posted to (core/announce.py)
+    webhook_urls: tuple[str, ...] = field(default=(), repr=False)  # each URL holds a secret
 
     @property
     def public_url_is_public(self) -> bool:
@@ -264,6 +266,21 @@ def _database_url(env: Mapping[str, str]) -> str | None:
     return raw
 
 
+def _webhook_urls(env: Mapping[str, str]) -> tuple[str, ...]:
+    urls = []
+    for part in filter(None, (p.strip() for p in env.get("WEBHOOK_URLS", "").split(","))):
+        parts = urlsplit(part)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            # Never echo the value: a webhook URL carries its secret.
+            raise SettingsError(
+                "WEBHOOK_URLS",
+                "expected comma-separated http(s) URLs like "
+                "https://discord.com/api/webhooks/<id>/<token>",
+            )
+        urls.append(part)
+    return tuple(dict.fromkeys(urls))
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Build Settings from `env` (default: os.environ); raise SettingsError on a bad value."""
     env = os.environ if env is None else env
@@ -289,6 +306,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         owner_ids=_ids(env, "OWNER_IDS"),
         dev_guild_id=_optional_id(env, "DEV_GUILD_ID"),
         moderation_channel_id=_optional_id(env, "MODERATION_CHANNEL_ID"),
+        webhook_urls=_webhook_urls(env),
         host=host,
         port=port,
         data_dir=Path(env.get("DATA_DIR", "").strip() or "data"),

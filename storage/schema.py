@@ -239,4 +239,22 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX likes_member ON likes(user_id, kind, created_at);
     """,
+    # 7: members' reports of images (one per member and image), each announced to the
+    # owners through the outbox (`image_reported`) in the transaction that files it.
+    """
+    CREATE TABLE reports (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        image_id TEXT NOT NULL,
+        reporter_id TEXT NOT NULL,
+        reporter_name TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        text TEXT NOT NULL DEFAULT '',
+        created_at REAL NOT NULL,
+        action TEXT,
+        handled_by_id TEXT,
+        handled_by_name TEXT,
+        handled_at REAL,
+        UNIQUE (image_id, reporter_id)
+    );
+    """,
 ]

@@ -36,7 +36,7 @@ from core.errors import (
     StorageFull,
     StorageUnavailable,
 )
-from core.events import IMAGE_DECIDED, IMAGE_PENDING
+from core.events import IMAGE_DECIDED, IMAGE_PENDING, IMAGE_REPORTED
 from core.models import (
     Album,
     Artist,
@@ -48,6 +48,8 @@ from core.models import (
     OutboxEntry,
     Rating,
     Rendition,
+    Report,
+    ReportReason,
     SearchPage,
     SearchQuery,
     Sort,
@@ -1851,3 +1853,93 @@ class PostgresRepo(PoolDraws):
         # A member's likes are few next to the collection: read them all, pick exactly.
         seqs = [r[0] for r in await self._all(f"SELECT i.seq {sql}", params)]
         return await self._images_by_seq(self._rng.sample(seqs, min(count, len(seqs))))
+
+    # ---- reports ---------------------------------------------------------------
+
+    async def set_rating(self, image_id: str, rating: Rating) -> Rating | None:
+        """Change an image's rating (moving an approved image between rating pools);
+        the rating it had, None if no such image."""
+        async with self.transaction() as tx:
+            row = await tx.one("SELECT seq, status, rating FROM images WHERE id = ?", (image_id,))
+            if row is None:
+                return None
+            seq, old = row["seq"], row["rating"]
+            if old == rating.value:
+                return Rating(old)
+            # Pools are named by rating: leave them under the old one, join the new one.
+            approved = row["status"] == Status.APPROVED.value
+            if approved:
+                await self._pool_remove(tx, seq)
+            await tx.execute("UPDATE images SET rating = ? WHERE seq = ?", (rating.value, seq))
+            if approved:
+                await self._pool_add(tx, seq)
+        return Rating(old)
+
+    async def add_report(
+        self, image_id: str, reporter: User, reason: str, text: str
+    ) -> Report | None:
+        """File a report with its outbox entry in one transaction; None if this member
+        already reported this image."""
+        # An image write's transaction (it holds WRITE_LOCK): outbox entries must commit
+        # in seq order, which only that lock guarantees across processes.
+        async with self.transaction() as tx:
+            report_id = await tx.value(
+                "INSERT INTO reports (image_id, reporter_id, reporter_name, reason, text, "
+                "created_at) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (image_id, reporter_id) DO NOTHING RETURNING id",
+                (image_id, reporter.id, reporter.name, reason, text, time.time()),
+            )
+            if report_id is None:
+                return None
+            await self._announce(tx, IMAGE_REPORTED, image_id, {"report": report_id})
+        return await self.get_report(report_id)
+
+    async def get_report(self, report_id: int) -> Report | None:
+        """A report by id."""
+        row = await self._one(f"SELECT {_REPORT_COLUMNS} FROM reports WHERE id = ?", (report_id,))
+        return _report(row) if row else None
+
+    async def reports_of(self, image_id: str) -> list[Report]:
+        """Every report of an image, oldest first."""
+        rows = await self._all(
+            f"SELECT {_REPORT_COLUMNS} FROM reports WHERE image_id = ? ORDER BY id", (image_id,)
+        )
+        return [_report(r) for r in rows]
+
+    async def resolve_reports(self, image_id: str, action: str, by: User) -> int:
+        """Mark the image's open reports handled with `action`; how many were open."""
+        async with self.transaction(touches_images=False) as tx:
+            status = await tx.execute(
+                "UPDATE reports SET action = ?, handled_by_id = ?, handled_by_name = ?, "
+                "handled_at = ? WHERE image_id = ? AND action IS NULL",
+                (action, by.id, by.name, time.time(), image_id),
+            )
+        return _rowcount(status)
+
+
+# ---- reports ----
+
+_REPORT_COLUMNS = (
+    "id, image_id, reporter_id, reporter_name, reason, text, created_at, action, "
+    "handled_by_id, handled_by_name, handled_at"
+)
+
+
+def _report(row: asyncpg.Record) -> Report:
+    """A reports row (selected as _REPORT_COLUMNS) as a Report."""
+    handled_at = row["handled_at"]
+    return Report(
+        id=row["id"],
+        image_id=row["image_id"],
+        reporter=User(row["reporter_id"], row["reporter_name"]),
+        reason=ReportReason(row["reason"]),
+        text=row["text"],
+        created_at=datetime.fromtimestamp(row["created_at"], UTC),
+        action=row["action"],
+        handled_by=(
+            User(row["handled_by_id"], row["handled_by_name"])
+            if row["handled_by_id"] is not None
+            else None
+        ),
+        handled_at=datetime.fromtimestamp(handled_at, UTC) if handled_at is not None else None,
+    )

@@ -14,6 +14,7 @@ from storage.sqlite.kv import KeyValueMixin
 from storage.sqlite.members import MembersMixin
 from storage.sqlite.outbox import OutboxMixin
 from storage.sqlite.random import RandomMixin
+from storage.sqlite.reports import ReportsMixin
 from storage.sqlite.search import SearchMixin
 from storage.sqlite.tokens import TokensMixin
 
@@ -29,6 +30,7 @@ CATALOGUE_CAP = 50_000
 
 class SQLiteRepo(
     SearchMixin,
+    ReportsMixin,
     FavouritesMixin,
     RandomMixin,
     CatalogueMixin,
