@@ -26,7 +26,17 @@ settings = botkit.settings
 services = botkit.services
 standin = botkit.standin
 
-COMMANDS = {"random", "search", "favourites", "upload", "stats", "token", "gallery", "blacklist"}
+COMMANDS = {
+    "random",
+    "search",
+    "favourites",
+    "upload",
+    "stats",
+    "token",
+    "gallery",
+    "blacklist",
+    "announce",
+}
 
 
 def new_bot(services: Services) -> GazouBot:

@@ -214,7 +214,7 @@ async def test_migration_adds_renderings_to_a_store_of_version_4(tmp_path: Path)
     with sqlite3.connect(path) as conn:
         conn.executescript("".join(MIGRATIONS[:4]) + "PRAGMA user_version = 4;")
     async with SQLiteRepo(path) as repo:
-        assert await repo.schema_version() == len(MIGRATIONS) == 5
+        assert await repo.schema_version() == len(MIGRATIONS) >= 5
         assert await repo._all("SELECT * FROM rendered") == []
         columns = [r[1] for r in await repo._all("PRAGMA table_info(images)")]
         assert "rev" in columns

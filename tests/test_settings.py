@@ -313,3 +313,22 @@ def test_a_bad_database_url_is_refused_without_echoing_it() -> None:
     with pytest.raises(SettingsError) as caught:
         load_settings({"DATABASE_URL": "mysql://gazou:hunter2@db/gazou"})
     assert "hunter2" not in str(caught.value)
+
+
+# ---- announcements ----
+
+
+def test_webhook_urls_are_read_and_deduplicated() -> None:
+    one = "https://discord.com/api/webhooks/1/abc"
+    two = "http://127.0.0.1:9000/hook"
+    settings = load_settings({"WEBHOOK_URLS": f" {one}, {two},{one} "})
+    assert settings.webhook_urls == (one, two)
+    assert load_settings({}).webhook_urls == ()
+    assert one not in repr(settings)  # each URL carries its webhook's secret
+
+
+@pytest.mark.parametrize("raw", ["discord.com/api/webhooks/1/abc", "ftp://example.org/x"])
+def test_bad_webhook_urls_fail_fast_without_echoing_them(raw: str) -> None:
+    with pytest.raises(SettingsError, match="WEBHOOK_URLS") as caught:
+        load_settings({"WEBHOOK_URLS": raw})
+    assert raw not in str(caught.value)
