@@ -4,7 +4,7 @@ python bot.py [serve] [--role all|web|bot] [--workers N]
                                        run the HTTP API (and the Discord bot if configured)
 python bot.py token issue --owner NAME [--scopes a,b] [--expires-days N] [--purpose TEXT]
 python bot.py token list | token revoke ID
-python bot.py import DIR [--tags a,b] [--artist NAME] [--rating sfw]
+python bot.py import DIR [--tags a,b] [--artist NAME] [--rating sfw] [--sidecars] [--map FILE]
 """
 
 from __future__ import annotations
@@ -96,7 +96,25 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("folder", type=Path)
     imp.add_argument("--tags", default="", help="comma-separated tags for every image")
     imp.add_argument("--artist", help="artist of every image")
-    imp.add_argument("--rating", default="sfw", choices=[r.value for r in Rating])
+    imp.add_argument(
+        "--rating",
+        default="sfw",
+        choices=[r.value for r in Rating],
+        help="rating of every image (with --sidecars: of those whose sidecars give none)",
+    )
+    imp.add_argument(
+        "--sidecars",
+        action="store_true",
+        help="read each image's metadata from the files downloaders write next to it "
+        "(gallery-dl's NAME.json or NAME.jpg.json, tag lists NAME.txt or NAME.jpg.txt)",
+    )
+    imp.add_argument(
+        "--map",
+        type=Path,
+        metavar="FILE",
+        help="rename tags, characters and artists: one `old = new` or `old,new` per line "
+        "(an empty new drops the name; # starts a comment line)",
+    )
     return parser
 
 
@@ -454,7 +472,8 @@ async def token_command(settings: Settings, args: argparse.Namespace) -> int:
 async def import_command(settings: Settings, args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from core.importer import candidate_files, import_folder
+    from core.importer import SidecarOptions, candidate_files, import_folder
+    from core.sidecars import SidecarError, parse_tag_map
 
     folder: Path = args.folder
     meta = IngestMetadata(
@@ -462,7 +481,16 @@ async def import_command(settings: Settings, args: argparse.Namespace) -> int:
         artist=args.artist,
         rating=Rating(args.rating),
     )
-    total = sum(1 for _ in candidate_files(folder))
+    mapping: dict[str, str] = {}
+    if args.map is not None:
+        try:
+            mapping = parse_tag_map(args.map.read_text(encoding="utf-8-sig"))
+        except (OSError, UnicodeDecodeError, SidecarError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+            print(f"gazou: --map {args.map}: {reason}", file=sys.stderr)
+            return 2
+    options = SidecarOptions(read=args.sidecars, mapping=mapping)
+    total = sum(1 for _ in candidate_files(folder, sidecars=options.read))
     async with open_services(settings) as services:
         with tqdm(total=total, unit="file", desc="importing") as bar:
 
@@ -471,12 +499,21 @@ async def import_command(settings: Settings, args: argparse.Namespace) -> int:
                 bar.set_postfix_str(outcome)
 
             summary = await import_folder(
-                services.images, folder, meta, concurrency=settings.image_workers, progress=progress
+                services.images,
+                folder,
+                meta,
+                concurrency=settings.image_workers,
+                progress=progress,
+                sidecars=options,
             )
     print(
         f"imported {summary.imported}, duplicates {summary.duplicates}, "
         f"refused {len(summary.refused)}, not images {summary.skipped}"
     )
+    if options.read:
+        print(f"  with metadata from sidecars: {summary.with_sidecars}")
+        for path, note in summary.trimmed[:20]:
+            print(f"    {path}: {note}")
     for reason, n in summary.reasons().most_common():
         print(f"  refused {n}: {reason}")
     for path, reason in summary.refused[:20]:
