@@ -29,6 +29,7 @@ from cogs.shared import (
 from core import blacklist as blacklists
 from core.blacklist import Blacklist
 from core.errors import DuplicateImage, GazouError, ImageTooLarge, NotFound
+from core.leaderboard import Ranking, leaderboard
 from core.models import (
     Filters,
     Image,
@@ -681,8 +682,12 @@ class Images(commands.Cog):
 
     @app_commands.command(name="stats")
     async def stats(self, interaction: discord.Interaction[GazouBot]) -> None:
-        """How many images, by rating and orientation, and the artists, characters, tags."""
+        """How many images, by rating and orientation, the artists, characters, tags, and
+        the week's and all time's top uploaders and most liked images."""
         stats = await self.bot.services.images.stats()
+        # Most liked images above sfw are named only where they could be posted.
+        ratings = allowed_ratings(interaction.channel, None)
+        board = await leaderboard(self.bot.services.images, ratings=ratings)
         embed = discord.Embed(title="Collection", colour=discord.Colour.blurple())
         embed.add_field(name="Images", value=str(stats.images))
         embed.add_field(name="Pending review", value=str(stats.pending))
@@ -696,7 +701,35 @@ class Images(commands.Cog):
         embed.add_field(name="Artists", value=str(stats.artists))
         embed.add_field(name="Characters", value=str(stats.characters))
         embed.add_field(name="Tags", value=str(stats.categories))
+        for period, ranking in (("this week", board.week), ("all time", board.all_time)):
+            embed.add_field(
+                name=f"Top uploaders, {period}", value=self._uploaders(ranking), inline=False
+            )
+            embed.add_field(
+                name=f"Most liked, {period}", value=self._most_liked(ranking), inline=False
+            )
         await interaction.response.send_message(embed=embed)
+
+    @staticmethod
+    def _uploaders(ranking: Ranking) -> str:
+        lines = [
+            # A Discord member by mention (no ping: embeds never ping), others by name.
+            f"{n}. {f'<@{r.user.id}>' if r.user.id.isdigit() else r.user.name} "
+            f"({r.images} {'image' if r.images == 1 else 'images'})"
+            for n, r in enumerate(ranking.uploaders, 1)
+        ]
+        return "\n".join(lines) or "nobody yet"
+
+    def _most_liked(self, ranking: Ranking) -> str:
+        lines = []
+        for n, entry in enumerate(ranking.liked, 1):
+            # Short names: an embed field holds 1024 characters, five entries with links.
+            title = entry.image.title or entry.image.id[:8]
+            name = discord.utils.escape_markdown(title if len(title) <= 60 else title[:59] + "…")
+            link = public_image_url(self.bot, entry.image)
+            shown = f"[{name}]({link})" if link else f"{name} (`{entry.image.id}`)"
+            lines.append(f"{n}. {shown}: {entry.likes} {'like' if entry.likes == 1 else 'likes'}")
+        return "\n".join(lines) or "no likes yet"
 
     # autocomplete wiring (decorators need the functions defined above)
     random.autocomplete("tags")(complete_tags)

@@ -220,6 +220,29 @@ class MemberMemory(Protocol):
         ...
 
 
+class LeaderboardRepo(Protocol):
+    """Rankings over approved images, for /stats (an image past its expiry counts until
+    the sweeper removes it): each read is a pass over an index range (the period's
+    uploads or likes), never a read of every image row."""
+
+    async def top_uploaders(
+        self, since: datetime | None, limit: int, exclude: Iterable[str] = ()
+    ) -> list[tuple[User, int]]:
+        """Uploaders (by id, with the name of their latest upload) of the most approved
+        images created at or after `since` (None: ever), with how many; most first,
+        ties by id. Uploader ids in `exclude` (e.g. the importer) are left out."""
+        ...
+
+    async def most_liked(
+        self, since: datetime | None, limit: int, ratings: frozenset[Rating] = frozenset()
+    ) -> list[tuple[str, int]]:
+        """(image id, likes) of the approved images (of `ratings`; empty: any) with the
+        most likes given at or after `since` (None: ever, which is each image's like
+        count); most first, ties newest image first; images that got no like in the
+        period are left out."""
+        ...
+
+
 class TokenRepo(Protocol):
     """API tokens (only the SHA-256 of each secret is kept) and token requests."""
 
@@ -346,7 +369,15 @@ class ReportRepo(Protocol):
 
 
 class Repo(
-    ImageRepo, CatalogueRepo, MemberMemory, TokenRepo, KeyValue, Outbox, ReportRepo, Protocol
+    ImageRepo,
+    CatalogueRepo,
+    MemberMemory,
+    LeaderboardRepo,
+    TokenRepo,
+    KeyValue,
+    Outbox,
+    ReportRepo,
+    Protocol,
 ):
     """Everything the services need from a metadata store."""
 
@@ -440,6 +471,7 @@ __all__ = [
     "CatalogueRepo",
     "ImageRepo",
     "KeyValue",
+    "LeaderboardRepo",
     "LocalWindowCounter",
     "MemberMemory",
     "Outbox",

@@ -257,4 +257,11 @@ MIGRATIONS: list[str] = [
         UNIQUE (image_id, reporter_id)
     );
     """,
+    # 8: the leaderboard's reads (LeaderboardRepo): all time's uploads per uploader
+    # counted from an index alone, in its order (no sort of a million rows; the week's
+    # read images_status_created's range), and the likes given since a time.
+    """
+    CREATE INDEX images_status_uploader ON images(status, uploader_id);
+    CREATE INDEX likes_kind_created ON likes(kind, created_at, seq);
+    """,
 ]

@@ -231,4 +231,9 @@ MIGRATIONS: list[str] = [
         UNIQUE (image_id, reporter_id)
     );
     """,
+    # 5: the leaderboard's reads (SQLite's migration 8).
+    """
+    CREATE INDEX images_status_uploader ON images(status, uploader_id);
+    CREATE INDEX likes_kind_created ON likes(kind, created_at, seq);
+    """,
 ]

@@ -11,6 +11,7 @@ from storage.sqlite.catalogue import CatalogueMixin
 from storage.sqlite.connection import SQLiteBase
 from storage.sqlite.favourites import FavouritesMixin
 from storage.sqlite.kv import KeyValueMixin
+from storage.sqlite.leaderboard import LeaderboardMixin
 from storage.sqlite.members import MembersMixin
 from storage.sqlite.outbox import OutboxMixin
 from storage.sqlite.random import RandomMixin
@@ -37,6 +38,7 @@ class SQLiteRepo(
     MembersMixin,
     TokensMixin,
     KeyValueMixin,
+    LeaderboardMixin,
     OutboxMixin,
 ):
     """All metadata: images, tags, artists, characters, albums, tokens, requests."""
