@@ -5,6 +5,8 @@ python bot.py [serve] [--role all|web|bot] [--workers N]
 python bot.py token issue --owner NAME [--scopes a,b] [--expires-days N] [--purpose TEXT]
 python bot.py token list | token revoke ID
 python bot.py import DIR [--tags a,b] [--artist NAME] [--rating sfw] [--sidecars] [--map FILE]
+python bot.py migrate [--to-database URL] [--to-blobs URL] [--to-data-dir DIR] [--force]
+                                       copy this collection into another store (resumable)
 """
 
 from __future__ import annotations
@@ -115,6 +117,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="rename tags, characters and artists: one `old = new` or `old,new` per line "
         "(an empty new drops the name; # starts a comment line)",
     )
+
+    mig = sub.add_parser(
+        "migrate",
+        help="copy this collection (rows and bytes) into another store; resumable",
+        description="Copy the collection of the running configuration (DATABASE_URL or "
+        "SQLite, BLOB_URL or files under DATA_DIR) into another store, which may be "
+        "PostgreSQL and/or S3 or SQLite and files; the source is only read and may keep "
+        "serving. Run the same command again to continue an interrupted copy.",
+    )
+    mig.add_argument("--to-database", metavar="URL", help="postgresql://... (default: SQLite)")
+    mig.add_argument("--to-blobs", metavar="URL", help="s3://bucket?endpoint=... (default: files)")
+    mig.add_argument(
+        "--to-data-dir",
+        type=Path,
+        metavar="DIR",
+        help="the target's DATA_DIR: its SQLite file and/or files, and the signing secret",
+    )
+    mig.add_argument(
+        "--force", action="store_true", help="empty a target that holds rows, then copy"
+    )
+    # Tests only: stop as if interrupted once N images' objects are copied.
+    mig.add_argument("--stop-after", type=int, help=argparse.SUPPRESS)
+    mig.add_argument("--batch-size", type=int, default=200, help=argparse.SUPPRESS)
     return parser
 
 
@@ -521,6 +546,91 @@ async def import_command(settings: Settings, args: argparse.Namespace) -> int:
     return 0 if not summary.refused else 1
 
 
+async def migrate_command(settings: Settings, args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from storage.migrate import Interrupted, MigrationError, Place, TargetNotEmpty, run_migration
+
+    if (not args.to_database or not args.to_blobs) and args.to_data_dir is None:
+        print(
+            "gazou: migrate: --to-data-dir DIR is needed for a target in SQLite or files",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        # The target's URLs are checked as the settings check DATABASE_URL and BLOB_URL.
+        checked = load_settings(
+            {
+                "DATA_DIR": str(args.to_data_dir or settings.data_dir),
+                "DATABASE_URL": args.to_database or "",
+                "BLOB_URL": args.to_blobs or "",
+            }
+        )
+    except SettingsError as exc:
+        print(f"gazou: migrate: the target: {exc}", file=sys.stderr)
+        return 2
+    keys = {
+        "blob_access_key": settings.blob_access_key,
+        "blob_secret_key": settings.blob_secret_key,
+    }
+    source = Place(settings.data_dir, settings.database_url, settings.blob_url, **keys)
+    target = Place(checked.data_dir, checked.database_url, checked.blob_url, **keys)
+    print(f"copying {source.name()}\n     to {target.name()}", file=sys.stderr)
+    # The bar starts once the target was accepted and the images left are counted.
+    bars: list[Any] = []
+
+    def total(n: int) -> None:
+        bars.append(tqdm(total=n, unit="image", desc="migrating"))
+
+    try:
+        report = await run_migration(
+            source,
+            target,
+            force=args.force,
+            progress=lambda n: bars[-1].update(n),
+            total=total,
+            stop_after=args.stop_after,
+            batch=args.batch_size,
+        )
+    except TargetNotEmpty as exc:
+        print(f"gazou: migrate: {exc.message}", file=sys.stderr)
+        return 2
+    except MigrationError as exc:
+        print(f"gazou: migrate: {exc.message}", file=sys.stderr)
+        return 1
+    except Interrupted:
+        print("interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    finally:
+        for bar in bars:
+            bar.close()
+    print(
+        f"{'resumed: ' if report.resumed else ''}copied {sum(report.rows.values())} row(s) "
+        f"and {report.objects_copied} object(s) ({report.bytes_copied / 1e6:.1f} MB), "
+        f"{report.objects_present} already there, in {report.seconds:.1f} s"
+    )
+    for table, (src, dst) in report.counts.items():
+        print(f"  {table:<16} {src:>9} -> {dst:<9}{'' if src == dst else '  DIFFERS'}")
+    if report.removed_from_target:
+        print(f"  {report.removed_from_target} image(s) deleted from the source meanwhile: removed")
+    for key in report.missing_in_source[:20]:
+        print(f"  missing in the source (not copied): {key}")
+    failed = False
+    if report.mismatched():
+        print(
+            "gazou: migrate: the source changed while it was copied: run the same command "
+            "again (stop its writers first for an exact copy)",
+            file=sys.stderr,
+        )
+        failed = True
+    for problem in report.serve_problems:
+        print(f"gazou: migrate: the target does not serve: {problem}", file=sys.stderr)
+        failed = True
+    if not failed:
+        print("the target serves random and search: point DATABASE_URL / BLOB_URL / DATA_DIR at it")
+    return 1 if failed else 0
+
+
 def worker_main(parent: int) -> int:
     """A supervised web worker: the supervisor's settings arrive pickled on stdin."""
     try:
@@ -581,8 +691,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if command == "serve":
             return asyncio.run(serve(settings))
-        runner = token_command if command == "token" else import_command
-        return asyncio.run(runner(settings, args))
+        runners = {"token": token_command, "import": import_command, "migrate": migrate_command}
+        return asyncio.run(runners[command](settings, args))
     except KeyboardInterrupt:
         print("interrupted; run the same command again to resume", file=sys.stderr)
         return 130
