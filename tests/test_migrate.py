@@ -6,6 +6,7 @@ copy resumed; a corrupt object named."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import uuid
@@ -36,8 +37,7 @@ class Collection:
 
 
 def _env(settings_env: dict[str, str], data_dir: Path) -> dict[str, str]:
-    import os
-
+    """A child's environment: ours without a store, then the source's settings."""
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "BLOB_URL")}
     return {**env, "DATA_DIR": str(data_dir), "DISCORD_TOKEN": "", **settings_env}
 
