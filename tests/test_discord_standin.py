@@ -7,6 +7,7 @@ import hashlib
 import io
 from collections.abc import AsyncIterator
 
+import aiohttp
 import pytest
 
 from tests.discord_standin import (
@@ -455,3 +456,60 @@ async def test_deadline_overrides_and_bad_token() -> None:
         with pytest.raises(discord.LoginFailure):
             async with connected_bot(standin, extras_bot(discord.Intents.default()), token="bad"):
                 pass
+
+
+# ---- OAuth2 (authorization-code grant) ---------------------------------------------------
+
+
+async def test_oauth2_endpoints_follow_discords_documented_shapes() -> None:
+    async with DiscordStandIn() as standin, aiohttp.ClientSession() as http:
+        authorize = str(standin.base_url.with_path("/oauth2/authorize"))
+        query = {
+            "response_type": "code",
+            "client_id": str(standin.application_id),
+            "scope": "identify",
+            "state": "s1",
+            "redirect_uri": "http://app.test/cb",
+        }
+        async with http.get(
+            authorize, params={**query, "client_id": "1"}, allow_redirects=False
+        ) as wrong_client:
+            assert wrong_client.status == 400
+        standin.oauth_redirect_uris = ["http://app.test/other"]
+        async with http.get(authorize, params=query, allow_redirects=False) as unregistered:
+            assert unregistered.status == 400
+        standin.oauth_redirect_uris = ["http://app.test/cb"]
+        async with http.get(authorize, params=query, allow_redirects=False) as consent:
+            assert consent.status == 302
+            back = consent.headers["Location"]
+        assert back.startswith("http://app.test/cb?code=") and back.endswith("&state=s1")
+        code = back.split("code=")[1].split("&")[0]
+        token_url = str(standin.base_url.with_path("/api/oauth2/token"))  # no version
+        form = {
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": "http://app.test/cb",
+        }
+        creds = {"client_id": str(standin.application_id), "client_secret": "wrong"}
+        async with http.post(token_url, data={**form, **creds}) as bad_client:
+            assert bad_client.status == 401 and (await bad_client.json()) == {
+                "error": "invalid_client"
+            }
+        creds["client_secret"] = standin.client_secret
+        async with http.post(token_url, data={**form, **creds}) as exchanged:
+            grant = await exchanged.json()
+        assert exchanged.status == 200 and grant["token_type"] == "Bearer"
+        assert grant["scope"] == "identify" and grant["expires_in"] == 604800
+        async with http.post(token_url, data={**form, **creds}) as reused:
+            assert reused.status == 400 and (await reused.json())["error"] == "invalid_grant"
+        me_url = str(standin.base_url.with_path("/api/users/@me"))
+        bearer = {"Authorization": f"Bearer {grant['access_token']}"}
+        async with http.get(me_url, headers=bearer) as me:
+            user = await me.json()
+        assert user["id"] == str(standin.user.id) and user["username"] == "alice"
+        async with http.get(me_url, headers={"Authorization": "Bearer nope"}) as unknown:
+            assert unknown.status == 401
+        standin.oauth_deny = True
+        async with http.get(authorize, params=query, allow_redirects=False) as cancelled:
+            assert "error=access_denied" in cancelled.headers["Location"]
+            assert "state=s1" in cancelled.headers["Location"]

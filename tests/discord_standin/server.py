@@ -11,6 +11,7 @@ See README.md next to this file for the scope and a usage example.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import copy
 import dataclasses
@@ -22,6 +23,7 @@ import mimetypes
 import re
 import secrets
 import time
+import urllib.parse
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
@@ -60,6 +62,8 @@ T = TypeVar("T")
 
 DEFAULT_TIMEOUT = 5.0
 API_PREFIX = "/api/v10"
+OAUTH_AUTHORIZE_PATH = "/oauth2/authorize"
+OAUTH_SCOPES = ("identify", "email", "guilds", "guilds.members.read", "connections")
 GATEWAY_PATH = "/gateway"
 ATTACHMENT_PREFIX = "/attachments/"
 
@@ -249,6 +253,15 @@ class HostedAttachment:
         if self.description is not None:
             data["description"] = self.description
         return data
+
+
+@dataclasses.dataclass
+class _OAuthGrant:
+    """What a code (then its access token) stands for."""
+
+    user: UserSpec
+    redirect_uri: str
+    scopes: tuple[str, ...]
 
 
 @dataclasses.dataclass
@@ -528,6 +541,7 @@ class DiscordStandIn:
         token: str = "standin.bot.token",
         app_permissions: int = _DEFAULT_APP_PERMISSIONS,
         interaction_deadline: float | None = None,
+        client_secret: str = "standin.client.secret",
     ) -> None:
         """
         team_members: makes the application team-owned; entries are users (role "admin") or
@@ -547,6 +561,16 @@ class DiscordStandIn:
         self.token = token
         self.app_permissions = app_permissions
         self.interaction_deadline = interaction_deadline
+        # OAuth2 (authorization-code grant): who approves on the consent screen, whether
+        # they press Cancel instead, the registered redirect URIs (none: any is accepted).
+        self.client_secret = client_secret
+        self.oauth_user: UserSpec = self.user
+        self.oauth_deny = False
+        self.oauth_redirect_uris: list[str] = []
+        self._oauth_codes: dict[str, _OAuthGrant] = {}
+        self._oauth_tokens: dict[str, _OAuthGrant] = {}
+        #: every visit of /oauth2/authorize: its query, and where it was sent
+        self.authorizations: list[dict[str, str]] = []
         if guilds is None:
             guilds = [
                 GuildSpec(
@@ -1661,7 +1685,9 @@ class DiscordStandIn:
     def _build_routes(self) -> list[tuple[str, re.Pattern[str], _Handler, bool]]:
         # (method, path regex, handler, needs bot authorization)
         table: list[tuple[str, str, _Handler, bool]] = [
-            ("GET", r"/users/@me", self._r_get_me, True),
+            # Bot or Bearer (an OAuth2 access token): the handler checks which.
+            ("GET", r"/users/@me", self._r_get_me, False),
+            ("POST", r"/oauth2/token", self._r_oauth_token, False),
             ("GET", r"/oauth2/applications/@me", self._r_get_app, True),
             ("GET", r"/users/(?P<user_id>\d+)", self._r_get_user, True),
             ("POST", r"/users/@me/channels", self._r_create_dm, True),
@@ -1759,9 +1785,14 @@ class DiscordStandIn:
             return await self._handle_gateway(request)
         if path.startswith(ATTACHMENT_PREFIX) and request.method in ("GET", "HEAD"):
             return self._serve_attachment(path)
-        if not path.startswith(API_PREFIX + "/"):
+        if path == OAUTH_AUTHORIZE_PATH and request.method == "GET":
+            return self._authorize(request)
+        if path.startswith(API_PREFIX + "/"):
+            rel = path[len(API_PREFIX) :]
+        elif path.startswith("/api/") and not re.match(r"/api/v\d+/", path):
+            rel = path[len("/api") :]  # no version: Discord's default version
+        else:
             return _json(404, {"message": "404: Not Found", "code": 0})
-        rel = path[len(API_PREFIX) :]
         body, files = await _read_body(request)
         rec = RecordedRequest(
             method=request.method,
@@ -1817,7 +1848,89 @@ class DiscordStandIn:
     # ---------------------------------------------------------------- REST handlers
 
     def _r_get_me(self, rec: RecordedRequest) -> tuple[int, Any]:
+        auth = rec.authorization or ""
+        if auth.startswith("Bearer "):
+            grant = self._oauth_tokens.get(auth.removeprefix("Bearer "))
+            if grant is None:
+                return _error(401, 0, "401: Unauthorized")
+            # The `identify` scope: the user object without email.
+            return 200, grant.user.payload() | {"mfa_enabled": False, "locale": "en-US"}
+        if auth != f"Bot {self.token}":
+            return _error(401, 0, "401: Unauthorized")
         return 200, self.bot_user.payload() | {"verified": True, "mfa_enabled": True, "email": None}
+
+    # ---------------------------------------------------------------- OAuth2
+
+    def _authorize(self, request: web.Request) -> web.Response:
+        """The consent screen, already answered: Discord shows an error page (no redirect)
+        for an unknown client or redirect URI, else sends the browser back to the
+        redirect URI with a code, or with `error=access_denied` when the user cancels."""
+        query = dict(request.query)
+        self.authorizations.append(query)
+        redirect_uri = query.get("redirect_uri", "")
+        if query.get("client_id") != str(self.application_id):
+            return web.Response(status=400, text="Unknown Application")
+        if not redirect_uri or (
+            self.oauth_redirect_uris and redirect_uri not in self.oauth_redirect_uris
+        ):
+            return web.Response(status=400, text="Invalid OAuth2 redirect_uri")
+        if query.get("response_type") != "code":
+            return web.Response(status=400, text="Invalid response_type")
+        scopes = query.get("scope", "").split()
+        if not scopes or any(s not in OAUTH_SCOPES for s in scopes):
+            return web.Response(status=400, text="Invalid scope")
+        answer: dict[str, str]
+        if self.oauth_deny:
+            answer = {
+                "error": "access_denied",
+                "error_description": "The resource owner or authorization server denied "
+                "the request",
+            }
+        else:
+            code = secrets.token_urlsafe(22)
+            self._oauth_codes[code] = _OAuthGrant(self.oauth_user, redirect_uri, tuple(scopes))
+            answer = {"code": code}
+        if "state" in query:
+            answer["state"] = query["state"]
+        location = yarl.URL(redirect_uri).update_query(answer)
+        return web.Response(status=302, headers={"Location": str(location)})
+
+    def _r_oauth_token(self, rec: RecordedRequest) -> tuple[int, Any]:
+        """The token exchange: client credentials by HTTP Basic or in the form; a code
+        works once, with the redirect URI it was issued for."""
+        form = _form_fields(rec.body)
+        client_id, secret = form.get("client_id"), form.get("client_secret")
+        auth = rec.authorization or ""
+        if auth.startswith("Basic "):
+            try:
+                decoded = base64.b64decode(auth.removeprefix("Basic ")).decode()
+            except ValueError:
+                decoded = ""
+            client_id, _, secret = decoded.partition(":")
+        if client_id != str(self.application_id) or secret != self.client_secret:
+            return 401, {"error": "invalid_client"}
+        if form.get("grant_type") != "authorization_code":
+            return 400, {"error": "unsupported_grant_type"}
+        grant = self._oauth_codes.pop(form.get("code", ""), None)
+        if grant is None:
+            return 400, {
+                "error": "invalid_grant",
+                "error_description": 'Invalid "code" in request.',
+            }
+        if form.get("redirect_uri") != grant.redirect_uri:
+            return 400, {
+                "error": "invalid_grant",
+                "error_description": 'Invalid "redirect_uri" in request.',
+            }
+        access = secrets.token_urlsafe(22)
+        self._oauth_tokens[access] = grant
+        return 200, {
+            "token_type": "Bearer",
+            "access_token": access,
+            "expires_in": 604800,
+            "refresh_token": secrets.token_urlsafe(22),
+            "scope": " ".join(grant.scopes),
+        }
 
     def _r_get_app(self, rec: RecordedRequest) -> tuple[int, Any]:
         return 200, self._app_info_payload()
@@ -2315,6 +2428,15 @@ class DiscordStandIn:
             return _error(404, 10008, "Unknown Message")
         msg.deleted = True
         return 204, None
+
+
+def _form_fields(body: Any) -> dict[str, str]:
+    """An application/x-www-form-urlencoded body (read as text) as a dict."""
+    if isinstance(body, dict):
+        return {str(k): str(v) for k, v in body.items()}
+    if not isinstance(body, str):
+        return {}
+    return {k: v[0] for k, v in urllib.parse.parse_qs(body, keep_blank_values=True).items()}
 
 
 async def _read_body(request: web.Request) -> tuple[Any, list[UploadedFile]]:
