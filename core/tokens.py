@@ -160,6 +160,10 @@ class TokenService:
         """Tokens, newest first (never their secrets: those are not stored)."""
         return await self.repo.list_tokens(owner_id)
 
+    async def pending_requests(self) -> list[TokenRequest]:
+        """Members' requests waiting for an owner's decision, oldest first."""
+        return await self.repo.list_token_requests("pending")
+
     async def request(self, requester: User, purpose: str) -> TokenRequest:
         """File a member's request; Conflict if one is already pending."""
         purpose = purpose.strip()

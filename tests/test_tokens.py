@@ -307,3 +307,17 @@ async def test_deciding_an_unknown_request_is_not_found(services: Services) -> N
         await services.tokens.approve_request("no-such-request", OWNER)
     with pytest.raises(NotFound):
         await services.tokens.deny_request("no-such-request", OWNER)
+
+
+async def test_pending_requests_lists_only_undecided_ones_oldest_first(services: Services) -> None:
+    first = await services.tokens.request(MEMBER, "first bot")
+    second = await services.tokens.request(User("300", "carol"), "second bot")
+    third = await services.tokens.request(User("400", "dana"), "third bot")
+    assert [r.id for r in await services.tokens.pending_requests()] == [
+        first.id,
+        second.id,
+        third.id,
+    ]
+    await services.tokens.approve_request(second.id, OWNER)
+    await services.tokens.deny_request(third.id, OWNER)
+    assert [r.id for r in await services.tokens.pending_requests()] == [first.id]
