@@ -4,6 +4,9 @@
   is stored, in the key-value store, with the member and whether they are an owner. It
   is valid `SIGN_IN_TTL` (10 minutes) and usable once: redeeming it deletes the entry
   in one statement that only one redeemer can win (`kv_release` with the value read).
+- "Log in with Discord" (OAuth2): the `state` sent to Discord is random and stored
+  (hashed) with the hash of the browser's pre-login CSRF token; the callback is accepted
+  once, from the same browser, within `SIGN_IN_TTL`.
 - An owner of a deployment without Discord signs in with an `admin` token instead;
   such a session remembers the token and ends as soon as the token is revoked.
 - A session is a random id kept by the browser in a cookie; the store keeps only its
@@ -31,6 +34,7 @@ SIGN_IN_TTL = timedelta(minutes=10)
 SESSION_TTL = timedelta(days=7)
 _LINK_PREFIX = "web:sign-in:"
 _SESSION_PREFIX = "web:session:"
+_OAUTH_PREFIX = "web:oauth-state:"
 # 32 random bytes, URL-safe base64: 43 characters. Anything else is not ours.
 _SECRET_LENGTH = 43
 
@@ -137,6 +141,52 @@ class SessionService:
             raise refused
         user = User(str(data["id"]), str(data["name"]))
         return await self.open(user, owner=bool(data["owner"]), now=now)
+
+    # ---- Discord OAuth2 ----------------------------------------------------------------
+
+    async def begin_oauth(
+        self,
+        binding: str,
+        next_path: str,
+        *,
+        ttl: timedelta = SIGN_IN_TTL,
+        now: float | None = None,
+    ) -> str:
+        """A new OAuth2 `state` for the browser whose pre-login CSRF token is `binding`,
+        remembering where to go once signed in (only hashes of both are stored)."""
+        now = time.time() if now is None else now
+        state = secrets.token_urlsafe(32)
+        value = json.dumps(
+            {
+                "binding": _digest(binding),
+                "next": next_path,
+                "expires_at": now + ttl.total_seconds(),
+            }
+        )
+        await self.kv.kv_set(_OAUTH_PREFIX + _digest(state), value, expires_in=ttl)
+        return state
+
+    async def finish_oauth(self, state: str | None, binding: str, now: float | None = None) -> str:
+        """Use a `state` once; the path to go back to. Forbidden when it is malformed,
+        unknown, expired, already used, or was made for another browser."""
+        refused = Forbidden(
+            "This Discord sign-in was not started here, has expired or was already used; "
+            "start again from the sign-in page.",
+            reason="state",
+        )
+        if not _well_formed(state):
+            raise refused
+        assert state is not None
+        key = _OAUTH_PREFIX + _digest(state)
+        value = await self.kv.kv_get(key)
+        if value is None or not await self.kv.kv_release(key, value):
+            raise refused
+        data = json.loads(value)
+        if float(data["expires_at"]) <= (time.time() if now is None else now):
+            raise refused
+        if not hmac.compare_digest(str(data["binding"]), _digest(binding)):
+            raise refused
+        return str(data["next"])
 
     # ---- admin tokens ----------------------------------------------------------------
 

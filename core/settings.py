@@ -73,6 +73,10 @@ class Settings:
     database_url: str | None = None
     # ---- announcements: Discord webhooks each approved image is posted to (core/announce.py)
     webhook_urls: tuple[str, ...] = field(default=(), repr=False)  # each URL holds a secret
+    # "Log in with Discord" on the gallery (OAuth2, scope identify) when the secret is
+    # set; the client id is the application's (asked of Discord with DISCORD_TOKEN).
+    discord_client_id: int | None = None
+    discord_client_secret: str | None = field(default=None, repr=False)
 
     @property
     def public_url_is_public(self) -> bool:
@@ -281,6 +285,24 @@ def _webhook_urls(env: Mapping[str, str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(urls))
 
 
+def _discord_oauth(
+    env: Mapping[str, str], discord_token: str | None
+) -> tuple[int | None, str | None]:
+    """DISCORD_CLIENT_ID and DISCORD_CLIENT_SECRET: the id is needed with the secret
+    unless DISCORD_TOKEN lets gazou ask Discord for it."""
+    client_id = _optional_id(env, "DISCORD_CLIENT_ID")
+    secret = env.get("DISCORD_CLIENT_SECRET", "").strip() or None
+    if secret is not None and client_id is None and discord_token is None:
+        raise SettingsError(
+            "DISCORD_CLIENT_ID",
+            "needed with DISCORD_CLIENT_SECRET when DISCORD_TOKEN is unset "
+            "(the application ID from the Developer Portal's General Information page)",
+        )
+    if secret is not None and not (secret.isascii() and secret.isprintable() and " " not in secret):
+        raise SettingsError("DISCORD_CLIENT_SECRET", "expected the secret as the portal shows it")
+    return client_id, secret
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Build Settings from `env` (default: os.environ); raise SettingsError on a bad value."""
     env = os.environ if env is None else env
@@ -301,6 +323,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if role not in ROLES:
         raise SettingsError("ROLE", f"expected all, web or bot, got {role!r}")
     redis_url = _redis_url(env)
+    client_id, client_secret = _discord_oauth(env, token)
     return Settings(
         discord_token=token,
         owner_ids=_ids(env, "OWNER_IDS"),
@@ -336,6 +359,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         blob_secret_key=env.get("AWS_SECRET_ACCESS_KEY", "").strip() or None,
         blob_redirect=_bool(env, "BLOB_REDIRECT", False),
         database_url=_database_url(env),
+        discord_client_id=client_id,
+        discord_client_secret=client_secret,
     )
 
 

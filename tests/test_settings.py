@@ -332,3 +332,33 @@ def test_bad_webhook_urls_fail_fast_without_echoing_them(raw: str) -> None:
     with pytest.raises(SettingsError, match="WEBHOOK_URLS") as caught:
         load_settings({"WEBHOOK_URLS": raw})
     assert raw not in str(caught.value)
+
+
+# ---- Log in with Discord (OAuth2) ------------------------------------------------------
+
+
+def test_discord_oauth_is_off_by_default_and_read_when_set() -> None:
+    off = load_settings({})
+    assert (off.discord_client_id, off.discord_client_secret) == (None, None)
+    with_id = load_settings({"DISCORD_CLIENT_SECRET": " s3cr3t ", "DISCORD_CLIENT_ID": "42"})
+    assert (with_id.discord_client_id, with_id.discord_client_secret) == (42, "s3cr3t")
+    # With the bot's token the application id is asked of Discord: no id needed.
+    with_token = load_settings({"DISCORD_CLIENT_SECRET": "s3cr3t", "DISCORD_TOKEN": "t"})
+    assert with_token.discord_client_id is None and with_token.discord_client_secret == "s3cr3t"
+    assert "s3cr3t" not in repr(with_token)
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"DISCORD_CLIENT_SECRET": "s3cr3t"}, "DISCORD_CLIENT_ID"),
+        ({"DISCORD_CLIENT_SECRET": "s3cr3t", "DISCORD_CLIENT_ID": "app"}, "DISCORD_CLIENT_ID"),
+        (
+            {"DISCORD_CLIENT_SECRET": "two words", "DISCORD_CLIENT_ID": "42"},
+            "DISCORD_CLIENT_SECRET",
+        ),
+    ],
+)
+def test_bad_discord_oauth_settings_are_refused_by_name(env: dict[str, str], named: str) -> None:
+    with pytest.raises(SettingsError, match=named):
+        load_settings(env)
