@@ -15,7 +15,9 @@ from aiohttp import web
 from core.errors import GazouError
 from core.services import Services
 from core.sessions import SessionService
+from web import discord_oauth, owner
 from web.assets import Assets
+from web.discord_oauth import OAUTH, DiscordOAuth
 from web.keys import ASSETS, SERVICES, SESSIONS
 from web.pages import human_size, routes
 
@@ -33,6 +35,8 @@ PREFIXES = (
     "/me",
     "/mod",
     "/age",
+    "/tokens",
+    "/stats",
 )
 # Route name -> (requests, per seconds): guessing sign-in secrets is slow anyway
 # (256 random bits, 100-character tokens); this keeps a guesser from costing much.
@@ -40,6 +44,9 @@ RATE_LIMITS = {
     "gallery.login": (10, 60.0),
     "gallery.link": (10, 60.0),
     "gallery.upload": (30, 60.0),
+    # Each start of a Discord sign-in stores a state; each callback asks Discord.
+    "gallery.discord": (10, 60.0),
+    "gallery.discord_callback": (10, 60.0),
 }
 
 
@@ -129,10 +136,21 @@ def build_site(services: Services) -> Site:
         app[SESSIONS] = SessionService(services.kv, services.tokens)
         app[ASSETS] = assets
         app.on_response_prepare.append(add_headers)
+        # "Log in with Discord" only when its secret is set (the login page's button).
+        env.globals["discord_login"] = bool(services.settings.discord_client_secret)
+        if services.settings.discord_client_secret:
+            app[OAUTH] = DiscordOAuth(services.settings)
+
+        async def close_oauth(app: web.Application) -> None:
+            oauth = app.get(OAUTH)
+            if oauth is not None:
+                await oauth.close()
+
+        app.on_cleanup.append(close_oauth)
 
     return Site(
         name=NAME,
-        routes=routes(assets.handler),
+        routes=[*routes(assets.handler), *discord_oauth.routes(), *owner.routes()],
         render_error=render_error,
         prefixes=PREFIXES,
         rate_limits=RATE_LIMITS,
