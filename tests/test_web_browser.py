@@ -174,3 +174,72 @@ async def _walk(browser: Any, base: str, services: Services, shots: Path, tmp: P
     await phone_context.close()
 
     assert problems == []  # no CSP violation, no script error
+
+
+async def test_owner_pages_and_log_in_with_discord(tmp_path: Path, shots: Path) -> None:
+    """An owner logs in with Discord (the stand-in's consent screen), issues a token on
+    /tokens and reads /stats: screenshots of both at desktop and phone widths."""
+    from tests.discord_standin import DiscordStandIn
+    from web.discord_oauth import OAUTH, DiscordOAuth
+
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    async with DiscordStandIn() as standin:
+        standin.oauth_user = standin.owner
+        standin.oauth_redirect_uris = [base + "/login/discord/callback"]
+        settings = make_settings(
+            tmp_path / "data",
+            RATE_LIMITS="off",
+            PUBLIC_URL=base,
+            DISCORD_TOKEN=standin.token,
+            DISCORD_CLIENT_SECRET=standin.client_secret,
+        )
+        async with open_services(settings) as services:
+            await _seed(services)
+            app = create_app(services)
+            app[OAUTH] = DiscordOAuth(
+                settings,
+                api_base=standin.api_base,
+                authorize_url=str(standin.base_url.with_path("/oauth2/authorize")),
+            )
+            runner = web.AppRunner(app)
+            await runner.setup()
+            await web.TCPSite(runner, "127.0.0.1", port).start()
+            try:
+                async with playwright_api.async_playwright() as p:
+                    browser = await p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+                    try:
+                        await _owner_pages(browser, base, shots)
+                    finally:
+                        await browser.close()
+            finally:
+                await runner.cleanup()
+
+
+async def _owner_pages(browser: Any, base: str, shots: Path) -> None:
+    problems: list[str] = []
+    context = await browser.new_context(viewport=DESKTOP)
+    context.set_default_timeout(TIMEOUT_MS)
+    page = await context.new_page()
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    await page.goto(base + "/login?next=/tokens")
+    await page.get_by_role("link", name="Log in with Discord").click()
+    await page.wait_for_url(base + "/tokens")  # through the stand-in and back, signed in
+    await page.get_by_label("For (a name)").fill("dana")
+    await page.get_by_label("Purpose").fill("a bot of hers")
+    await page.get_by_role("button", name="Issue").click()
+    secret = await page.locator("#token-secret").input_value()
+    assert len(secret) == 100
+    await page.screenshot(path=str(shots / "token-secret-desktop.png"), full_page=True)
+    await page.goto(base + "/tokens")
+    assert secret not in await page.content()
+    await page.screenshot(path=str(shots / "tokens-desktop.png"), full_page=True)
+    await page.goto(base + "/stats")
+    await page.screenshot(path=str(shots / "stats-desktop.png"), full_page=True)
+    await page.set_viewport_size(PHONE)
+    await page.goto(base + "/tokens")
+    await page.screenshot(path=str(shots / "tokens-phone.png"), full_page=True)
+    await page.goto(base + "/stats")
+    await page.screenshot(path=str(shots / "stats-phone.png"), full_page=True)
+    await context.close()
+    assert problems == []

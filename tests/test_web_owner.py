@@ -267,3 +267,15 @@ async def test_stats_show_the_bots_figures_to_everyone(
             assert f"<dt>{name}</dt><dd>{n}</dd>" in page, name
         assert 'href="/stats"' in page
         assert ('href="/tokens"' in page) is (who == "owner")
+
+
+async def test_owner_pages_carry_the_csp_and_no_inline_script(
+    client: TestClient, services: Services
+) -> None:
+    await services.tokens.request(MEMBER, "my bot")
+    await sign_in(client, services, OWNER, owner=True)
+    csrf = await page_csrf(client, "/tokens")
+    secret_page = await client.post("/tokens", data={"csrf": csrf, "name": "x"})
+    for response in (await client.get("/tokens"), await client.get("/stats"), secret_page):
+        assert "script-src 'self'" in response.headers["Content-Security-Policy"]
+        assert re.findall(r"<script(?![^>]*\ssrc=)", await response.text()) == []
