@@ -269,6 +269,25 @@ async def test_stats_show_the_bots_figures_to_everyone(
         assert ('href="/tokens"' in page) is (who == "owner")
 
 
+async def test_stats_show_the_leaderboard_most_liked_above_sfw_only_after_the_age_gate(
+    client: TestClient, services: Services
+) -> None:
+    sfw = await store(services, 1, title="Sunny cat", uploader=MEMBER)
+    nsfw = await store(services, 2, rating=Rating.NSFW, title="Night owl", uploader=MEMBER)
+    await store(services, 3, uploader=OWNER)
+    for image in (sfw, nsfw):
+        await services.storage.repo.set_like(image.id, OWNER.id, "like", True)
+    page = await (await client.get("/stats")).text()
+    assert "Leaderboard" in page and "This week" in page and "All time" in page
+    # MEMBER uploaded two approved images, OWNER one: MEMBER ranks first.
+    assert page.index(f"{MEMBER.name}: 2 images") < page.index(f"{OWNER.name}: 1 image")
+    assert f'href="/i/{sfw.id}">Sunny cat</a>: 1 like' in page
+    assert "Night owl" not in page
+    client.session.cookie_jar.update_cookies({"gazou_age": "1"})
+    adult = await (await client.get("/stats")).text()
+    assert f'href="/i/{nsfw.id}">Night owl</a>: 1 like' in adult
+
+
 async def test_owner_pages_carry_the_csp_and_no_inline_script(
     client: TestClient, services: Services
 ) -> None:

@@ -10,9 +10,10 @@ from typing import Any
 from aiohttp import web
 
 from core.errors import InvalidInput
-from core.models import IssuedToken, Token, User
+from core.leaderboard import leaderboard
+from core.models import IssuedToken, Rating, Token, User
 from core.tokens import KNOWN_SCOPES, SCOPE_CUSTOM_EXPIRY, parse_scopes
-from web.auth import check_csrf
+from web.auth import age_confirmed, check_csrf
 from web.keys import SERVICES
 from web.pages import _form, _owner, render
 
@@ -137,12 +138,13 @@ async def decide_request(request: web.Request) -> web.Response:
 
 async def stats_page(request: web.Request) -> web.Response:
     """The collection's figures: the bot's /stats, as a page."""
-    stats = await request.app[SERVICES].images.stats()
+    images = request.app[SERVICES].images
+    # Most liked images above sfw only for a visitor who confirmed their age, as the
+    # bot names them only in age-restricted channels.
+    ratings = frozenset() if age_confirmed(request) else frozenset({Rating.SFW})
     context: dict[str, Any] = {
-        "stats": stats,
-        # The uploaders' leaderboard (another change adds it to core): the lead wires its
-        # core function here; the template shows it when it is not None.
-        "leaderboard": None,
+        "stats": await images.stats(),
+        "leaderboard": await leaderboard(images, ratings=ratings),
     }
     return await render(request, "stats.html", context)
 
