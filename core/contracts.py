@@ -85,6 +85,20 @@ class ImageRepo(Protocol):
         """An image whose perceptual hash is within `max_distance` bits, if any."""
         ...
 
+    async def similar_images(
+        self,
+        phash: int,
+        count: int,
+        max_distance: int,
+        *,
+        ratings: frozenset[Rating] = frozenset(),
+        exclude_id: str | None = None,
+    ) -> list[Image]:
+        """Up to `count` approved images (of `ratings`, empty = any; not `exclude_id`)
+        whose perceptual hash is within `max_distance` bits of `phash`, nearest first and
+        newest first among equals; every one within that distance is a candidate."""
+        ...
+
     async def random_images(
         self, filters: Filters, count: int, seen_by: str | None = None
     ) -> list[Image]:

@@ -28,6 +28,7 @@ from core.errors import (
 )
 from core.imaging import ProcessedImage, aspect_ratio, orientation, process_image
 from core.models import (
+    ORIENTATIONS,
     Album,
     Artist,
     Character,
@@ -56,6 +57,9 @@ Render = Callable[[Image], bytes]
 # dHash bits two images may differ by and still be flagged as near-duplicates; the
 # repo's quarter index finds every pair within this distance.
 NEAR_DUPLICATE_BITS = 3
+# dHash bits an approved image may differ by and still be shown as similar (the image
+# page): about a sixth of the hash, where unrelated pictures differ by about half.
+SIMILAR_BITS = 10
 MAX_TAGS = 200
 MAX_TAG_LENGTH = 64
 MAX_NAME_LENGTH = 120
@@ -109,7 +113,12 @@ def _distinct(names: Sequence[str]) -> tuple[str, ...]:
 
 def distinct_tags(filters: Filtered) -> Filtered:
     """`filters` with its tags and excluded tags each named once; InvalidInput past
-    MAX_FILTER_TAGS distinct tags, rather than one SQL condition per repeat."""
+    MAX_FILTER_TAGS distinct tags, rather than one SQL condition per repeat, and for an
+    orientation that is none of ORIENTATIONS."""
+    if filters.orientation is not None and filters.orientation not in ORIENTATIONS:
+        raise InvalidInput(
+            f"orientation must be one of {', '.join(ORIENTATIONS)}", field="orientation"
+        )
     if len(filters.tags) + len(filters.exclude_tags) <= 1:
         return filters  # nothing to repeat (the common random request)
     tags, exclude = _distinct(filters.tags), _distinct(filters.exclude_tags)
@@ -464,6 +473,18 @@ class ImageService:
         """An approved image, or with include_pending what its own link shows (pending
         too); never a rejected or expired one (NotFound)."""
         return _readable(await self.repo.get_image(image_id), include_pending)
+
+    async def similar(
+        self, image: Image, count: int = 12, *, ratings: frozenset[Rating] = frozenset()
+    ) -> list[Image]:
+        """Up to `count` approved images that look like `image` (perceptual hashes within
+        SIMILAR_BITS, of `ratings`, empty = any), nearest first; never `image` itself."""
+        if not 1 <= count <= MAX_PAGE:
+            raise InvalidInput(f"count must be between 1 and {MAX_PAGE}")
+        found = await self.repo.similar_images(
+            image.phash, count, SIMILAR_BITS, ratings=ratings, exclude_id=image.id
+        )
+        return [i for i in found if not visibility.expired(i.expires_at)]
 
     async def get_file(self, image_id: str, *, include_pending: bool = False) -> ImageFile:
         """`get` for serving bytes: only what that needs (one indexed row)."""

@@ -136,6 +136,10 @@ class Image:
         return [t.name for t in self.tags]
 
 
+# What core/imaging.orientation() classifies a size as (the images.orientation column).
+ORIENTATIONS = ("landscape", "portrait", "square")
+
+
 @dataclass(frozen=True, slots=True)
 class Filters:
     """What `random` draws from: all of `tags`, none of `exclude_tags`, any of
@@ -147,6 +151,7 @@ class Filters:
     ratings: frozenset[Rating] = frozenset()
     artist: str | None = None
     character: str | None = None
+    orientation: str | None = None  # one of ORIENTATIONS
 
     def key(self) -> str:
         """A stable text form, used to remember what a member has already seen."""
@@ -157,6 +162,9 @@ class Filters:
             "a=" + (self.artist or "").lower(),
             "c=" + (self.character or "").lower(),
         ]
+        if self.orientation:
+            # Only when set: the keys members' seen images are kept under stay as they were.
+            parts.append("o=" + self.orientation)
         return "&".join(parts)
 
 
@@ -171,6 +179,7 @@ class SearchQuery:
     artist: str | None = None  # case-insensitive substring of the artist's name
     artist_id: str | None = None
     character: str | None = None  # id or exact name
+    orientation: str | None = None  # one of ORIENTATIONS
     uploader: str | None = None  # user id or name
     album_id: str | None = None
     posted_before: datetime | None = None

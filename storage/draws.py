@@ -20,6 +20,9 @@ from core.models import Filters, Image, Rating
 
 # Rows a draw may look at through rejection before falling back to an exact scan.
 DRAW_ROUNDS = 4
+# The share of a pool an orientation filter is expected to pass (three orientations;
+# a first guess only: a draw's later rounds go by the share that passed).
+ORIENTATION_SHARE = 1 / 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +172,12 @@ class PoolDraws:
                 params.extend(values)
                 share = min(size(estimate) / everything, 1.0)
                 passing *= 1.0 - share if negated else share
+        if filters.orientation:
+            # No pool per orientation: checked on each drawn row (the draw stays uniform),
+            # expecting ORIENTATION_SHARE to pass; the draw learns the true share as it goes.
+            where.append("i.orientation = ?")
+            params.append(filters.orientation)
+            passing *= ORIENTATION_SHARE
         return Plan(best, sizes, where, params, passing)
 
     async def random_images(

@@ -1,9 +1,12 @@
 """What the SQL backends share about rows: how an image row is written (its columns
 and values, in one order) and how values are encoded (hashes in signed 64-bit
-columns, times as epoch seconds, LIKE patterns, rid lists)."""
+columns, times as epoch seconds, LIKE patterns, rid lists) and how hashes are
+compared (the quarter index's neighbourhoods)."""
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -66,6 +69,37 @@ def unsigned64(value: int) -> int:
 def quarters(phash: int) -> tuple[int, int, int, int]:
     """The four 16-bit quarters of a perceptual hash (the near-duplicate index)."""
     return (phash >> 48) & 0xFFFF, (phash >> 32) & 0xFFFF, (phash >> 16) & 0xFFFF, phash & 0xFFFF
+
+
+# Rows a similar-images lookup reads at most: past it (a collection where thousands of
+# hashes share quarters, e.g. flat pictures) the nearest are found among the first ones.
+SIMILAR_CANDIDATES = 20_000
+
+
+def quarter_neighbours(quarter: int, radius: int) -> list[int]:
+    """Every 16-bit value within `radius` bits of `quarter` (itself first): two hashes
+    within 4 * radius + 3 bits have some quarter within `radius` bits (pigeonhole)."""
+    out = [quarter]
+    for flips in range(1, radius + 1):
+        for bits in itertools.combinations(range(16), flips):
+            mask = 0
+            for bit in bits:
+                mask |= 1 << bit
+            out.append(quarter ^ mask)
+    return out
+
+
+def nearest_by_phash(
+    phash: int, rows: Iterable[tuple[int, int]], count: int, max_distance: int
+) -> list[int]:
+    """The seqs of up to `count` (seq, stored phash) rows within `max_distance` bits of
+    `phash`, nearest first, newest (highest seq) first among equals."""
+    found = []
+    for seq, other in rows:
+        distance = (phash ^ unsigned64(other)).bit_count()
+        if distance <= max_distance:
+            found.append((distance, -seq))
+    return [-negated for _, negated in sorted(found)[:count]]
 
 
 def like_pattern(text: str) -> str:

@@ -65,8 +65,11 @@ from storage.draws import PoolDraws
 from storage.postgres.schema import MIGRATIONS
 from storage.rows import (
     IMAGE_COLUMNS,
+    SIMILAR_CANDIDATES,
     image_values,
     like_pattern,
+    nearest_by_phash,
+    quarter_neighbours,
     quarters,
     rid_list,
     ts,
@@ -1324,6 +1327,10 @@ class PostgresRepo(PoolDraws):
             where.append("i.rating = ANY(?::text[])")
             params.append(ratings)
             constraints.append(f"rating:{ratings[0]}" if len(ratings) == 1 else None)
+        if query.orientation:
+            where.append("i.orientation = ?")
+            params.append(query.orientation)
+            constraints.append(None)
         if query.artist_id:
             (rid,) = await self._rids("artists", [query.artist_id])
             if rid is None:
@@ -1841,6 +1848,40 @@ class PostgresRepo(PoolDraws):
                 (since.timestamp(), *rated, limit),
             )
         return [(row[0], row[1]) for row in rows]
+
+    # ---- similar images ----------------------------------------------------------
+
+    async def similar_images(
+        self,
+        phash: int,
+        count: int,
+        max_distance: int,
+        *,
+        ratings: frozenset[Rating] = frozenset(),
+        exclude_id: str | None = None,
+    ) -> list[Image]:
+        """Up to `count` approved images within `max_distance` bits of `phash`, nearest
+        first (core/contracts.py), found through the quarter indexes (a bitmap OR)."""
+        if count <= 0 or max_distance < 0:
+            return []
+        near = [quarter_neighbours(q, max_distance // 4) for q in quarters(phash)]
+        terms = " OR ".join(f"ph{k} = ANY(?::int[])" for k in range(4))
+        where: list[str] = [f"({terms})"]
+        params: list[Any] = [*near]
+        if ratings and len(ratings) < len(Rating):
+            where.append("rating = ANY(?::text[])")
+            params.append(sorted(str(r) for r in ratings))
+        if exclude_id is not None:
+            where.append("id <> ?")
+            params.append(exclude_id)
+        rows = await self._all(
+            f"SELECT seq, phash FROM images WHERE status = 'approved' AND {' AND '.join(where)} "
+            "LIMIT ?",
+            [*params, SIMILAR_CANDIDATES],
+        )
+        return await self._images_by_seq(
+            nearest_by_phash(phash, ((r["seq"], r["phash"]) for r in rows), count, max_distance)
+        )
 
     async def integrity_check(self) -> list[str]:
         """Pools that are not dense and exact, and rows whose references dangle;

@@ -17,6 +17,7 @@ from storage.sqlite.outbox import OutboxMixin
 from storage.sqlite.random import RandomMixin
 from storage.sqlite.reports import ReportsMixin
 from storage.sqlite.search import SearchMixin
+from storage.sqlite.similar import SimilarMixin
 from storage.sqlite.tokens import TokensMixin
 
 __all__ = ["CATALOGUE_CAP", "TOTAL_CAP", "SQLiteBase", "SQLiteRepo"]
@@ -31,6 +32,7 @@ CATALOGUE_CAP = 50_000
 
 class SQLiteRepo(
     SearchMixin,
+    SimilarMixin,
     ReportsMixin,
     FavouritesMixin,
     RandomMixin,

@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from core.models import Filters, Image, ImageFile, Rating, Rendition
+from storage.draws import ORIENTATION_SHARE
 from storage.sqlite.hydrate import HydrateMixin
 from storage.sqlite.members import MembersMixin
 from storage.sqlite.pools import PoolsMixin
@@ -119,6 +120,12 @@ class RandomMixin(PoolsMixin, HydrateMixin, MembersMixin):
                 params.extend(values)
                 share = min(size(estimate) / everything, 1.0)
                 passing *= 1.0 - share if negated else share
+        if filters.orientation:
+            # No pool per orientation: checked on each drawn row (the draw stays uniform),
+            # expecting ORIENTATION_SHARE to pass; the draw learns the true share as it goes.
+            where.append("i.orientation = ?")
+            params.append(filters.orientation)
+            passing *= ORIENTATION_SHARE
         return _Plan(best, sizes, where, params, passing)
 
     async def random_files(self, filters: Filters, count: int) -> list[ImageFile]:

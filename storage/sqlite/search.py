@@ -58,6 +58,10 @@ class SearchMixin(ImagesMixin):
             where.append(f"i.rating IN ({','.join('?' * len(ratings))})")
             params.extend(ratings)
             constraints.append(f"rating:{ratings[0]}" if len(ratings) == 1 else None)
+        if query.orientation:
+            where.append("i.orientation = ?")
+            params.append(query.orientation)
+            constraints.append(None)
         if query.artist_id:
             (rid,) = await self._rids("artists", [query.artist_id])
             if rid is None:
