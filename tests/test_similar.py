@@ -6,17 +6,25 @@ from __future__ import annotations
 import random
 from dataclasses import replace
 
+import pytest
+
 from core.images import SIMILAR_BITS
 from core.models import IngestMetadata, Rating, Status
 from core.services import Services
 from storage.rows import quarter_neighbours, quarters
 from tests.conftest import ALL_BACKENDS, OWNER, make_image
-from tests.test_store import Repo, new_repo, repo, row  # noqa: F401 (fixtures)
+from tests.test_store import Repo, row
 
 BACKENDS = ALL_BACKENDS
 
 CENTRE = 0x9E37_79B9_7F4A_7C15
 TAGGED = IngestMetadata(tags=("t",))
+
+
+@pytest.fixture
+def repo(services: Services) -> Repo:
+    """The store's repo itself (its bulk load writes rows with chosen hashes)."""
+    return services.storage.repo  # type: ignore[return-value]
 
 
 def flip(phash: int, bits: list[int]) -> int:

@@ -15,7 +15,16 @@ from aiohttp import BodyPartReader, web
 from multidict import MultiDict
 
 from core.errors import DuplicateImage, Forbidden, GazouError, InvalidInput, NotFound
-from core.models import Filters, Image, IngestMetadata, Rating, SearchQuery, Sort, Status
+from core.models import (
+    ORIENTATIONS,
+    Filters,
+    Image,
+    IngestMetadata,
+    Rating,
+    SearchQuery,
+    Sort,
+    Status,
+)
 from core.sessions import Session
 from core.visibility import cacheable_by_anyone, trusted_uploader
 from web.auth import (
@@ -34,6 +43,7 @@ PAGE_SIZE = 24
 MAX_PAGE_NUMBER = 400  # 400 pages of 24: past the search's exact-total cap
 MAX_UPLOAD_FILES = 20
 MOD_PAGE = 50
+SIMILAR_COUNT = 12
 SORTS = ("newest", "oldest", "likes", "random")
 _UUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 
@@ -113,6 +123,7 @@ class Browse:
     artist: str = ""
     character: str = ""
     rating: str = ""
+    orientation: str = ""
     sort: str = "newest"
     page: int = 1
     q: str = ""
@@ -132,6 +143,11 @@ class Browse:
         browse.rating = query.get("rating", "").strip()
         if browse.rating and browse.rating not in {r.value for r in Rating}:
             raise InvalidInput("rating must be sfw, questionable or nsfw", field="rating")
+        browse.orientation = query.get("orientation", "").strip()
+        if browse.orientation and browse.orientation not in ORIENTATIONS:
+            raise InvalidInput(
+                f"orientation must be one of {', '.join(ORIENTATIONS)}", field="orientation"
+            )
         browse.sort = query.get("sort", "newest").strip() or "newest"
         if browse.sort not in SORTS:
             raise InvalidInput(f"sort must be one of {', '.join(SORTS)}", field="sort")
@@ -154,6 +170,7 @@ class Browse:
             "artist": self.artist,
             "character": self.character,
             "rating": self.rating,
+            "orientation": self.orientation,
             "sort": self.sort if self.sort != "newest" else "",
             "page": str(self.page) if self.page != 1 else "",
         }
@@ -173,6 +190,7 @@ async def _listing(request: web.Request, browse: Browse) -> dict[str, Any]:
                 ratings=ratings,
                 artist=browse.artist or None,
                 character=browse.character or None,
+                orientation=browse.orientation or None,
             ),
             PAGE_SIZE,
         )
@@ -184,6 +202,7 @@ async def _listing(request: web.Request, browse: Browse) -> dict[str, Any]:
             ratings=ratings,
             artist=browse.artist or None,
             character=browse.character or None,
+            orientation=browse.orientation or None,
             sort=Sort(browse.sort),
             skip=(browse.page - 1) * PAGE_SIZE,
             limit=PAGE_SIZE,
@@ -275,6 +294,12 @@ async def image_page(request: web.Request) -> web.Response:
         "size_text": human_size(image.size),
         "indexable": public,
         "gated": image.nsfw and not age_confirmed(request),
+        # Approved look-alikes, sfw only until the visitor confirmed their age.
+        "similar": await services.images.similar(
+            image,
+            SIMILAR_COUNT,
+            ratings=frozenset() if age_confirmed(request) else frozenset({Rating.SFW}),
+        ),
     }
     headers = {"Cache-Control": "private, no-cache", "Vary": "Cookie"}
     if not public:
@@ -479,9 +504,10 @@ async def upload(request: web.Request) -> web.Response:
         except GazouError as error:
             results.append({"filename": filename, "image": None, "error": error.message})
     stored = sum(1 for r in results if r["image"] is not None)
-    return await render(
-        request, "uploaded.html", {"results": results}, status=200 if stored else 400
-    )
+    # The upload page's script sends one file per request and shows each one's result
+    # row beside its progress bar; without it, the whole results page.
+    template = "_upload_results.html" if _htmx(request) else "uploaded.html"
+    return await render(request, template, {"results": results}, status=200 if stored else 400)
 
 
 # ---- owners -----------------------------------------------------------------------
