@@ -1,8 +1,9 @@
 """The gallery in a real browser: Debian's chromium, headless, driven by Playwright's
 Python client (never a browser download), against the production app on loopback.
-Walks through browsing, tag search, an image and its copy button, signing in with a
-one-time link, uploading, approving as an owner, and the age gate; writes screenshots
-at desktop and phone widths to GAZOU_SCREENSHOTS (default: the test's tmp folder)."""
+Walks through browsing, tag search, the orientation filter, an image and its copy
+button, signing in with a one-time link, uploading two files with a progress bar each,
+approving as an owner, and the age gate; writes screenshots at desktop and phone
+widths to GAZOU_SCREENSHOTS (default: the test's tmp folder)."""
 
 from __future__ import annotations
 
@@ -120,6 +121,12 @@ async def _walk(browser: Any, base: str, services: Services, shots: Path, tmp: P
     await page.get_by_role("button", name="Search").click()
     await page.wait_for_function("location.search === '?q=cat'")
     await page.wait_for_function("document.querySelectorAll('.grid li').length === 3")
+    # Choosing an orientation swaps the grid at once and joins the search in the URL.
+    await page.get_by_label("Orientation").select_option("portrait")
+    # (Waits that poll go through locators and URLs: a polled string predicate would
+    # need eval, which the page's CSP forbids.)
+    await page.wait_for_url(f"{base}/?q=cat&orientation=portrait")
+    await playwright_api.expect(page.locator(".grid li")).to_have_count(1)
 
     # Open an image and copy its direct link.
     await page.locator(".grid a").first.click()
@@ -129,16 +136,25 @@ async def _walk(browser: Any, base: str, services: Services, shots: Path, tmp: P
     assert await page.evaluate("navigator.clipboard.readText()") == direct
     await page.screenshot(path=str(shots / "image-desktop.png"), full_page=True)
 
-    # Sign in with a one-time link as a member; upload a file.
+    # Sign in with a one-time link as a member; upload two files, each with its own
+    # progress bar and, once sent, its result.
     await _sign_in(page, base, services, MEMBER, owner=False)
     await page.goto(base + "/upload")
-    upload = tmp / "upload.png"
-    upload.write_bytes(make_image(seed=530, size=(300, 200)))
-    await page.locator("input[type=file]").set_input_files(str(upload))
+    uploads = [tmp / "upload.png", tmp / "second.png"]
+    uploads[0].write_bytes(make_image(seed=530, size=(300, 200)))
+    uploads[1].write_bytes(make_image(seed=531, size=(200, 300)))
+    await page.locator("input[type=file]").set_input_files([str(u) for u in uploads])
     await page.get_by_label("Tags (comma separated)").fill("fresh")
     await page.screenshot(path=str(shots / "upload-desktop.png"), full_page=True)
     await page.get_by_role("button", name="Upload").click()
-    await page.wait_for_selector("text=pending")
+    await playwright_api.expect(page.locator(".upload-row.done")).to_have_count(2)
+    rows = page.locator(".upload-row")
+    assert await rows.count() == 2
+    for n, upload in enumerate(uploads):
+        assert await rows.nth(n).locator("strong").inner_text() == upload.name
+        assert await rows.nth(n).locator("progress").get_attribute("value") == "100"
+        assert await rows.nth(n).get_by_role("link", name="pending").count() == 1
+    await page.screenshot(path=str(shots / "uploaded-desktop.png"), full_page=True)
     await context.close()
 
     # An owner approves it (htmx swaps the row); it appears on the home page.
@@ -149,7 +165,7 @@ async def _walk(browser: Any, base: str, services: Services, shots: Path, tmp: P
     await _sign_in(owner, base, services, OWNER, owner=True)
     await owner.goto(base + "/mod")
     await owner.screenshot(path=str(shots / "mod-desktop.png"), full_page=True)
-    await owner.get_by_role("button", name="Approve", exact=True).click()
+    await owner.get_by_role("button", name="Approve", exact=True).first.click()
     await owner.wait_for_selector(".mod-item.decided")
     await owner.goto(base + "/?q=fresh")
     assert await owner.locator(".grid li").count() == 1
