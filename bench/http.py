@@ -14,6 +14,9 @@ with that many web workers (`serve --workers N`), the bare app as that many proc
 sharing the port (SO_REUSEPORT). Ratios to the bare app compare the same process
 count; the "/1w" column compares an endpoint with its one-worker figure.
 
+The gallery is measured too: its home page and the fragment htmx swaps in for a tag
+search (`--only gallery` runs just those two).
+
 Targets: with one worker, the random endpoints serve at least half the bare app's
 requests/s; with two, at least 1.4 times their one-worker requests/s; every
 endpoint's p99 stays under 20 ms."""
@@ -50,6 +53,7 @@ TAGS = [f"tag{i:02d}" for i in range(40)] + ["x"]
 RANDOM_TARGET = 0.5
 SCALING_TARGET = 1.4  # two workers against one, random endpoints
 P99_TARGET_MS = 20.0
+HTMX = {"HX-Request": "true"}  # what htmx sends: the gallery answers with a fragment
 
 
 # ---- the store -----------------------------------------------------------------------
@@ -284,10 +288,15 @@ def _ms(text: str) -> float:
 
 
 def run_wrk(
-    url: str, seconds: float, connections: int, bodies: list[str] | None, threads: int
+    url: str,
+    seconds: float,
+    connections: int,
+    bodies: list[str] | None,
+    threads: int,
+    headers: dict[str, str] | None = None,
 ) -> Result:
     """wrk with latency percentiles; for a POST, a Lua script sending one of `bodies`
-    (picked at random) each time."""
+    (picked at random) each time; `headers` on every request."""
     cmd = [
         "wrk",
         "-t",
@@ -297,6 +306,7 @@ def run_wrk(
         "-d",
         f"{seconds:g}s",
         "--latency",
+        *(arg for name, value in (headers or {}).items() for arg in ("-H", f"{name}: {value}")),
         url,
     ]
     script = None
@@ -330,7 +340,13 @@ def run_wrk(
     return Result(rps, p50, p99, count, requests)
 
 
-def python_generator(url: str, seconds: float, connections: int, bodies: list[str] | None) -> None:
+def python_generator(
+    url: str,
+    seconds: float,
+    connections: int,
+    bodies: list[str] | None,
+    headers: dict[str, str] | None = None,
+) -> None:
     """Child: keep `connections` requests in flight for `seconds`; print JSON figures."""
     import aiohttp
 
@@ -350,7 +366,10 @@ def python_generator(url: str, seconds: float, connections: int, bodies: list[st
                     method,
                     url,
                     data=data,
-                    headers={"Content-Type": "application/json"} if data else None,
+                    headers={
+                        **(headers or {}),
+                        **({"Content-Type": "application/json"} if data else {}),
+                    },
                 ) as response:
                     await response.read()
                     if response.status >= 400:
@@ -378,8 +397,16 @@ def python_generator(url: str, seconds: float, connections: int, bodies: list[st
     asyncio.run(main())
 
 
-def run_python(url: str, seconds: float, connections: int, bodies: list[str] | None) -> Result:
+def run_python(
+    url: str,
+    seconds: float,
+    connections: int,
+    bodies: list[str] | None,
+    headers: dict[str, str] | None = None,
+) -> Result:
     args = ["--generate", url, "--seconds", str(seconds), "--connections", str(connections)]
+    if headers:
+        args += ["--headers", json.dumps(headers)]
     with tempfile.NamedTemporaryFile("w", suffix=".json") as listed:
         if bodies is not None:
             json.dump(bodies, listed)
@@ -427,6 +454,7 @@ def main() -> None:
     parser.add_argument("--serve-bare", nargs=2, metavar=("PORT", "N"), help=argparse.SUPPRESS)
     parser.add_argument("--generate", metavar="URL", help=argparse.SUPPRESS)
     parser.add_argument("--bodies", metavar="JSON_FILE", help=argparse.SUPPRESS)
+    parser.add_argument("--headers", metavar="JSON", help=argparse.SUPPRESS)
     parser.add_argument(
         "--fill",
         metavar="DATA_DIR",
@@ -450,19 +478,25 @@ def main() -> None:
             args.seconds,
             args.connections,
             json.loads(Path(args.bodies).read_text()) if args.bodies else None,
+            json.loads(args.headers) if args.headers else None,
         )
 
     generator = args.generator
     if generator == "auto":
         generator = "wrk" if shutil.which("wrk") else "python"
 
-    def load(url: str, bodies: list[str] | None, servers: list[int]) -> Result:
+    def load(
+        url: str,
+        bodies: list[str] | None,
+        servers: list[int],
+        headers: dict[str, str] | None = None,
+    ) -> Result:
         """One measured run against `url`, with the CPU time of the `servers` trees."""
         cpu_before = tree_cpu_seconds(servers)
         if generator == "wrk":
-            result = run_wrk(url, args.seconds, args.connections, bodies, args.threads)
+            result = run_wrk(url, args.seconds, args.connections, bodies, args.threads, headers)
         else:
-            result = run_python(url, args.seconds, args.connections, bodies)
+            result = run_python(url, args.seconds, args.connections, bodies, headers)
         spent = tree_cpu_seconds(servers) - cpu_before
         result.cpu_us = spent * 1e6 / max(result.requests, 1)
         return result
@@ -503,6 +537,16 @@ def main() -> None:
                 False,
             ),
             ("GET /image/{id}", f"/image/{file_id}", None, False),
+            # The gallery: the whole home page (24 newest thumbnails' tiles), and the
+            # fragment htmx swaps in for a tag search (two tags, one excluded, page 3).
+            ("GET / (gallery home page)", "/", None, False),
+            (
+                "GET /?q=tag01,-x&page=3 (gallery htmx fragment)",
+                "/?q=tag01,+-x&page=3",
+                None,
+                False,
+                HTMX,
+            ),
         ]
         if args.only:
             endpoints = [e for e in endpoints if args.only in e[0]]
@@ -528,11 +572,13 @@ def main() -> None:
             )
             try:
                 wait_for_processes(gazou_port, workers)
-                for label, path, bodies, is_random in endpoints:
+                for label, path, bodies, is_random, *extra in endpoints:
                     url = f"http://127.0.0.1:{gazou_port}{path}"
+                    headers = extra[0] if extra else None
                     if args.seconds >= 5:
-                        load(url, bodies, [gazou.pid])  # warm the caches
-                    results[workers, label] = (load(url, bodies, [gazou.pid]), is_random)
+                        load(url, bodies, [gazou.pid], headers)  # warm the caches
+                    result = load(url, bodies, [gazou.pid], headers)
+                    results[workers, label] = (result, is_random)
             finally:
                 stop_child(gazou)
 
@@ -548,7 +594,7 @@ def main() -> None:
             f"{base.p50_ms:7.2f} {base.p99_ms:7.2f} {1:6.2f} "
             f"{_versus(base, baselines.get(1), workers)} {base.cpu_us:7.0f} {base.errors:6d}"
         )
-    for label, _, _, _ in endpoints:
+    for label, *_ in endpoints:
         for workers in args.workers:
             result, is_random = results[workers, label]
             ratio = result.rps / baselines[workers].rps
