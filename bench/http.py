@@ -1,6 +1,7 @@
-"""HTTP benchmark, run by hand: `.venv/bin/python bench/http.py [--seconds 10] [--workers 1,2]`.
+"""HTTP benchmark, run by hand: `.venv/bin/python bench/http.py [--seconds 10] [--workers 1,2]
+[--backend sqlite|postgres] [--database-url postgresql://...]`.
 
-Fills a store with 100,000 image rows (SQLiteRepo.bulk_load) plus a few real image
+Fills a store with 100,000 image rows (the repo's bulk_load) plus a few real image
 files, then serves it with gazou (the production create_app, RATE_LIMITS=off) and,
 in the same run, a bare aiohttp app answering a constant small JSON. Both run in a
 child process of their own and are driven over loopback by the same load generator
@@ -19,7 +20,12 @@ search (`--only gallery` runs just those two).
 
 Targets: with one worker, the random endpoints serve at least half the bare app's
 requests/s; with two, at least 1.4 times their one-worker requests/s; every
-endpoint's p99 stays under 20 ms."""
+endpoint's p99 stays under 20 ms.
+
+With `--backend postgres` the rows live in a new database on the PostgreSQL server of
+`--database-url` (dropped at the end), or, without it, on a throwaway server this run
+starts in a temporary folder (tests/pg_server.py: fsync off, which changes writes, not
+the reads measured here). The image files stay under DATA_DIR either way."""
 
 from __future__ import annotations
 
@@ -39,6 +45,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -107,6 +114,11 @@ def _rows(n: int, seed: int = 7):  # type: ignore[no-untyped-def]
         )
 
 
+# The metadata store's DATABASE_URL (unset: SQLite under DATA_DIR); set by main() in
+# the environment, which the server children inherit.
+DATABASE_URL = "GAZOU_BENCH_DATABASE_URL"
+
+
 def _settings(data_dir: Path, port: int):  # type: ignore[no-untyped-def]
     from core.settings import ensure_signing_secret, load_settings
 
@@ -118,6 +130,7 @@ def _settings(data_dir: Path, port: int):  # type: ignore[no-untyped-def]
                 "PORT": str(port),
                 "PUBLIC_URL": f"http://127.0.0.1:{port}",
                 "LOG_LEVEL": "WARNING",
+                "DATABASE_URL": os.environ.get(DATABASE_URL, ""),
             }
         )
     )
@@ -448,6 +461,11 @@ def main() -> None:
         metavar="N[,N...]",
         help="process counts to measure, e.g. 1,2 (default 1)",
     )
+    parser.add_argument("--backend", choices=("sqlite", "postgres"), default="sqlite")
+    parser.add_argument(
+        "--database-url",
+        help="postgres: a server to create the bench database on (default: a throwaway one)",
+    )
     parser.add_argument(
         "--serve-gazou", nargs=3, metavar=("DATA_DIR", "PORT", "N"), help=argparse.SUPPRESS
     )
@@ -501,12 +519,13 @@ def main() -> None:
         result.cpu_us = spent * 1e6 / max(result.requests, 1)
         return result
 
-    with tempfile.TemporaryDirectory(prefix="gazou-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="gazou-bench-") as tmp, metadata_store(args):
         data_dir = Path(tmp) / "data"
         t0 = time.perf_counter()
         file_id = asyncio.run(fill_store(data_dir, args.rows))
         print(
-            f"store: {args.rows:,} rows + 8 files in {time.perf_counter() - t0:.1f} s; "
+            f"store: {args.backend}, {args.rows:,} rows + 8 files in "
+            f"{time.perf_counter() - t0:.1f} s; "
             f"generator: {generator}, {args.connections} connections, "
             f"{args.seconds:g} s per endpoint, RATE_LIMITS=off, {os.cpu_count()} CPUs, "
             f"workers {','.join(map(str, args.workers))}"
@@ -613,6 +632,48 @@ def main() -> None:
                 f"{result.cpu_us:7.0f} {result.errors:6d}  "
                 f"{target}p99 < {P99_TARGET_MS:g} ms: {'met' if met else 'MISSED'}"
             )
+
+
+@contextlib.contextmanager
+def metadata_store(args: argparse.Namespace) -> Iterator[None]:
+    """For `--backend postgres`: a new database (on `--database-url`'s server, else on a
+    throwaway one), named in the environment for fill_store and the server children;
+    dropped, or the server stopped, on exit."""
+    if args.backend != "postgres":
+        yield
+        return
+    from tests import pg_server
+
+    server = None
+    server_url = args.database_url
+    if server_url is None:
+        if not pg_server.available():
+            sys.exit(f"PostgreSQL is not installed ({pg_server.INSTALL})")
+        # Memory as a server holding this many images would be given.
+        server = pg_server.start_server(shared_buffers="256MB", work_mem="16MB")
+        server_url = server.url()
+    database = f"gazou_bench_http_{uuid.uuid4().hex[:8]}"
+    asyncio.run(_admin(server_url, f"CREATE DATABASE {database}"))
+    base, _, _ = server_url.rpartition("/")
+    os.environ[DATABASE_URL] = f"{base}/{database}"
+    try:
+        yield
+    finally:
+        os.environ.pop(DATABASE_URL, None)
+        if server is not None:
+            pg_server.stop_server(server)
+        else:
+            asyncio.run(_admin(server_url, f"DROP DATABASE IF EXISTS {database}"))
+
+
+async def _admin(server_url: str, sql: str) -> None:
+    import asyncpg  # type: ignore[import-untyped]
+
+    admin = await asyncpg.connect(server_url)
+    try:
+        await admin.execute(sql)
+    finally:
+        await admin.close()
 
 
 def _versus(result: Result, one: Result | None, workers: int) -> str:
