@@ -33,8 +33,8 @@ def bot_settings(data_dir: Path, **env: str) -> Settings:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, database_url: str) -> Settings:
-    return bot_settings(tmp_path / "data", DATABASE_URL=database_url)
+def settings(tmp_path: Path, backend_env: dict[str, str]) -> Settings:
+    return bot_settings(tmp_path / "data", **backend_env)
 
 
 @pytest.fixture

@@ -62,6 +62,7 @@ class Swift:
     root: Path
     endpoint: str = ""
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    _token: tuple[str, str] | None = None
 
     def blob_env(self, bucket: str) -> dict[str, str]:
         """The settings that point gazou's blob store at `bucket` on this Swift."""
@@ -71,14 +72,20 @@ class Swift:
             "AWS_SECRET_ACCESS_KEY": S3_SECRET_KEY,
         }
 
+    def _auth(self) -> tuple[str, str]:
+        # tempauth tokens live a day: one per run saves a round trip per bucket.
+        if self._token is None:
+            auth = urllib.request.Request(
+                f"{self.endpoint}/auth/v1.0",
+                headers={"X-Auth-User": S3_ACCESS_KEY, "X-Auth-Key": S3_SECRET_KEY},
+            )
+            with urllib.request.urlopen(auth, timeout=10) as answer:
+                self._token = (answer.headers["X-Storage-Url"], answer.headers["X-Auth-Token"])
+        return self._token
+
     def create_bucket(self, name: str) -> None:
         """Create the bucket `name` (a Swift container of the test account)."""
-        auth = urllib.request.Request(
-            f"{self.endpoint}/auth/v1.0",
-            headers={"X-Auth-User": S3_ACCESS_KEY, "X-Auth-Key": S3_SECRET_KEY},
-        )
-        with urllib.request.urlopen(auth, timeout=10) as answer:
-            storage_url, token = answer.headers["X-Storage-Url"], answer.headers["X-Auth-Token"]
+        storage_url, token = self._auth()
         create = urllib.request.Request(
             f"{storage_url}/{name}", method="PUT", headers={"X-Auth-Token": token}
         )

@@ -11,7 +11,9 @@ from aiohttp.test_utils import TestClient
 from api.discord_images import pretty_size
 from core.models import IngestMetadata, Status, User
 from core.services import Services
-from tests.conftest import MEMBER, OWNER, make_image
+from tests.conftest import ALL_BACKENDS, MEMBER, OWNER, make_image
+
+BACKENDS = ALL_BACKENDS
 
 PUBLIC = "http://gazou.test"
 

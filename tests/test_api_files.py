@@ -1,7 +1,7 @@
 """Image bytes over real HTTP: types, strong ETags, caching, 304, ranges, HEAD,
 and who may see pending or rejected images (anyone with the link; nobody). Every test
-runs against each blob store (files, and S3 on a real Swift) through the production
-app, and both for small files (from memory) and large ones (sendfile from files,
+runs on each backend (SQLite + files, and PostgreSQL + S3 on a real Swift) through the
+production app, and both for small files (from memory) and large ones (sendfile from files,
 streamed from S3): the answers must not depend on where the bytes live."""
 
 from __future__ import annotations
@@ -20,9 +20,10 @@ from api import files
 from api.app import create_app
 from core.models import Image, IngestMetadata, User
 from core.services import Services, open_services
-from core.settings import Settings
 from storage.blobs import READ_CHUNK
-from tests.conftest import MEMBER, OWNER, make_image, make_settings
+from tests.conftest import ALL_BACKENDS, MEMBER, OWNER, make_image, make_settings
+
+BACKENDS = ALL_BACKENDS
 
 
 @pytest.fixture(autouse=True, params=["memory", "large"])
@@ -32,12 +33,6 @@ def serving_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
     if request.param == "large":
         monkeypatch.setattr(files, "MEMORY_MAX_FILE", 0)
     return request.param
-
-
-@pytest.fixture
-def settings(tmp_path: Path, blob_env: dict[str, str]) -> Settings:
-    """The usual test settings over each blob store backend in turn."""
-    return make_settings(tmp_path / "data", RATE_LIMITS="off", **blob_env)
 
 
 async def _stored(
@@ -271,11 +266,11 @@ async def test_image_whose_bytes_vanished_is_404_for_get_and_head(
 
 @pytest.fixture
 async def redirect_client(
-    tmp_path: Path, blob_env: dict[str, str]
+    tmp_path: Path, backend_env: dict[str, str]
 ) -> AsyncIterator[tuple[TestClient, Services]]:
-    """The app with BLOB_REDIRECT=on over each blob store backend."""
+    """The app with BLOB_REDIRECT=on over each backend."""
     settings = make_settings(
-        tmp_path / "redirect", RATE_LIMITS="off", BLOB_REDIRECT="on", **blob_env
+        tmp_path / "redirect", RATE_LIMITS="off", BLOB_REDIRECT="on", **backend_env
     )
     async with open_services(settings) as services:
         async with TestClient(TestServer(create_app(services), host="127.0.0.1")) as client:

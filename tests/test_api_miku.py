@@ -9,7 +9,9 @@ from aiohttp.test_utils import TestClient
 
 from core.models import IngestMetadata, Rating, Status
 from core.services import Services
-from tests.conftest import MEMBER, OWNER, make_image, stored_path
+from tests.conftest import ALL_BACKENDS, MEMBER, OWNER, make_image
+
+BACKENDS = ALL_BACKENDS
 
 PUBLIC = "http://gazou.test"
 
@@ -188,7 +190,7 @@ async def test_img_serves_bytes_with_content_type(client: TestClient, services: 
     response = await client.get(f"/img/{image.filename}")
     assert response.status == 200
     assert response.content_type == "image/jpeg"
-    assert await response.read() == stored_path(services, image).read_bytes()
+    assert await response.read() == await services.images.read_bytes(image)
 
 
 async def test_img_of_pending_image_is_served_at_once(
@@ -197,7 +199,7 @@ async def test_img_of_pending_image_is_served_at_once(
     image = await _stored(services, 5, trusted=False)
     response = await client.get(f"/img/{image.filename}")
     assert response.status == 200
-    assert await response.read() == stored_path(services, image).read_bytes()
+    assert await response.read() == await services.images.read_bytes(image)
 
 
 async def test_img_of_rejected_image_is_404(client: TestClient, services: Services) -> None:

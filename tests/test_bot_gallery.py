@@ -15,6 +15,9 @@ from tests.discord_standin import DiscordStandIn
 from api.app import create_app
 from cogs.client import GazouBot
 from core.services import Services
+from tests.conftest import ALL_BACKENDS
+
+BACKENDS = ALL_BACKENDS
 
 settings = botkit.settings
 services = botkit.services

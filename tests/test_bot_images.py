@@ -10,7 +10,7 @@ import pytest
 
 from tests import botkit
 from tests.botkit import bot_settings, embed_image_id, store_image
-from tests.conftest import make_image, stored_path
+from tests.conftest import ALL_BACKENDS, make_image
 from tests.discord_standin import DiscordStandIn, SentMessage, connected_bot
 
 # isort: split
@@ -18,6 +18,8 @@ from cogs.client import GENERIC_FAILURE, GazouBot
 from cogs.shared import NSFW_REFUSAL, image_embed, show_image
 from core.models import Rating
 from core.services import Services, open_services
+
+BACKENDS = ALL_BACKENDS
 
 # The bot fixtures (module-level names, so they win over conftest's settings/services).
 settings = botkit.settings
@@ -171,7 +173,8 @@ async def test_unexpected_error_is_a_short_ephemeral_message_and_logged(
     standin: DiscordStandIn, bot: GazouBot, services: Services, caplog: pytest.LogCaptureFixture
 ) -> None:
     image = await store_image(services, 1)
-    stored_path(services, image).unlink()  # the file vanished behind gazou's back
+    # The bytes vanished behind gazou's back.
+    await services.storage.blobs.remove(services.images.blob_key(image))
     inter = await standin.invoke_command("random")
     reply = await standin.wait_for_reply(inter)
     assert reply.type == 4 and reply.ephemeral

@@ -11,7 +11,9 @@ from aiohttp.test_utils import TestClient
 from api.links import image_file_path, signed_image_url
 from core.models import Image, IngestMetadata
 from core.services import Services
-from tests.conftest import MEMBER, OWNER, make_image
+from tests.conftest import ALL_BACKENDS, MEMBER, OWNER, make_image
+
+BACKENDS = ALL_BACKENDS
 
 
 @pytest.fixture

@@ -19,7 +19,9 @@ from core.errors import Conflict, DuplicateImage
 from core.models import Filters, IngestMetadata, Status
 from core.services import Services
 from core.visibility import served_at_link, trusted_uploader
-from tests.conftest import MEMBER, OWNER, make_image, stored_path
+from tests.conftest import ALL_BACKENDS, MEMBER, OWNER, make_image
+
+BACKENDS = ALL_BACKENDS
 
 PUBLIC = "http://gazou.test"
 
@@ -154,18 +156,18 @@ async def test_a_members_upload_answers_at_its_urls_at_once_without_a_token(
     uploaded = await upload(client, member_secret, picture)
     stored = await services.images.get(uploaded.image_id, include_pending=True)
     assert stored.status is Status.PENDING
-    on_disk = stored_path(services, stored).read_bytes()
+    stored_bytes = await services.images.read_bytes(stored)
     for url in uploaded.file_urls:
         response = await client.get(url)  # no token, no signature
         assert response.status == 200, url
         # Out of shared caches: it can still be rejected.
         assert response.headers["Cache-Control"] == "private, no-store", url
         if not url.startswith("/i/"):
-            assert await response.read() == on_disk
+            assert await response.read() == stored_bytes
     thumb = await client.get(uploaded.thumb_url)
     assert thumb.status == 200
     assert thumb.headers["Cache-Control"] == "private, no-store"
-    assert await thumb.read() == stored_path(services, stored, thumbnail=True).read_bytes()
+    assert await thumb.read() == await services.images.read_bytes(stored, thumbnail=True)
 
 
 async def test_a_pending_upload_enters_the_pools_only_when_approved(
@@ -190,12 +192,13 @@ async def test_a_rejected_upload_is_404_everywhere_and_its_files_are_gone(
     picture = make_image(seed=13)
     uploaded = await upload(client, member_secret, picture)
     stored = await services.images.get(uploaded.image_id, include_pending=True)
-    files = (stored_path(services, stored), stored_path(services, stored, thumbnail=True))
-    assert all(f.exists() for f in files)
+    blobs = services.storage.blobs
+    keys = [services.images.blob_key(stored, thumbnail=thumb) for thumb in (False, True)]
+    assert all([await blobs.exists(key) for key in keys])
     await services.images.reject(uploaded.image_id, OWNER)
     for url in [*uploaded.file_urls, uploaded.thumb_url]:
         assert (await client.get(url)).status == 404, url
-    assert not any(f.exists() for f in files)
+    assert not any([await blobs.exists(key) for key in keys])
     # The row stays: the same bytes are refused as a duplicate.
     with pytest.raises(DuplicateImage):
         await services.images.ingest(picture, IngestMetadata(), MEMBER)
