@@ -6,6 +6,7 @@ made in one process is served by every other within about a second."""
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import sys
 from datetime import UTC, datetime, timedelta
@@ -34,16 +35,17 @@ services = botkit.services
 standin = botkit.standin
 
 ROOT = Path(__file__).resolve().parent.parent
-# Another process's upload: the same pipeline over its own connections to DATA_DIR.
+# Another process's upload: the same pipeline over its own connections to the same
+# stack (DATA_DIR, or the test's database and bucket).
 UPLOADER = """
-import asyncio, sys
+import asyncio, json, sys
 from pathlib import Path
 from core.models import IngestMetadata, User
 from core.services import open_services
 from tests.conftest import make_image, make_settings
 
 async def main() -> None:
-    settings = make_settings(Path(sys.argv[1]), DATABASE_URL=sys.argv[4])
+    settings = make_settings(Path(sys.argv[1]), **json.loads(sys.argv[4]))
     async with open_services(settings) as services:
         meta = IngestMetadata(tags=("cat",), title="Sunset")
         image = await services.images.ingest(
@@ -69,7 +71,7 @@ def reviews_of(standin: DiscordStandIn, owner: int, image_id: str) -> list[SentM
 
 
 async def upload_in_another_process(
-    data_dir: Path, seed: int, uploader_id: int, database_url: str | None = None
+    data_dir: Path, seed: int, uploader_id: int, backend_env: dict[str, str]
 ) -> str:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -78,7 +80,7 @@ async def upload_in_another_process(
         str(data_dir),
         str(seed),
         str(uploader_id),
-        database_url or "",
+        json.dumps(backend_env),
         cwd=ROOT,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -94,13 +96,16 @@ async def last_seq(services: Services) -> int:
 
 
 async def test_upload_by_another_process_reaches_each_owner_exactly_once(
-    standin: DiscordStandIn, services: Services, settings: Settings
+    standin: DiscordStandIn,
+    services: Services,
+    settings: Settings,
+    backend_env: dict[str, str],
 ) -> None:
     async with connected_bot(standin, new_bot(services)) as bot:
         await bot.get_cog("Moderation")._backlog  # type: ignore[union-attr]
         assert services.outbox.running
         image_id = await upload_in_another_process(
-            settings.data_dir, 7, standin.user.id, settings.database_url
+            settings.data_dir, 7, standin.user.id, backend_env
         )
         for owner in owner_ids(standin):
             dm = await standin.wait_for_dm(owner)
