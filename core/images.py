@@ -131,6 +131,14 @@ def distinct_tags(filters: Filtered) -> Filtered:
     return replace(filters, tags=tags, exclude_tags=exclude)
 
 
+def carries_any(image: Image, tags: Sequence[str]) -> bool:
+    """Whether `image` has one of `tags` (compared as the store compares tag names)."""
+    if not tags:
+        return False
+    wanted = {t.strip().translate(_ASCII_LOWER) for t in tags}
+    return any(t.name.translate(_ASCII_LOWER) in wanted for t in image.tags)
+
+
 def clean_name(text: str) -> str:
     """Trim and fold runs of white space: the canonical form of names and tags."""
     return _SPACES.sub(" ", text).strip()
@@ -477,16 +485,30 @@ class ImageService:
         return _readable(await self.repo.get_image(image_id), include_pending)
 
     async def similar(
-        self, image: Image, count: int = 12, *, ratings: frozenset[Rating] = frozenset()
+        self,
+        image: Image,
+        count: int = 12,
+        *,
+        ratings: frozenset[Rating] = frozenset(),
+        exclude_tags: tuple[str, ...] = (),
     ) -> list[Image]:
         """Up to `count` approved images that look like `image` (perceptual hashes within
-        SIMILAR_BITS, of `ratings`, empty = any), nearest first; never `image` itself."""
+        SIMILAR_BITS, of `ratings`, empty = any, none with one of `exclude_tags`), nearest
+        first; never `image` itself."""
         if not 1 <= count <= MAX_PAGE:
             raise InvalidInput(f"count must be between 1 and {MAX_PAGE}")
+        # Excluded tags are checked on the candidates: look-alikes are few (within
+        # SIMILAR_BITS of one hash), so a full page of them is enough to fill `count`.
+        wanted = MAX_PAGE if exclude_tags else count
         found = await self.repo.similar_images(
-            image.phash, count, SIMILAR_BITS, ratings=ratings, exclude_id=image.id
+            image.phash, wanted, SIMILAR_BITS, ratings=ratings, exclude_id=image.id
         )
-        return [i for i in found if not visibility.expired(i.expires_at)]
+        shown = [
+            i
+            for i in found
+            if not visibility.expired(i.expires_at) and not carries_any(i, exclude_tags)
+        ]
+        return shown[:count]
 
     async def get_file(self, image_id: str, *, include_pending: bool = False) -> ImageFile:
         """`get` for serving bytes: only what that needs (one indexed row)."""
@@ -683,6 +705,10 @@ class ImageService:
         if count is None:
             raise NotFound("Image not found")
         return count
+
+    async def liked(self, image_id: str, user: User) -> bool:
+        """Whether `user` likes the image."""
+        return await self.repo.has_liked(image_id, user.id)
 
     async def toggle_like(self, image_id: str, user: User) -> tuple[bool, int]:
         """Flip the member's like; returns (liked now, like count)."""
