@@ -18,6 +18,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from core.errors import GazouError
+from core.owners import application_owner_ids, is_owner
 from core.services import Services
 
 log = logging.getLogger("gazou.bot")
@@ -229,21 +230,14 @@ class GazouBot(commands.Bot):
 
     async def owner_user_ids(self) -> set[int]:
         """The application's owner (or its team's admins and developers) plus OWNER_IDS."""
-        ids = set(self.services.settings.owner_ids)
         app = self.application or await self.application_info()
-        if app.team:
-            ids |= {
-                m.id
-                for m in app.team.members
-                if m.role in (discord.TeamMemberRole.admin, discord.TeamMemberRole.developer)
-            }
-        elif app.owner:
-            ids.add(app.owner.id)
-        return ids
+        team = [(m.id, m.role.value) for m in app.team.members] if app.team else None
+        owners = application_owner_ids(app.owner.id if app.owner else None, team)
+        return set(self.services.settings.owner_ids) | owners
 
     async def is_gazou_owner(self, user: discord.abc.User) -> bool:
-        """Whether `user` may use owner commands."""
-        return user.id in self.services.settings.owner_ids or await self.is_owner(user)
+        """Whether `user` may use owner commands (core/owners.py decides, as for the web)."""
+        return await is_owner(user.id, self.services.settings.owner_ids, self.owner_user_ids)
 
     # ---- DMs -----------------------------------------------------------------------
 

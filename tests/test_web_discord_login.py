@@ -14,11 +14,12 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from api.app import create_app
+from core.owners import application_owner_ids, is_owner
 from core.services import open_services
 from tests.conftest import make_settings
 from tests.discord_standin import DiscordStandIn
 from tests.test_web_gallery import page_csrf
-from web.discord_oauth import OAUTH, DiscordOAuth, _basic
+from web.discord_oauth import OAUTH, DiscordOAuth, _basic, owner_ids_of
 
 CALLBACK = "http://gazou.test/login/discord/callback"
 
@@ -126,6 +127,27 @@ async def test_a_member_of_the_owning_team_is_an_owner_only_as_admin_or_develope
             async with gallery(tmp_path / user.name, server) as client:
                 await client.get(await consent(client))
                 assert ((await client.get("/mod")).status == 200) is owner, user.name
+
+
+def test_one_core_rule_names_the_owners_for_the_bot_and_the_web() -> None:
+    team = [(1, "admin"), (2, "developer"), (3, "read_only")]
+    assert application_owner_ids(9, team) == {1, 2}  # a team's owner is not its member
+    assert application_owner_ids(9, None) == {9}
+    assert application_owner_ids(None, None) == set()
+    body = {"owner": {"id": "9"}, "team": {"members": [{"user": {"id": "3"}, "role": "admin"}]}}
+    assert owner_ids_of(body) == {3}  # Discord's JSON read into the same rule
+
+
+async def test_owner_ids_decide_without_asking_for_the_application() -> None:
+    asked: list[int] = []
+
+    async def application() -> set[int]:
+        asked.append(1)
+        return {3}
+
+    assert await is_owner(5, {5}, application) and asked == []
+    assert await is_owner(3, {5}, application) and not await is_owner(4, {5}, application)
+    assert len(asked) == 2
 
 
 async def test_a_callback_from_another_browser_is_refused(

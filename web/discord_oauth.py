@@ -21,6 +21,7 @@ from aiohttp import web
 
 from core.errors import GazouError, NotFound, Unauthorized
 from core.models import User
+from core.owners import application_owner_ids, is_owner
 from core.settings import Settings
 from web.auth import csrf_token, current_session, remember_csrf, start_session
 from web.keys import SESSIONS
@@ -33,8 +34,6 @@ SCOPE = "identify"
 # The application's owners change rarely; asking Discord once per 10 minutes is plenty.
 APP_INFO_TTL = 600.0
 TIMEOUT = aiohttp.ClientTimeout(total=10.0)
-# Team roles that count as owners (discord.py's Bot.is_owner, the bot's /gallery).
-OWNER_ROLES = ("admin", "developer")
 
 
 class DiscordUnavailable(GazouError):
@@ -45,19 +44,20 @@ class DiscordUnavailable(GazouError):
 
 
 def owner_ids_of(app: dict[str, Any]) -> set[int]:
-    """The owners an application object names: its team's admins and developers, or
-    its owner."""
+    """The owners an application object (Discord's JSON) names (core/owners.py)."""
     team = app.get("team")
+    members = None
     if isinstance(team, dict):
-        return {
-            int(m["user"]["id"])
+        members = [
+            (int(m["user"]["id"]), str(m.get("role")))
             for m in team.get("members", [])
-            if m.get("role") in OWNER_ROLES and str(m.get("user", {}).get("id", "")).isdigit()
-        }
+            if isinstance(m, dict) and str(m.get("user", {}).get("id", "")).isdigit()
+        ]
     owner = app.get("owner")
+    owner_id = None
     if isinstance(owner, dict) and str(owner.get("id", "")).isdigit():
-        return {int(owner["id"])}
-    return set()
+        owner_id = int(owner["id"])
+    return application_owner_ids(owner_id, members)
 
 
 def _basic(client_id: str, secret: str) -> str:
@@ -183,9 +183,11 @@ class DiscordOAuth:
 
     async def is_owner(self, user_id: str) -> bool:
         """Whether this Discord user is one of gazou's owners (as the bot decides it)."""
-        if int(user_id) in self.settings.owner_ids:
-            return True
-        return int(user_id) in (await self._application())[1]
+
+        async def application_owners() -> set[int]:
+            return (await self._application())[1]
+
+        return await is_owner(int(user_id), self.settings.owner_ids, application_owners)
 
 
 OAUTH = web.AppKey("gallery_discord_oauth", DiscordOAuth)
