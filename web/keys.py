@@ -15,3 +15,5 @@ ASSETS = web.AppKey("gallery_assets", Assets)
 SESSION = web.RequestKey("gallery_session", object)
 # A visitor's fresh CSRF token, made while rendering, set as a cookie on the response.
 NEW_CSRF = web.RequestKey("gallery_new_csrf", str)
+# The blacklist of who is asking (web/blacklist.py), resolved once per request.
+BLACKLIST = web.RequestKey("gallery_blacklist", object)

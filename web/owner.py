@@ -14,6 +14,7 @@ from core.leaderboard import leaderboard
 from core.models import IssuedToken, Rating, Token, User
 from core.tokens import KNOWN_SCOPES, SCOPE_CUSTOM_EXPIRY, parse_scopes
 from web.auth import age_confirmed, check_csrf
+from web.blacklist import blacklist_of
 from web.keys import SERVICES
 from web.pages import _form, _owner, render
 
@@ -144,7 +145,10 @@ async def stats_page(request: web.Request) -> web.Response:
     ratings = frozenset() if age_confirmed(request) else frozenset({Rating.SFW})
     context: dict[str, Any] = {
         "stats": await images.stats(),
-        "leaderboard": await leaderboard(images, ratings=ratings),
+        # None of a member's blacklisted tags among the most liked.
+        "leaderboard": await leaderboard(
+            images, ratings=ratings, exclude_tags=(await blacklist_of(request)).tags
+        ),
     }
     return await render(request, "stats.html", context)
 

@@ -25,6 +25,7 @@ from core.models import (
     Sort,
     Status,
 )
+from core.reports import REASON_LABELS
 from core.sessions import Session
 from core.visibility import cacheable_by_anyone, trusted_uploader
 from web.auth import (
@@ -37,6 +38,7 @@ from web.auth import (
     remember_csrf,
     start_session,
 )
+from web.blacklist import blacklist_of
 from web.keys import ASSETS, SERVICES, SESSIONS
 
 PAGE_SIZE = 24
@@ -182,32 +184,31 @@ class Browse:
 async def _listing(request: web.Request, browse: Browse) -> dict[str, Any]:
     services = request.app[SERVICES]
     ratings = browse.ratings(age_confirmed(request))
+    # The member's blacklisted tags join the excluded ones (none for a visitor).
+    blacklist = await blacklist_of(request)
     if browse.sort == "random":
-        images = await services.images.random(
-            Filters(
-                tags=tuple(browse.tags),
-                exclude_tags=tuple(browse.exclude),
-                ratings=ratings,
-                artist=browse.artist or None,
-                character=browse.character or None,
-                orientation=browse.orientation or None,
-            ),
-            PAGE_SIZE,
-        )
-        return {"images": images, "total": None, "total_exact": True, "next_page": None}
-    page = await services.images.search(
-        SearchQuery(
+        filters = Filters(
             tags=tuple(browse.tags),
             exclude_tags=tuple(browse.exclude),
             ratings=ratings,
             artist=browse.artist or None,
             character=browse.character or None,
             orientation=browse.orientation or None,
-            sort=Sort(browse.sort),
-            skip=(browse.page - 1) * PAGE_SIZE,
-            limit=PAGE_SIZE,
         )
+        images = await services.images.random(blacklist.apply(filters), PAGE_SIZE)
+        return {"images": images, "total": None, "total_exact": True, "next_page": None}
+    query = SearchQuery(
+        tags=tuple(browse.tags),
+        exclude_tags=tuple(browse.exclude),
+        ratings=ratings,
+        artist=browse.artist or None,
+        character=browse.character or None,
+        orientation=browse.orientation or None,
+        sort=Sort(browse.sort),
+        skip=(browse.page - 1) * PAGE_SIZE,
+        limit=PAGE_SIZE,
     )
+    page = await services.images.search(blacklist.apply(query))
     more = page.skip + len(page.images) < page.total and browse.page < MAX_PAGE_NUMBER
     return {
         "images": page.images,
@@ -246,11 +247,16 @@ def _named(kind: str) -> Any:
 
 
 async def _browse_page(request: web.Request, browse: Browse, heading: str | None) -> web.Response:
-    context = {"browse": browse, "heading": heading, **await _listing(request, browse)}
+    # A search for a blacklisted tag says so (core's words) instead of an empty grid.
+    refusal = (await blacklist_of(request)).refusal(tuple(browse.tags))
+    context: dict[str, Any] = {"browse": browse, "heading": heading, "refusal": refusal}
+    if refusal is None:
+        context.update(await _listing(request, browse))
     if _htmx(request):
         # The address bar gets the listing's canonical link (no empty fields).
         headers = {"HX-Push-Url": browse.link()} if heading is None else None
-        return await render(request, "_grid.html", context, headers=headers)
+        fragment = "_grid.html" if refusal is None else "_refusal.html"
+        return await render(request, fragment, context, headers=headers)
     return await render(request, "home.html", context)
 
 
@@ -269,6 +275,22 @@ async def tags(request: web.Request) -> web.Response:
         excluded = "-" if before.rsplit(",", 1)[-1].strip().startswith("-") else ""
         return await render(request, "_tag_options.html", {**context, "lead": lead + excluded})
     return await render(request, "tags.html", context)
+
+
+async def _member_view(request: web.Request, image: Image) -> dict[str, Any]:
+    """What the image page offers who is asking: the Like button (with whether they like
+    it) and the Report form (unless they reported it already); members only, approved
+    images only (a pending one is liked or reported by no one yet)."""
+    session = await current_session(request)
+    if session is None or image.status is not Status.APPROVED:
+        return {"can_act": False, "liked": False, "reported": False, "reasons": ()}
+    services = request.app[SERVICES]
+    return {
+        "can_act": True,
+        "liked": await services.images.liked(image.id, session.user),
+        "reported": await services.reports.has_reported(image.id, session.user),
+        "reasons": tuple((reason.value, label) for reason, label in REASON_LABELS.items()),
+    }
 
 
 async def image_page(request: web.Request) -> web.Response:
@@ -294,12 +316,15 @@ async def image_page(request: web.Request) -> web.Response:
         "size_text": human_size(image.size),
         "indexable": public,
         "gated": image.nsfw and not age_confirmed(request),
-        # Approved look-alikes, sfw only until the visitor confirmed their age.
+        # Approved look-alikes, sfw only until the visitor confirmed their age, none
+        # with a tag on the member's blacklist.
         "similar": await services.images.similar(
             image,
             SIMILAR_COUNT,
             ratings=frozenset() if age_confirmed(request) else frozenset({Rating.SFW}),
+            exclude_tags=(await blacklist_of(request)).tags,
         ),
+        **await _member_view(request, image),
     }
     headers = {"Cache-Control": "private, no-cache", "Vary": "Cookie"}
     if not public:

@@ -15,7 +15,7 @@ from aiohttp import web
 from core.errors import GazouError
 from core.services import Services
 from core.sessions import SessionService
-from web import discord_oauth, owner
+from web import community, discord_oauth, owner
 from web.assets import Assets
 from web.discord_oauth import OAUTH, DiscordOAuth
 from web.keys import ASSETS, SERVICES, SESSIONS
@@ -47,6 +47,8 @@ RATE_LIMITS = {
     # Each start of a Discord sign-in stores a state; each callback asks Discord.
     "gallery.discord": (10, 60.0),
     "gallery.discord_callback": (10, 60.0),
+    # Each report reaches every owner's DM; one per image and member anyway.
+    "gallery.report": (20, 60.0),
 }
 
 
@@ -150,7 +152,12 @@ def build_site(services: Services) -> Site:
 
     return Site(
         name=NAME,
-        routes=[*routes(assets.handler), *discord_oauth.routes(), *owner.routes()],
+        routes=[
+            *routes(assets.handler),
+            *discord_oauth.routes(),
+            *owner.routes(),
+            *community.routes(),
+        ],
         render_error=render_error,
         prefixes=PREFIXES,
         rate_limits=RATE_LIMITS,
