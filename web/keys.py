@@ -7,10 +7,13 @@ from aiohttp import web
 from core.services import Services
 from core.sessions import SessionService
 from web.assets import Assets
+from web.rendered import RenderedListings
 
 SERVICES = web.AppKey("gallery_services", Services)
 SESSIONS = web.AppKey("gallery_sessions", SessionService)
 ASSETS = web.AppKey("gallery_assets", Assets)
+# Listings' HTML, kept while their search result is (web/rendered.py).
+RENDERED = web.AppKey("gallery_rendered", RenderedListings)
 # The request's session, looked up once (None: a visitor).
 SESSION = web.RequestKey("gallery_session", object)
 # A visitor's fresh CSRF token, made while rendering, set as a cookie on the response.

@@ -7,11 +7,13 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp_jinja2
 from aiohttp import BodyPartReader, web
+from markupsafe import Markup
 from multidict import MultiDict
 
 from core.errors import DuplicateImage, Forbidden, GazouError, InvalidInput, NotFound
@@ -39,7 +41,7 @@ from web.auth import (
     start_session,
 )
 from web.blacklist import blacklist_of
-from web.keys import ASSETS, SERVICES, SESSIONS
+from web.keys import ASSETS, RENDERED, SERVICES, SESSIONS
 
 PAGE_SIZE = 24
 MAX_PAGE_NUMBER = 400  # 400 pages of 24: past the search's exact-total cap
@@ -99,7 +101,22 @@ async def render(
         **context,
     }
     text = aiohttp_jinja2.render_string(template, request, full)
-    response = web.Response(text=text, status=status, content_type="text/html", headers=headers)
+    return _html(request, text, status=status, headers=headers)
+
+
+def _html(
+    request: web.Request,
+    text: str | bytes,
+    *,
+    status: int = 200,
+    headers: Mapping[str, str] | None = None,
+) -> web.Response:
+    if isinstance(text, bytes):  # kept already encoded
+        response = web.Response(
+            body=text, status=status, content_type="text/html", charset="utf-8", headers=headers
+        )
+    else:
+        response = web.Response(text=text, status=status, content_type="text/html", headers=headers)
     remember_csrf(request, response)
     return response
 
@@ -165,8 +182,22 @@ class Browse:
             return frozenset({Rating.SFW})
         return frozenset({Rating(self.rating)}) if self.rating else frozenset()
 
+    def key(self) -> tuple[str | int, ...]:
+        """What the listing's HTML depends on (tags and exclusions come from `q`)."""
+        return (
+            self.q,
+            self.artist,
+            self.character,
+            self.rating,
+            self.orientation,
+            self.sort,
+            self.page,
+        )
+
     def link(self, **changes: Any) -> str:
         """The URL of this listing with some parameters changed."""
+        if not changes:
+            return _canonical_link(self.key())
         params = {
             "q": self.q,
             "artist": self.artist,
@@ -179,6 +210,21 @@ class Browse:
         params.update({k: str(v) for k, v in changes.items()})
         kept = {k: v for k, v in params.items() if v and not (k == "page" and v == "1")}
         return "/?" + urlencode(kept) if kept else "/"
+
+
+@lru_cache(maxsize=256)
+def _canonical_link(key: tuple[str | int, ...]) -> str:
+    # Every htmx swap pushes its listing's link: urlencode is 30 us of a cached page.
+    q, artist, character, rating, orientation, sort, page = key
+    return Browse(
+        q=str(q),
+        artist=str(artist),
+        character=str(character),
+        rating=str(rating),
+        orientation=str(orientation),
+        sort=str(sort),
+        page=int(page),
+    ).link(page=page)
 
 
 async def _listing(request: web.Request, browse: Browse) -> dict[str, Any]:
@@ -249,15 +295,53 @@ def _named(kind: str) -> Any:
 async def _browse_page(request: web.Request, browse: Browse, heading: str | None) -> web.Response:
     # A search for a blacklisted tag says so (core's words) instead of an empty grid.
     refusal = (await blacklist_of(request)).refusal(tuple(browse.tags))
-    context: dict[str, Any] = {"browse": browse, "heading": heading, "refusal": refusal}
-    if refusal is None:
-        context.update(await _listing(request, browse))
+    if refusal is not None:
+        context: dict[str, Any] = {"browse": browse, "heading": heading, "refusal": refusal}
+        if _htmx(request):
+            headers = {"HX-Push-Url": browse.link()} if heading is None else None
+            return await render(request, "_refusal.html", context, headers=headers)
+        return await render(request, "home.html", context)
+    listing = await _listing(request, browse)
+    kept = request.app[RENDERED]
+    # A search page is the page cache's object for as long as it keeps it, so its HTML
+    # is kept as long; a random draw is new every time (not kept).
+    images = listing["images"] if listing["total"] is not None else None
+    session = await current_session(request)
+    csrf = csrf_token(request, session)  # as on every page: a visitor's cookie is set
     if _htmx(request):
         # The address bar gets the listing's canonical link (no empty fields).
         headers = {"HX-Push-Url": browse.link()} if heading is None else None
-        fragment = "_grid.html" if refusal is None else "_refusal.html"
-        return await render(request, fragment, context, headers=headers)
-    return await render(request, "home.html", context)
+        return _html(request, _grid(request, browse, listing, images), headers=headers)
+    # A visitor's whole page depends only on the listing, the age cookie and the URL.
+    page_key = ("page", browse.key(), heading, age_confirmed(request), request.path_qs)
+    if session is None:
+        page = kept.get(page_key, images)
+        if page is not None:
+            return _html(request, page)
+    grid = Markup(_grid(request, browse, listing, images).decode())
+    response = await render(
+        request,
+        "home.html",
+        {"browse": browse, "heading": heading, "refusal": None, "grid": grid, **listing},
+    )
+    body = response.body
+    if session is None and images is not None and isinstance(body, bytes):
+        if csrf.encode() not in body:  # nothing of this visitor's in it
+            kept.put(page_key, images, body)
+    return response
+
+
+def _grid(request: web.Request, browse: Browse, listing: dict[str, Any], images: object) -> bytes:
+    """The listing's grid (the htmx fragment), kept while `images` is the listing's."""
+    kept = request.app[RENDERED]
+    key = ("grid", browse.key())
+    grid = kept.get(key, images)
+    if grid is None:
+        env = request.app[aiohttp_jinja2.APP_KEY]
+        grid = env.get_template("_grid.html").render(browse=browse, **listing).encode()
+        if images is not None:
+            kept.put(key, images, grid)
+    return grid
 
 
 async def tags(request: web.Request) -> web.Response:

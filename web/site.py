@@ -18,8 +18,9 @@ from core.sessions import SessionService
 from web import community, discord_oauth, owner
 from web.assets import Assets
 from web.discord_oauth import OAUTH, DiscordOAuth
-from web.keys import ASSETS, SERVICES, SESSIONS
+from web.keys import ASSETS, RENDERED, SERVICES, SESSIONS
 from web.pages import human_size, routes
+from web.rendered import RenderedListings
 
 NAME = "gallery"
 TEMPLATES = Path(__file__).parent / "templates"
@@ -73,6 +74,8 @@ def environment() -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        # Templates are code: read once, not stat'ed on every render (3 stats a page).
+        auto_reload=False,
     )
     env.filters["human_size"] = human_size
     return env
@@ -137,6 +140,7 @@ def build_site(services: Services) -> Site:
         app[SERVICES] = services
         app[SESSIONS] = SessionService(services.kv, services.tokens)
         app[ASSETS] = assets
+        app[RENDERED] = RenderedListings()
         app.on_response_prepare.append(add_headers)
         # "Log in with Discord" only when its secret is set (the login page's button).
         env.globals["discord_login"] = bool(services.settings.discord_client_secret)
