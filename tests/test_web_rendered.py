@@ -112,6 +112,10 @@ async def test_every_visitor_still_gets_their_own_csrf_cookie(
             client.session.cookie_jar.clear()
             response = await client.get("/?q=cat", headers=headers)
             cookie = response.cookies["gazou_csrf"]
+            # Exactly what aiohttp's set_cookie writes for these attributes.
+            assert response.headers.getall("Set-Cookie") == [
+                f"gazou_csrf={cookie.value}; HttpOnly; Path=/; SameSite=Lax"
+            ]
             assert re.fullmatch(r"[\w-]{43}", cookie.value)
             assert cookie["httponly"] and cookie["samesite"] == "Lax" and cookie["path"] == "/"
             seen.add(cookie.value)

@@ -12,7 +12,7 @@ import hmac
 import secrets
 from typing import Any
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from core.errors import Forbidden
 from core.sessions import SESSION_TTL, Session
@@ -79,7 +79,14 @@ def csrf_token(request: web.Request, session: Session | None) -> str:
 def remember_csrf(request: web.Request, response: web.StreamResponse) -> None:
     """Set the visitor's CSRF cookie if this request made one."""
     if NEW_CSRF in request:
-        _cookie(request, response, CSRF_COOKIE, request[NEW_CSRF], None)
+        # The header as response.set_cookie writes it (a token_urlsafe value needs no
+        # quoting), without building a SimpleCookie: that was 9 us of a kept listing
+        # page for each visitor without the cookie.
+        secure = "; Secure" if _secure(request) else ""
+        response.headers.add(
+            hdrs.SET_COOKIE,
+            f"{CSRF_COOKIE}={request[NEW_CSRF]}; HttpOnly; Path=/; SameSite=Lax{secure}",
+        )
 
 
 def check_csrf(request: web.Request, session: Session | None, form: Any) -> None:
