@@ -6,9 +6,7 @@ filters, picks uniform slots over the union of the smallest implying pools, chec
 them in one query per round and falls back to an exact scan, so every match is
 equally likely (docs/architecture.md, "Pools"). Conditions are SQL fragments with
 `?` placeholders over the alias `i` (images), valid in SQLite and PostgreSQL alike.
-
-storage/sqlite/random.py still carries its own copy of this code; it can inherit this mixin
-once nothing else is editing it."""
+Both repos inherit it (storage/sqlite/random.py, storage/postgres/repo.py)."""
 
 from __future__ import annotations
 

@@ -70,13 +70,18 @@ class HydrateMixin(SQLiteBase):
             found if found is not None else built[key] for key, found in zip(keys, out, strict=True)
         ]
 
-    async def _images_by_seq(self, seqs: Sequence[int]) -> list[Image]:
-        """Images for `seqs`, in that order (those gone left out)."""
+    async def _images_by_seq(
+        self, seqs: Sequence[int], rows: dict[int, Any] | None = None
+    ) -> list[Image]:
+        """Images for `seqs`, in that order (those gone left out); rows already read
+        are in `rows`."""
         if not seqs:
             return []
-        marks = ",".join("?" * len(seqs))
-        rows = await self._all(
-            f"SELECT {_IMAGE_COLUMNS} {_IMAGE_FROM} WHERE i.seq IN ({marks})", seqs
-        )
-        by_seq = {r[_SEQ]: r for r in rows}
+        by_seq = dict(rows or {})
+        if missing := [s for s in seqs if s not in by_seq]:
+            marks = ",".join("?" * len(missing))
+            for r in await self._all(
+                f"SELECT {_IMAGE_COLUMNS} {_IMAGE_FROM} WHERE i.seq IN ({marks})", missing
+            ):
+                by_seq[r[_SEQ]] = r
         return await self._hydrate([by_seq[s] for s in seqs if s in by_seq])
