@@ -49,7 +49,6 @@ from core.models import (
     Rating,
     Rendition,
     Report,
-    ReportReason,
     SearchPage,
     SearchQuery,
     Sort,
@@ -64,14 +63,34 @@ from core.models import (
 from storage.draws import PoolDraws
 from storage.postgres.schema import MIGRATIONS
 from storage.rows import (
+    ARTIST_COLUMNS,
+    CHARACTER_COLUMNS,
+    FILE_COLUMNS,
     IMAGE_COLUMNS,
+    IMAGE_FROM,
+    MEMBERS,
+    REPORT_COLUMNS,
+    REQUEST_COLUMNS,
     SIMILAR_CANDIDATES,
+    STATUS,
+    TAG_COLUMNS,
+    TOKEN_COLUMNS,
+    artist_of,
+    at,
+    character_of,
+    image_columns,
+    image_file_of,
+    image_of,
     image_values,
     like_pattern,
     nearest_by_phash,
     quarter_neighbours,
     quarters,
+    report_of,
+    request_of,
     rid_list,
+    tag_of,
+    token_of,
     ts,
     unsigned64,
 )
@@ -92,8 +111,6 @@ MIGRATE_LOCK = 0x6761_7A6F_0002
 POOL_MIN, POOL_MAX = 1, 10
 # What NOCASE (and PostgreSQL's lower() in the "C" collation) folds: ASCII letters.
 _ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
-_RATING = {r.value: r for r in Rating}
-_STATUS = {s.value: s for s in Status}
 _KINDS = ("tags", "artists", "characters")
 
 
@@ -138,188 +155,9 @@ def _storage_error(error: BaseException) -> GazouError | None:
     return None
 
 
-def _dt(value: float | None) -> datetime | None:
-    return None if value is None else datetime.fromtimestamp(value, UTC)
-
-
-_IMAGE_COLUMNS = """
-    i.seq, i.id, i.sha256, i.md5, i.phash, i.mimetype, i.extension, i.size, i.width,
-    i.height, i.aspect_ratio, i.orientation, i.dominant_color, i.animated,
-    i.thumbnail_size, i.rating, i.status, i.title, i.description, i.source_name,
-    i.source_url, i.original_filename, i.uploader_id, i.uploader_name, i.approver_id,
-    i.approver_name, i.likes, i.favorites, i.created_at, i.expires_at,
-    i.near_duplicate_of, i.artist_rid,
-    al.id AS album_id, al.name AS album_name, al.owner_id AS album_owner,
-    al.created_at AS album_created_at,
-    (SELECT string_agg(tag_rid::text, ',') FROM image_tags WHERE seq = i.seq) AS tag_rids,
-    (SELECT string_agg(character_rid::text, ',') FROM image_characters WHERE seq = i.seq)
-        AS character_rids
-"""
-_ALBUM_JOIN = "LEFT JOIN albums al ON al.rid = i.album_rid"
-_IMAGE_FROM = f"FROM images i {_ALBUM_JOIN}"
-# The 35 columns an image row is written with, once (insert_image and bulk_load).
-
-
-def _tag(row: asyncpg.Record) -> Tag:
-    return Tag(
-        id=row["id"],
-        name=row["name"],
-        description=row["description"],
-        nsfw=bool(row["nsfw"]),
-        created_at=_dt(row["created_at"]),  # type: ignore[arg-type]
-        images=row["images"] or 0,
-    )
-
-
-def _artist(row: asyncpg.Record) -> Artist:
-    return Artist(
-        id=row["id"],
-        name=row["name"],
-        url=row["url"],
-        created_at=_dt(row["created_at"]),  # type: ignore[arg-type]
-        images=row["images"] or 0,
-    )
-
-
-def _character(row: asyncpg.Record) -> Character:
-    return Character(
-        id=row["id"],
-        name=row["name"],
-        description=row["description"],
-        source=row["source"],
-        gender=row["gender"],
-        ages=tuple(json.loads(row["ages"])),
-        birth_date=row["birth_date"],
-        nationality=row["nationality"],
-        occupations=tuple(json.loads(row["occupations"])),
-        created_at=_dt(row["created_at"]),  # type: ignore[arg-type]
-        images=row["images"] or 0,
-    )
-
-
-_TAG_COLUMNS = (
-    "t.id, t.name, t.description, t.nsfw, t.created_at, "
-    "(SELECT size FROM pools WHERE name = 'tag:' || t.rid) AS images"
-)
-_ARTIST_COLUMNS = (
-    "a.id, a.name, a.url, a.created_at, "
-    "(SELECT size FROM pools WHERE name = 'artist:' || a.rid) AS images"
-)
-_CHARACTER_COLUMNS = (
-    "c.id, c.name, c.description, c.source, c.gender, c.ages, c.birth_date, c.nationality, "
-    "c.occupations, c.created_at, "
-    "(SELECT size FROM pools WHERE name = 'character:' || c.rid) AS images"
-)
-# What hydrating an image reads of its tags, artist and characters, by table.
-_MEMBERS: dict[str, tuple[str, str, Callable[[asyncpg.Record], Any]]] = {
-    "tags": ("t", _TAG_COLUMNS, _tag),
-    "artists": ("a", _ARTIST_COLUMNS, _artist),
-    "characters": ("c", _CHARACTER_COLUMNS, _character),
-}
-_TOKEN_COLUMNS = (
-    "id, owner_id, owner_name, purpose, scopes, issued_by, created_at, expires_at, "
-    "revoked_at, last_used_at"
-)
-_REQUEST_COLUMNS = (
-    "id, requester_id, requester_name, purpose, status, decided_by, created_at, "
-    "decided_at, token_id"
-)
-
-
-def _token(row: asyncpg.Record) -> Token:
-    return Token(
-        id=row["id"],
-        owner_id=row["owner_id"],
-        owner_name=row["owner_name"],
-        purpose=row["purpose"],
-        scopes=tuple(s for s in row["scopes"].split(" ") if s),
-        issued_by=row["issued_by"],
-        created_at=_dt(row["created_at"]),  # type: ignore[arg-type]
-        expires_at=_dt(row["expires_at"]),
-        revoked_at=_dt(row["revoked_at"]),
-        last_used_at=_dt(row["last_used_at"]),
-    )
-
-
-def _request(row: asyncpg.Record) -> TokenRequest:
-    return TokenRequest(
-        id=row["id"],
-        requester_id=row["requester_id"],
-        requester_name=row["requester_name"],
-        purpose=row["purpose"],
-        status=row["status"],
-        decided_by=row["decided_by"],
-        created_at=_dt(row["created_at"]),  # type: ignore[arg-type]
-        decided_at=_dt(row["decided_at"]),
-        token_id=row["token_id"],
-    )
-
-
-_FILE_COLUMNS = (
-    "id, extension, sha256, mimetype, size, thumbnail_size, status, uploader_id, expires_at"
-)
-
-
-def _image_file(row: asyncpg.Record) -> ImageFile:
-    return ImageFile(
-        id=row["id"],
-        extension=row["extension"],
-        sha256=row["sha256"],
-        mimetype=row["mimetype"],
-        size=row["size"],
-        thumbnail_size=row["thumbnail_size"],
-        status=_STATUS[row["status"]],
-        uploader_id=row["uploader_id"],
-        expires_at=_dt(row["expires_at"]),
-    )
-
-
-def _image(
-    r: asyncpg.Record,
-    artist: tuple[Any, ...],
-    tags: tuple[Any, ...],
-    characters: tuple[Any, ...],
-) -> Image:
-    return Image(
-        id=r["id"],
-        sha256=r["sha256"],
-        md5=r["md5"],
-        phash=unsigned64(r["phash"]),
-        mimetype=r["mimetype"],
-        extension=r["extension"],
-        size=r["size"],
-        width=r["width"],
-        height=r["height"],
-        aspect_ratio=r["aspect_ratio"],
-        orientation=r["orientation"],
-        dominant_color=r["dominant_color"],
-        animated=r["animated"],
-        thumbnail_size=r["thumbnail_size"],
-        rating=_RATING[r["rating"]],
-        status=_STATUS[r["status"]],
-        title=r["title"],
-        description=r["description"],
-        source_name=r["source_name"],
-        source_url=r["source_url"],
-        original_filename=r["original_filename"],
-        uploader=User(r["uploader_id"], r["uploader_name"] or "")
-        if r["uploader_id"] is not None
-        else None,
-        approver=User(r["approver_id"], r["approver_name"] or "")
-        if r["approver_id"] is not None
-        else None,
-        likes=r["likes"],
-        favorites=r["favorites"],
-        created_at=_dt(r["created_at"]),  # type: ignore[arg-type]
-        expires_at=_dt(r["expires_at"]),
-        near_duplicate_of=r["near_duplicate_of"],
-        artist=artist[0] if artist else None,
-        album=Album(r["album_id"], r["album_name"], r["album_owner"], _dt(r["album_created_at"]))  # type: ignore[arg-type]
-        if r["album_id"] is not None
-        else None,
-        tags=tags,
-        characters=characters,
-    )
+# An image read as PostgreSQL writes it: its rid lists joined by string_agg.
+_IMAGE_COLUMNS = image_columns("string_agg({}::text, ',')")
+_IMAGE_FROM = IMAGE_FROM
 
 
 class _ReadCache:
@@ -843,7 +681,7 @@ class PostgresRepo(PoolDraws):
             row = await tx.one("SELECT seq, status FROM images WHERE id = ?", (image_id,))
             if row is None:
                 return None
-            seq, old = row["seq"], _STATUS[row["status"]]
+            seq, old = row["seq"], STATUS[row["status"]]
             if only_from is not None and old not in only_from:
                 return old
             await tx.execute(
@@ -1067,7 +905,7 @@ class PostgresRepo(PoolDraws):
         tags = await self._members("tags", [r["tag_rids"] for r in rows])
         characters = await self._members("characters", [r["character_rids"] for r in rows])
         return [
-            _image(r, artist, tag_set, character_set)
+            image_of(r, artist, tag_set, character_set)
             for r, artist, tag_set, character_set in zip(
                 rows, artists, tags, characters, strict=True
             )
@@ -1089,13 +927,13 @@ class PostgresRepo(PoolDraws):
         unknown = {rid for rids in rid_lists.values() for rid in rids if rid not in known}
         fetched: dict[int, Any] = {}
         if unknown:
-            alias, columns, build = _MEMBERS[kind]
-            for row in await self._all(
+            alias, columns, build = MEMBERS[kind]
+            for rid, *fields in await self._all(
                 f"SELECT {alias}.rid AS rid, {columns} FROM {kind} {alias} "
                 f"WHERE {alias}.rid = ANY(?::int[])",
                 (list(unknown),),
             ):
-                fetched[row["rid"]] = build(row)
+                fetched[rid] = build(fields)
         built: dict[str | int | None, tuple[Any, ...]] = {None: ()}
         for key, rids in rid_lists.items():
             found = [m for m in (known.get(rid) or fetched.get(rid) for rid in rids) if m]
@@ -1144,8 +982,8 @@ class PostgresRepo(PoolDraws):
 
     async def get_file(self, image_id: str) -> ImageFile | None:
         """What serving an image's bytes needs, by id, whatever its status."""
-        row = await self._one(f"SELECT {_FILE_COLUMNS} FROM images WHERE id = ?", (image_id,))
-        return _image_file(row) if row else None
+        row = await self._one(f"SELECT {FILE_COLUMNS} FROM images WHERE id = ?", (image_id,))
+        return image_file_of(row) if row else None
 
     async def id_by_sha256(self, sha256: str) -> str | None:
         """The id of the image with these exact bytes, if stored."""
@@ -1199,9 +1037,9 @@ class PostgresRepo(PoolDraws):
         if not seqs:
             return []
         rows = await self._all(
-            f"SELECT seq, {_FILE_COLUMNS} FROM images WHERE seq = ANY(?::int[])", (seqs,)
+            f"SELECT {FILE_COLUMNS}, seq FROM images WHERE seq = ANY(?::int[])", (seqs,)
         )
-        by_seq = {r["seq"]: _image_file(r) for r in rows}
+        by_seq = {r["seq"]: image_file_of(r) for r in rows}
         return [by_seq[s] for s in seqs if s in by_seq]
 
     @staticmethod
@@ -1238,7 +1076,7 @@ class PostgresRepo(PoolDraws):
         found = await self._all(
             f"WITH a AS (SELECT s.seq, p.n, row_number() OVER (ORDER BY p.n) AS rank "
             f"{accepted}) "
-            f"SELECT a.seq AS drawn, x.* FROM a LEFT JOIN LATERAL (SELECT {_IMAGE_COLUMNS} "
+            f"SELECT x.*, a.seq AS drawn FROM a LEFT JOIN LATERAL (SELECT {_IMAGE_COLUMNS} "
             f"{_IMAGE_FROM} WHERE i.seq = a.seq AND a.rank <= ?) AS x ON TRUE ORDER BY a.n",
             [*flat, need],
         )
@@ -1434,26 +1272,24 @@ class PostgresRepo(PoolDraws):
         self, pattern: str | None = None, offset: int = 0, limit: int = 25
     ) -> tuple[list[Tag], int]:
         """Tags whose name is LIKE `pattern` (None = all), by name, with the total."""
-        rows, total = await self._named_list("tags", "t", _TAG_COLUMNS, pattern, offset, limit)
-        return [_tag(r) for r in rows], total
+        rows, total = await self._named_list("tags", "t", TAG_COLUMNS, pattern, offset, limit)
+        return [tag_of(r) for r in rows], total
 
     async def list_artists(
         self, pattern: str | None = None, offset: int = 0, limit: int = 25
     ) -> tuple[list[Artist], int]:
         """Artists whose name is LIKE `pattern`, by name, with the total."""
-        rows, total = await self._named_list(
-            "artists", "a", _ARTIST_COLUMNS, pattern, offset, limit
-        )
-        return [_artist(r) for r in rows], total
+        rows, total = await self._named_list("artists", "a", ARTIST_COLUMNS, pattern, offset, limit)
+        return [artist_of(r) for r in rows], total
 
     async def list_characters(
         self, pattern: str | None = None, offset: int = 0, limit: int = 25
     ) -> tuple[list[Character], int]:
         """Characters whose name is LIKE `pattern`, by name, with the total."""
         rows, total = await self._named_list(
-            "characters", "c", _CHARACTER_COLUMNS, pattern, offset, limit
+            "characters", "c", CHARACTER_COLUMNS, pattern, offset, limit
         )
-        return [_character(r) for r in rows], total
+        return [character_of(r) for r in rows], total
 
     async def _get_named(self, table: str, alias: str, columns: str, key: str) -> Any:
         return await self._one(
@@ -1464,18 +1300,18 @@ class PostgresRepo(PoolDraws):
 
     async def get_tag(self, key: str) -> Tag | None:
         """A tag by id or name."""
-        row = await self._get_named("tags", "t", _TAG_COLUMNS, key)
-        return _tag(row) if row else None
+        row = await self._get_named("tags", "t", TAG_COLUMNS, key)
+        return tag_of(row) if row else None
 
     async def get_artist(self, key: str) -> Artist | None:
         """An artist by id or name."""
-        row = await self._get_named("artists", "a", _ARTIST_COLUMNS, key)
-        return _artist(row) if row else None
+        row = await self._get_named("artists", "a", ARTIST_COLUMNS, key)
+        return artist_of(row) if row else None
 
     async def get_character(self, key: str) -> Character | None:
         """A character by id or name."""
-        row = await self._get_named("characters", "c", _CHARACTER_COLUMNS, key)
-        return _character(row) if row else None
+        row = await self._get_named("characters", "c", CHARACTER_COLUMNS, key)
+        return character_of(row) if row else None
 
     async def upsert_tag(self, name: str, description: str = "", nsfw: bool = False) -> Tag:
         """Create a tag, or update its description and nsfw flag."""
@@ -1529,14 +1365,14 @@ class PostgresRepo(PoolDraws):
                 "INSERT INTO albums (id, name, owner_id, created_at) VALUES (?, ?, ?, ?)",
                 (album_id, name, owner_id, now),
             )
-        return Album(album_id, name, owner_id, _dt(now))  # type: ignore[arg-type]
+        return Album(album_id, name, owner_id, at(now))
 
     async def get_album(self, album_id: str) -> Album | None:
         """An album by id."""
         row = await self._one(
             "SELECT id, name, owner_id, created_at FROM albums WHERE id = ?", (album_id,)
         )
-        return Album(row[0], row[1], row[2], _dt(row[3])) if row else None  # type: ignore[arg-type]
+        return Album(row[0], row[1], row[2], at(row[3])) if row else None
 
     # ---- stats -----------------------------------------------------------------
 
@@ -1588,7 +1424,7 @@ class PostgresRepo(PoolDraws):
         """Store a token by the hash of its secret (never the secret itself)."""
         async with self.transaction(touches_images=False, durable=True) as tx:
             await tx.execute(
-                f"INSERT INTO tokens ({_TOKEN_COLUMNS}, secret_sha256) "
+                f"INSERT INTO tokens ({TOKEN_COLUMNS}, secret_sha256) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     token.id,
@@ -1608,15 +1444,15 @@ class PostgresRepo(PoolDraws):
     async def token_by_hash(self, secret_sha256: bytes) -> tuple[Token, bytes] | None:
         """The token whose secret hashes to `secret_sha256`, with the stored hash."""
         row = await self._one(
-            f"SELECT {_TOKEN_COLUMNS}, secret_sha256 FROM tokens WHERE secret_sha256 = ?",
+            f"SELECT {TOKEN_COLUMNS}, secret_sha256 FROM tokens WHERE secret_sha256 = ?",
             (secret_sha256,),
         )
-        return (_token(row), bytes(row["secret_sha256"])) if row else None
+        return (token_of(row), bytes(row["secret_sha256"])) if row else None
 
     async def get_token(self, token_id: str) -> Token | None:
         """A token by id."""
-        row = await self._one(f"SELECT {_TOKEN_COLUMNS} FROM tokens WHERE id = ?", (token_id,))
-        return _token(row) if row else None
+        row = await self._one(f"SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = ?", (token_id,))
+        return token_of(row) if row else None
 
     async def touch_token(self, token_id: str, when: datetime) -> None:
         """Record a use."""
@@ -1637,13 +1473,13 @@ class PostgresRepo(PoolDraws):
     async def list_tokens(self, owner_id: str | None = None) -> list[Token]:
         """Every token (or one owner's), newest first."""
         if owner_id is None:
-            rows = await self._all(f"SELECT {_TOKEN_COLUMNS} FROM tokens ORDER BY created_at DESC")
+            rows = await self._all(f"SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY created_at DESC")
         else:
             rows = await self._all(
-                f"SELECT {_TOKEN_COLUMNS} FROM tokens WHERE owner_id = ? ORDER BY created_at DESC",
+                f"SELECT {TOKEN_COLUMNS} FROM tokens WHERE owner_id = ? ORDER BY created_at DESC",
                 (owner_id,),
             )
-        return [_token(r) for r in rows]
+        return [token_of(r) for r in rows]
 
     # ---- token requests ----------------------------------------------------------
 
@@ -1653,7 +1489,7 @@ class PostgresRepo(PoolDraws):
         try:
             async with self.transaction(touches_images=False) as tx:
                 await tx.execute(
-                    f"INSERT INTO token_requests ({_REQUEST_COLUMNS}) "
+                    f"INSERT INTO token_requests ({REQUEST_COLUMNS}) "
                     "VALUES (?, ?, ?, ?, 'pending', NULL, ?, NULL, NULL)",
                     (request_id, requester.id, requester.name, purpose, now),
                 )
@@ -1666,9 +1502,9 @@ class PostgresRepo(PoolDraws):
     async def get_token_request(self, request_id: str) -> TokenRequest | None:
         """A request by id."""
         row = await self._one(
-            f"SELECT {_REQUEST_COLUMNS} FROM token_requests WHERE id = ?", (request_id,)
+            f"SELECT {REQUEST_COLUMNS} FROM token_requests WHERE id = ?", (request_id,)
         )
-        return _request(row) if row else None
+        return request_of(row) if row else None
 
     async def decide_token_request(
         self, request_id: str, status: str, decided_by: str, token_id: str | None
@@ -1686,15 +1522,15 @@ class PostgresRepo(PoolDraws):
         """Requests (pending by default), oldest first."""
         if status is None:
             rows = await self._all(
-                f"SELECT {_REQUEST_COLUMNS} FROM token_requests ORDER BY created_at"
+                f"SELECT {REQUEST_COLUMNS} FROM token_requests ORDER BY created_at"
             )
         else:
             rows = await self._all(
-                f"SELECT {_REQUEST_COLUMNS} FROM token_requests WHERE status = ? "
+                f"SELECT {REQUEST_COLUMNS} FROM token_requests WHERE status = ? "
                 "ORDER BY created_at",
                 (status,),
             )
-        return [_request(r) for r in rows]
+        return [request_of(r) for r in rows]
 
     # ---- key/value ---------------------------------------------------------------
 
@@ -1988,15 +1824,15 @@ class PostgresRepo(PoolDraws):
 
     async def get_report(self, report_id: int) -> Report | None:
         """A report by id."""
-        row = await self._one(f"SELECT {_REPORT_COLUMNS} FROM reports WHERE id = ?", (report_id,))
-        return _report(row) if row else None
+        row = await self._one(f"SELECT {REPORT_COLUMNS} FROM reports WHERE id = ?", (report_id,))
+        return report_of(row) if row else None
 
     async def reports_of(self, image_id: str) -> list[Report]:
         """Every report of an image, oldest first."""
         rows = await self._all(
-            f"SELECT {_REPORT_COLUMNS} FROM reports WHERE image_id = ? ORDER BY id", (image_id,)
+            f"SELECT {REPORT_COLUMNS} FROM reports WHERE image_id = ? ORDER BY id", (image_id,)
         )
-        return [_report(r) for r in rows]
+        return [report_of(r) for r in rows]
 
     async def resolve_reports(self, image_id: str, action: str, by: User) -> int:
         """Mark the image's open reports handled with `action`; how many were open."""
@@ -2007,31 +1843,3 @@ class PostgresRepo(PoolDraws):
                 (action, by.id, by.name, time.time(), image_id),
             )
         return _rowcount(status)
-
-
-# ---- reports ----
-
-_REPORT_COLUMNS = (
-    "id, image_id, reporter_id, reporter_name, reason, text, created_at, action, "
-    "handled_by_id, handled_by_name, handled_at"
-)
-
-
-def _report(row: asyncpg.Record) -> Report:
-    """A reports row (selected as _REPORT_COLUMNS) as a Report."""
-    handled_at = row["handled_at"]
-    return Report(
-        id=row["id"],
-        image_id=row["image_id"],
-        reporter=User(row["reporter_id"], row["reporter_name"]),
-        reason=ReportReason(row["reason"]),
-        text=row["text"],
-        created_at=datetime.fromtimestamp(row["created_at"], UTC),
-        action=row["action"],
-        handled_by=(
-            User(row["handled_by_id"], row["handled_by_name"])
-            if row["handled_by_id"] is not None
-            else None
-        ),
-        handled_at=datetime.fromtimestamp(handled_at, UTC) if handled_at is not None else None,
-    )

@@ -3,47 +3,12 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from datetime import UTC, datetime
-from typing import Any
 
 from core.events import IMAGE_REPORTED
-from core.models import Rating, Report, ReportReason, Status, User
+from core.models import Rating, Report, Status, User
 from storage.sqlite.connection import _rowid
 from storage.sqlite.images import ImagesMixin
-
-_REPORT_COLUMNS = (
-    "id, image_id, reporter_id, reporter_name, reason, text, created_at, action, "
-    "handled_by_id, handled_by_name, handled_at"
-)
-
-
-def _report(row: Sequence[Any]) -> Report:
-    """A reports row (selected as _REPORT_COLUMNS) as a Report."""
-    (
-        report_id,
-        image_id,
-        reporter_id,
-        reporter_name,
-        reason,
-        text,
-        created_at,
-        action,
-        handled_by_id,
-        handled_by_name,
-        handled_at,
-    ) = row
-    return Report(
-        id=report_id,
-        image_id=image_id,
-        reporter=User(reporter_id, reporter_name),
-        reason=ReportReason(reason),
-        text=text,
-        created_at=datetime.fromtimestamp(created_at, UTC),
-        action=action,
-        handled_by=User(handled_by_id, handled_by_name) if handled_by_id is not None else None,
-        handled_at=datetime.fromtimestamp(handled_at, UTC) if handled_at is not None else None,
-    )
+from storage.sqlite.rows import _REPORT_COLUMNS, _report
 
 
 class ReportsMixin(ImagesMixin):
