@@ -3,15 +3,15 @@
 One connection writes (serialised by a lock, each change in one transaction);
 another reads, so reads never queue behind a write under WAL. SQLiteRepo is one
 mixin per storage contract (core/contracts.py) over SQLiteBase (connection.py),
-which owns the connections, the lock and the read cache."""
+which owns the connections, the lock and the read cache; the reads both SQL repos
+share (storage/draws.py, storage/queries.py) come last, after SQLiteBase."""
 
 from __future__ import annotations
 
+from storage.queries import SharedQueries
 from storage.sqlite.catalogue import CatalogueMixin
 from storage.sqlite.connection import SQLiteBase
-from storage.sqlite.favourites import FavouritesMixin
 from storage.sqlite.kv import KeyValueMixin
-from storage.sqlite.leaderboard import LeaderboardMixin
 from storage.sqlite.members import MembersMixin
 from storage.sqlite.outbox import OutboxMixin
 from storage.sqlite.random import RandomMixin
@@ -34,13 +34,12 @@ class SQLiteRepo(
     SearchMixin,
     SimilarMixin,
     ReportsMixin,
-    FavouritesMixin,
     RandomMixin,
     CatalogueMixin,
     MembersMixin,
     TokensMixin,
     KeyValueMixin,
-    LeaderboardMixin,
     OutboxMixin,
+    SharedQueries,
 ):
     """All metadata: images, tags, artists, characters, albums, tokens, requests."""
