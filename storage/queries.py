@@ -1,9 +1,12 @@
-"""Reads written once for both SQL repos: the leaderboard and a member's liked images.
+"""Reads written once for both SQL repos: search, similar images, the leaderboard and
+a member's liked images.
 
 Their SQL is the same text on SQLite and PostgreSQL (`?` placeholders, `IN (...)`
-lists, which the PostgreSQL repo numbers); each repo supplies the plumbing (`_all`,
-`_one`) and the draw planner (storage/draws.py) they ride on. Both repos list this
-mixin after their own classes, so its stubs never shadow what they define."""
+lists, which the PostgreSQL repo numbers) but for the few fragments each backend
+names as class attributes (case-insensitive names, index hints); each repo supplies
+the plumbing (`_all`, `_one`, names and pools) and the draw planner (storage/draws.py)
+they ride on. Both repos list this mixin after their own classes, so its stubs never
+shadow what they define."""
 
 from __future__ import annotations
 
@@ -11,12 +14,21 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from core.models import Filters, Image, Rating, SearchPage, User
+from core.models import Filters, Image, Rating, SearchPage, SearchQuery, Sort, Status, User
 from storage.draws import PoolDraws
+from storage.rows import (
+    SIMILAR_CANDIDATES,
+    fold,
+    like_pattern,
+    nearest_by_phash,
+    quarter_neighbours,
+    quarters,
+)
 
 
 class SharedQueries(PoolDraws):
-    """core.contracts.LeaderboardRepo and the liked-images half of MemberMemory."""
+    """search and similar_images (core.contracts.ImageRepo), core.contracts.LeaderboardRepo
+    and the liked-images half of MemberMemory."""
 
     # ---- what the backend provides ----------------------------------------------
 
@@ -25,6 +37,192 @@ class SharedQueries(PoolDraws):
 
     async def _one(self, sql: str, params: Iterable[Any] = ()) -> Any:
         raise NotImplementedError
+
+    async def get_image(self, image_id: str) -> Image | None:
+        raise NotImplementedError
+
+    async def pool_size(self, name: str) -> int:
+        raise NotImplementedError
+
+    def _total_cap(self) -> int:
+        """Totals past this are reported as "at least" (read when used: tests lower it)."""
+        raise NotImplementedError
+
+    # An uploader by id or by name (ASCII case folded: the name parameter comes folded).
+    _UPLOADER_IS = "(i.uploader_id = ? OR lower(i.uploader_name) = ?)"
+    # Artists whose name holds a LIKE pattern (the pattern comes folded).
+    _ARTIST_NAME_LIKE = (
+        "i.artist_rid IN (SELECT rid FROM artists WHERE lower(name) LIKE ? ESCAPE '\\')"
+    )
+    # Put before a column to keep its index out of a query's plan (SQLite's unary +).
+    _NO_INDEX = ""
+
+    # ---- search ----------------------------------------------------------------
+
+    async def search(self, query: SearchQuery, *, count_total: bool = True) -> SearchPage:
+        """Filter, sort and page images with indexed queries; totals past the cap
+        are lower bounds."""
+        if query.image_id is not None:
+            image = await self.get_image(query.image_id)
+            found = [image] if image and image.status in query.statuses else []
+            return SearchPage(found, len(found), True, query.skip, query.limit)
+        statuses = sorted(s.value for s in query.statuses)
+        where = [f"i.status IN ({','.join('?' * len(statuses))})"]
+        params: list[Any] = [*statuses]
+        # Each constraint names the pool that holds exactly its matches, or None; a
+        # query of approved images with at most one pooled constraint has an O(1) total.
+        constraints: list[str | None] = []
+        drive: tuple[int, int] | None = None  # (tag rid, pool size) to drive the scan from
+        # Included and excluded tags are looked up together, in one query.
+        rids = await self._rids("tags", [*query.tags, *query.exclude_tags])
+        tag_rids = [r for r in rids[: len(query.tags)] if r is not None]
+        exclude_rids = rids[len(query.tags) :]
+        if len(tag_rids) < len(query.tags):  # an unknown tag matches nothing
+            return SearchPage([], 0, True, query.skip, query.limit)
+        sizes = await self._pool_sizes([f"tag:{r}" for r in tag_rids])
+        for tag_rid in tag_rids:
+            size = sizes.get(f"tag:{tag_rid}", (0, 0))[1]
+            if drive is None or size < drive[1]:
+                drive = (tag_rid, size)
+            constraints.append(f"tag:{tag_rid}")
+        for tag_rid in tag_rids:
+            if drive and tag_rid != drive[0]:
+                where.append(
+                    "EXISTS (SELECT 1 FROM image_tags x WHERE x.tag_rid = ? AND x.seq = i.seq)"
+                )
+                params.append(tag_rid)
+        for rid in exclude_rids:
+            if rid is not None:
+                where.append(
+                    "NOT EXISTS (SELECT 1 FROM image_tags x WHERE x.tag_rid = ? AND x.seq = i.seq)"
+                )
+                params.append(rid)
+                constraints.append(None)
+        ratings = sorted(r.value for r in query.ratings)
+        if ratings and len(ratings) < len(Rating):
+            where.append(f"i.rating IN ({','.join('?' * len(ratings))})")
+            params.extend(ratings)
+            constraints.append(f"rating:{ratings[0]}" if len(ratings) == 1 else None)
+        if query.orientation:
+            where.append("i.orientation = ?")
+            params.append(query.orientation)
+            constraints.append(None)
+        if query.artist_id:
+            (rid,) = await self._rids("artists", [query.artist_id])
+            if rid is None:
+                return SearchPage([], 0, True, query.skip, query.limit)
+            where.append("i.artist_rid = ?")
+            params.append(rid)
+            constraints.append(f"artist:{rid}")
+        if query.artist:
+            where.append(self._ARTIST_NAME_LIKE)
+            params.append(fold(like_pattern(query.artist)))
+            constraints.append(None)
+        if query.character:
+            (rid,) = await self._rids("characters", [query.character])
+            if rid is None:
+                return SearchPage([], 0, True, query.skip, query.limit)
+            where.append(
+                "EXISTS (SELECT 1 FROM image_characters x WHERE x.character_rid = ? "
+                "AND x.seq = i.seq)"
+            )
+            params.append(rid)
+            constraints.append(f"character:{rid}")
+        for sql, value in (
+            (
+                self._UPLOADER_IS,
+                [query.uploader, fold(query.uploader)] if query.uploader else None,
+            ),
+            (
+                "i.album_rid = (SELECT rid FROM albums WHERE id = ?)",
+                [query.album_id] if query.album_id else None,
+            ),
+            (
+                "i.created_at < ?",
+                [query.posted_before.timestamp()] if query.posted_before else None,
+            ),
+            ("i.created_at > ?", [query.posted_after.timestamp()] if query.posted_after else None),
+        ):
+            if value is not None:
+                where.append(sql)
+                params.extend(value)
+                constraints.append(None)
+        pool_exact: str | None = None
+        if query.statuses == {Status.APPROVED} and len(constraints) <= 1:
+            pool_exact = constraints[0] if constraints else "all"
+
+        if drive is not None:
+            source = "image_tags d JOIN images i ON i.seq = d.seq"
+            where.insert(0, "d.tag_rid = ?")
+            params.insert(0, drive[0])
+            seq_col = "d.seq"
+        else:
+            source = "images i"
+            seq_col = "i.seq"
+        order = {
+            Sort.NEWEST: f"{seq_col} DESC",
+            Sort.OLDEST: f"{seq_col} ASC",
+            Sort.LIKES: f"i.likes DESC, {seq_col} DESC",
+            Sort.RELEVANCE: f"(i.likes + i.favorites) DESC, {seq_col} DESC",
+        }[query.sort]
+        cond = " AND ".join(where)
+        rows = await self._all(
+            f"SELECT {seq_col} FROM {source} WHERE {cond} ORDER BY {order} LIMIT ? OFFSET ?",
+            [*params, query.limit, query.skip],
+        )
+        images = await self._images_by_seq([r[0] for r in rows])
+        total, exact = query.skip + len(images), len(images) < query.limit
+        # An empty page past the end says only that the total is at most `skip`: count it
+        # even when not asked to (the OFFSET just walked those rows; it is no dearer).
+        past_the_end = query.skip > 0 and not images
+        if past_the_end or (count_total and len(images) == query.limit):
+            if pool_exact is not None:
+                total, exact = await self.pool_size(pool_exact), True
+            else:
+                cap = self._total_cap()
+                (total,) = await self._one(
+                    f"SELECT COUNT(*) FROM (SELECT 1 FROM {source} WHERE {cond} LIMIT ?) AS m",
+                    [*params, cap + 1],
+                )
+                exact = total <= cap
+                total = min(total, cap)
+        return SearchPage(images, total, exact, query.skip, query.limit)
+
+    # ---- similar images ----------------------------------------------------------
+
+    async def similar_images(
+        self,
+        phash: int,
+        count: int,
+        max_distance: int,
+        *,
+        ratings: frozenset[Rating] = frozenset(),
+        exclude_id: str | None = None,
+    ) -> list[Image]:
+        """Up to `count` approved images within `max_distance` bits of `phash`, nearest
+        first (core/contracts.py), found through the quarter indexes."""
+        if count <= 0 or max_distance < 0:
+            return []
+        near = [quarter_neighbours(q, max_distance // 4) for q in quarters(phash)]
+        terms = " OR ".join(f"ph{k} IN ({','.join('?' * len(v))})" for k, v in enumerate(near))
+        where: list[str] = [f"({terms})"]
+        params: list[Any] = [v for values in near for v in values]
+        skip_index = self._NO_INDEX
+        if ratings and len(ratings) < len(Rating):
+            where.append(f"{skip_index}rating IN ({','.join('?' * len(ratings))})")
+            params.extend(sorted(r.value for r in ratings))
+        if exclude_id is not None:
+            where.append("id <> ?")
+            params.append(exclude_id)
+        rows = await self._all(
+            # The quarter indexes (a multi-index OR) drive, never the status one.
+            f"SELECT seq, phash FROM images WHERE {skip_index}status = 'approved' "
+            f"AND {' AND '.join(where)} LIMIT ?",
+            [*params, SIMILAR_CANDIDATES],
+        )
+        return await self._images_by_seq(
+            nearest_by_phash(phash, ((seq, ph) for seq, ph in rows), count, max_distance)
+        )
 
     # ---- leaderboard -------------------------------------------------------------
 

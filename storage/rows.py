@@ -120,6 +120,15 @@ def nearest_by_phash(
     return [-negated for _, negated in sorted(found)[:count]]
 
 
+# What SQLite's NOCASE and PostgreSQL's lower() in the "C" collation fold: ASCII letters.
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def fold(name: str) -> str:
+    """A name as both stores compare names: ASCII letters lowered, nothing else."""
+    return name.translate(_ASCII_LOWER)
+
+
 def like_pattern(text: str) -> str:
     """A substring LIKE pattern with the user's wildcards escaped."""
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

@@ -49,9 +49,6 @@ from core.models import (
     Rating,
     Rendition,
     Report,
-    SearchPage,
-    SearchQuery,
-    Sort,
     Stats,
     Status,
     Tag,
@@ -71,7 +68,6 @@ from storage.rows import (
     MEMBERS,
     REPORT_COLUMNS,
     REQUEST_COLUMNS,
-    SIMILAR_CANDIDATES,
     STATUS,
     TAG_COLUMNS,
     TOKEN_COLUMNS,
@@ -82,9 +78,6 @@ from storage.rows import (
     image_file_of,
     image_of,
     image_values,
-    like_pattern,
-    nearest_by_phash,
-    quarter_neighbours,
     quarters,
     report_of,
     request_of,
@@ -421,6 +414,10 @@ class PostgresRepo(SharedQueries):
     async def _value(self, sql: str, params: Iterable[Any] = ()) -> Any:
         row = await self._one(sql, params)
         return row[0] if row else None
+
+    def _total_cap(self) -> int:
+        """TOTAL_CAP as this module has it now (tests lower it)."""
+        return TOTAL_CAP
 
     def transaction(self, *, touches_images: bool = True, durable: bool = False) -> _Transaction:
         """`async with repo.transaction() as tx:` one atomic write. Unless it says it
@@ -1094,8 +1091,6 @@ class PostgresRepo(SharedQueries):
         )
         return [r[0] for r in rows if r[0] not in exclude]
 
-    # ---- search ----------------------------------------------------------------
-
     # ---- kept renderings: not on this backend yet ----------------------------------
     # The contract lets a backend keep none: every draw then comes back with its image
     # to be rendered per request (the same answers as SQLite's, at the cost the SQLite
@@ -1123,133 +1118,6 @@ class PostgresRepo(SharedQueries):
     async def put_renditions(self, dialect: str, bodies: Iterable[tuple[str, int, bytes]]) -> int:
         """Keeps nothing (this backend keeps no renderings); 0."""
         return 0
-
-    async def search(self, query: SearchQuery, *, count_total: bool = True) -> SearchPage:
-        """Filter, sort and page images with indexed queries; totals past TOTAL_CAP
-        are lower bounds."""
-        if query.image_id is not None:
-            image = await self.get_image(query.image_id)
-            found = [image] if image and image.status in query.statuses else []
-            return SearchPage(found, len(found), True, query.skip, query.limit)
-        where = ["i.status = ANY(?::text[])"]
-        params: list[Any] = [sorted(s.value for s in query.statuses)]
-        # Each constraint names the pool that holds exactly its matches, or None; a
-        # query of approved images with at most one pooled constraint has an O(1) total.
-        constraints: list[str | None] = []
-        drive: tuple[int, int] | None = None  # (tag rid, pool size) to drive the scan from
-        rids = await self._rids("tags", [*query.tags, *query.exclude_tags])
-        tag_rids, exclude_rids = rids[: len(query.tags)], rids[len(query.tags) :]
-        if any(r is None for r in tag_rids):
-            return SearchPage([], 0, True, query.skip, query.limit)
-        sizes = await self._pool_sizes([f"tag:{r}" for r in tag_rids])
-        for rid in tag_rids:
-            size = sizes.get(f"tag:{rid}", (0, 0))[1]
-            if drive is None or size < drive[1]:
-                drive = (rid, size)  # type: ignore[assignment]
-            constraints.append(f"tag:{rid}")
-        for rid in tag_rids:
-            if drive and rid != drive[0]:
-                where.append(
-                    "EXISTS (SELECT 1 FROM image_tags x WHERE x.tag_rid = ? AND x.seq = i.seq)"
-                )
-                params.append(rid)
-        for rid in exclude_rids:
-            if rid is not None:
-                where.append(
-                    "NOT EXISTS (SELECT 1 FROM image_tags x WHERE x.tag_rid = ? AND x.seq = i.seq)"
-                )
-                params.append(rid)
-                constraints.append(None)
-        ratings = sorted(str(r) for r in query.ratings)
-        if ratings and len(ratings) < len(Rating):
-            where.append("i.rating = ANY(?::text[])")
-            params.append(ratings)
-            constraints.append(f"rating:{ratings[0]}" if len(ratings) == 1 else None)
-        if query.orientation:
-            where.append("i.orientation = ?")
-            params.append(query.orientation)
-            constraints.append(None)
-        if query.artist_id:
-            (rid,) = await self._rids("artists", [query.artist_id])
-            if rid is None:
-                return SearchPage([], 0, True, query.skip, query.limit)
-            where.append("i.artist_rid = ?")
-            params.append(rid)
-            constraints.append(f"artist:{rid}")
-        if query.artist:
-            where.append(
-                "i.artist_rid IN (SELECT rid FROM artists WHERE lower(name) LIKE ? ESCAPE '\\')"
-            )
-            params.append(_fold(like_pattern(query.artist)))
-            constraints.append(None)
-        if query.character:
-            (rid,) = await self._rids("characters", [query.character])
-            if rid is None:
-                return SearchPage([], 0, True, query.skip, query.limit)
-            where.append(
-                "EXISTS (SELECT 1 FROM image_characters x WHERE x.character_rid = ? "
-                "AND x.seq = i.seq)"
-            )
-            params.append(rid)
-            constraints.append(f"character:{rid}")
-        for sql, value in (
-            (
-                "(i.uploader_id = ? OR lower(i.uploader_name) = ?)",
-                [query.uploader, _fold(query.uploader)] if query.uploader else None,
-            ),
-            (
-                "i.album_rid = (SELECT rid FROM albums WHERE id = ?)",
-                [query.album_id] if query.album_id else None,
-            ),
-            (
-                "i.created_at < ?",
-                [query.posted_before.timestamp()] if query.posted_before else None,
-            ),
-            ("i.created_at > ?", [query.posted_after.timestamp()] if query.posted_after else None),
-        ):
-            if value is not None:
-                where.append(sql)
-                params.extend(value)
-                constraints.append(None)
-        pool_exact: str | None = None
-        if query.statuses == {Status.APPROVED} and len(constraints) <= 1:
-            pool_exact = constraints[0] if constraints else "all"
-
-        if drive is not None:
-            source = "image_tags d JOIN images i ON i.seq = d.seq"
-            where.insert(0, "d.tag_rid = ?")
-            params.insert(0, drive[0])
-            seq_col = "d.seq"
-        else:
-            source = "images i"
-            seq_col = "i.seq"
-        order = {
-            Sort.NEWEST: f"{seq_col} DESC",
-            Sort.OLDEST: f"{seq_col} ASC",
-            Sort.LIKES: f"i.likes DESC, {seq_col} DESC",
-            Sort.RELEVANCE: f"(i.likes + i.favorites) DESC, {seq_col} DESC",
-        }[query.sort]
-        cond = " AND ".join(where)
-        rows = await self._all(
-            f"SELECT {seq_col} FROM {source} WHERE {cond} ORDER BY {order} LIMIT ? OFFSET ?",
-            [*params, query.limit, query.skip],
-        )
-        images = await self._images_by_seq([r[0] for r in rows])
-        total, exact = query.skip + len(images), len(images) < query.limit
-        # An empty page past the end says only that the total is at most `skip`: count it
-        # even when not asked to.
-        past_the_end = query.skip > 0 and not images
-        if past_the_end or (count_total and len(images) == query.limit):
-            if pool_exact is not None:
-                total, exact = await self.pool_size(pool_exact), True
-            else:
-                total = await self._value(
-                    f"SELECT COUNT(*) FROM (SELECT 1 FROM {source} WHERE {cond} LIMIT ?) AS m",
-                    [*params, TOTAL_CAP + 1],
-                )
-                exact = total <= TOTAL_CAP
-                total = min(total, TOTAL_CAP)
-        return SearchPage(images, total, exact, query.skip, query.limit)
 
     # ---- tags, artists, characters, albums --------------------------------------
 
@@ -1633,40 +1501,6 @@ class PostgresRepo(SharedQueries):
                 (handled_before.timestamp(), unhandled_before.timestamp()),
             )
         return _rowcount(status)
-
-    # ---- similar images ----------------------------------------------------------
-
-    async def similar_images(
-        self,
-        phash: int,
-        count: int,
-        max_distance: int,
-        *,
-        ratings: frozenset[Rating] = frozenset(),
-        exclude_id: str | None = None,
-    ) -> list[Image]:
-        """Up to `count` approved images within `max_distance` bits of `phash`, nearest
-        first (core/contracts.py), found through the quarter indexes (a bitmap OR)."""
-        if count <= 0 or max_distance < 0:
-            return []
-        near = [quarter_neighbours(q, max_distance // 4) for q in quarters(phash)]
-        terms = " OR ".join(f"ph{k} = ANY(?::int[])" for k in range(4))
-        where: list[str] = [f"({terms})"]
-        params: list[Any] = [*near]
-        if ratings and len(ratings) < len(Rating):
-            where.append("rating = ANY(?::text[])")
-            params.append(sorted(str(r) for r in ratings))
-        if exclude_id is not None:
-            where.append("id <> ?")
-            params.append(exclude_id)
-        rows = await self._all(
-            f"SELECT seq, phash FROM images WHERE status = 'approved' AND {' AND '.join(where)} "
-            "LIMIT ?",
-            [*params, SIMILAR_CANDIDATES],
-        )
-        return await self._images_by_seq(
-            nearest_by_phash(phash, ((r["seq"], r["phash"]) for r in rows), count, max_distance)
-        )
 
     async def integrity_check(self) -> list[str]:
         """Pools that are not dense and exact, and rows whose references dangle;

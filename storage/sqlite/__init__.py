@@ -16,8 +16,6 @@ from storage.sqlite.members import MembersMixin
 from storage.sqlite.outbox import OutboxMixin
 from storage.sqlite.random import RandomMixin
 from storage.sqlite.reports import ReportsMixin
-from storage.sqlite.search import SearchMixin
-from storage.sqlite.similar import SimilarMixin
 from storage.sqlite.tokens import TokensMixin
 
 __all__ = ["CATALOGUE_CAP", "TOTAL_CAP", "SQLiteBase", "SQLiteRepo"]
@@ -31,8 +29,6 @@ CATALOGUE_CAP = 50_000
 
 
 class SQLiteRepo(
-    SearchMixin,
-    SimilarMixin,
     ReportsMixin,
     RandomMixin,
     CatalogueMixin,
@@ -43,3 +39,13 @@ class SQLiteRepo(
     SharedQueries,
 ):
     """All metadata: images, tags, artists, characters, albums, tokens, requests."""
+
+    # SharedQueries' fragments as SQLite writes them: names compare under NOCASE (the
+    # indexes' collation), and a unary + keeps a column's index out of a plan.
+    _UPLOADER_IS = "(i.uploader_id = ? OR i.uploader_name = ? COLLATE NOCASE)"
+    _ARTIST_NAME_LIKE = "i.artist_rid IN (SELECT rid FROM artists WHERE name LIKE ? ESCAPE '\\')"
+    _NO_INDEX = "+"
+
+    def _total_cap(self) -> int:
+        """TOTAL_CAP as this module has it now (tests lower it)."""
+        return TOTAL_CAP
