@@ -57,6 +57,12 @@ class SharedQueries(PoolDraws):
     # Put before a column to keep its index out of a query's plan (SQLite's unary +).
     _NO_INDEX = ""
 
+    def _one_of(self, column: str, values: list[Any], sql_type: str) -> tuple[str, list[Any]]:
+        """`column` is one of `values` (of SQL type `sql_type`): SQL and its parameters.
+        An IN list here; PostgreSQL binds one array instead (its plans for `= ANY` of an
+        array measured faster in the capped count than for an IN list)."""
+        return f"{column} IN ({','.join('?' * len(values))})", list(values)
+
     # ---- search ----------------------------------------------------------------
 
     async def search(self, query: SearchQuery, *, count_total: bool = True) -> SearchPage:
@@ -66,9 +72,8 @@ class SharedQueries(PoolDraws):
             image = await self.get_image(query.image_id)
             found = [image] if image and image.status in query.statuses else []
             return SearchPage(found, len(found), True, query.skip, query.limit)
-        statuses = sorted(s.value for s in query.statuses)
-        where = [f"i.status IN ({','.join('?' * len(statuses))})"]
-        params: list[Any] = [*statuses]
+        sql, params = self._one_of("i.status", sorted(s.value for s in query.statuses), "text")
+        where = [sql]
         # Each constraint names the pool that holds exactly its matches, or None; a
         # query of approved images with at most one pooled constraint has an O(1) total.
         constraints: list[str | None] = []
@@ -100,8 +105,9 @@ class SharedQueries(PoolDraws):
                 constraints.append(None)
         ratings = sorted(r.value for r in query.ratings)
         if ratings and len(ratings) < len(Rating):
-            where.append(f"i.rating IN ({','.join('?' * len(ratings))})")
-            params.extend(ratings)
+            sql, values = self._one_of("i.rating", ratings, "text")
+            where.append(sql)
+            params.extend(values)
             constraints.append(f"rating:{ratings[0]}" if len(ratings) == 1 else None)
         if query.orientation:
             where.append("i.orientation = ?")
@@ -203,14 +209,22 @@ class SharedQueries(PoolDraws):
         first (core/contracts.py), found through the quarter indexes."""
         if count <= 0 or max_distance < 0:
             return []
-        near = [quarter_neighbours(q, max_distance // 4) for q in quarters(phash)]
-        terms = " OR ".join(f"ph{k} IN ({','.join('?' * len(v))})" for k, v in enumerate(near))
-        where: list[str] = [f"({terms})"]
-        params: list[Any] = [v for values in near for v in values]
+        terms = []
+        params: list[Any] = []
+        for k, quarter in enumerate(quarters(phash)):
+            sql, values = self._one_of(
+                f"ph{k}", quarter_neighbours(quarter, max_distance // 4), "int"
+            )
+            terms.append(sql)
+            params.extend(values)
+        where: list[str] = [f"({' OR '.join(terms)})"]
         skip_index = self._NO_INDEX
         if ratings and len(ratings) < len(Rating):
-            where.append(f"{skip_index}rating IN ({','.join('?' * len(ratings))})")
-            params.extend(sorted(r.value for r in ratings))
+            sql, values = self._one_of(
+                f"{skip_index}rating", sorted(r.value for r in ratings), "text"
+            )
+            where.append(sql)
+            params.extend(values)
         if exclude_id is not None:
             where.append("id <> ?")
             params.append(exclude_id)
@@ -285,14 +299,14 @@ class SharedQueries(PoolDraws):
         plan = await self._filter_plan(filters)
         if plan is None:
             return None
-        marks = ",".join("?" * len(plan.pools))
+        in_pools, pools = self._one_of("p.name", plan.pools, "text")
         cond = "".join(f" AND {w}" for w in plan.where)
         sql = (
             "FROM likes l JOIN images i ON i.seq = l.seq "
             "WHERE l.user_id = ? AND l.kind = ? AND EXISTS (SELECT 1 FROM pool_slots s "
-            f"JOIN pools p ON p.pool = s.pool WHERE s.seq = i.seq AND p.name IN ({marks})){cond}"
+            f"JOIN pools p ON p.pool = s.pool WHERE s.seq = i.seq AND {in_pools}){cond}"
         )
-        return sql, [user_id, kind, *plan.pools, *plan.params]
+        return sql, [user_id, kind, *pools, *plan.params]
 
     async def liked_images(
         self, user_id: str, filters: Filters, skip: int, limit: int, kind: str = "like"

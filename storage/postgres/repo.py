@@ -415,6 +415,11 @@ class PostgresRepo(SharedQueries):
         row = await self._one(sql, params)
         return row[0] if row else None
 
+    def _one_of(self, column: str, values: list[Any], sql_type: str) -> tuple[str, list[Any]]:
+        """`column` is one of `values`: `= ANY` of one bound array (one plan whatever
+        the count, and faster than an IN list in search's capped count)."""
+        return f"{column} = ANY(?::{sql_type}[])", [list(values)]
+
     def _total_cap(self) -> int:
         """TOTAL_CAP as this module has it now (tests lower it)."""
         return TOTAL_CAP
