@@ -1,5 +1,5 @@
-"""Reads written once for both SQL repos: search, similar images, the leaderboard and
-a member's liked images.
+"""Reads written once for both SQL repos: search, similar images, the leaderboard,
+a member's liked images, tokens, token requests and reports.
 
 Their SQL is the same text on SQLite and PostgreSQL (`?` placeholders, `IN (...)`
 lists, which the PostgreSQL repo numbers) but for the few fragments each backend
@@ -14,21 +14,39 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from core.models import Filters, Image, Rating, SearchPage, SearchQuery, Sort, Status, User
+from core.models import (
+    Filters,
+    Image,
+    Rating,
+    Report,
+    SearchPage,
+    SearchQuery,
+    Sort,
+    Status,
+    Token,
+    TokenRequest,
+    User,
+)
 from storage.draws import PoolDraws
 from storage.rows import (
+    REPORT_COLUMNS,
+    REQUEST_COLUMNS,
     SIMILAR_CANDIDATES,
+    TOKEN_COLUMNS,
     fold,
     like_pattern,
     nearest_by_phash,
     quarter_neighbours,
     quarters,
+    report_of,
+    request_of,
+    token_of,
 )
 
 
 class SharedQueries(PoolDraws):
-    """search and similar_images (core.contracts.ImageRepo), core.contracts.LeaderboardRepo
-    and the liked-images half of MemberMemory."""
+    """search and similar_images (core.contracts.ImageRepo), core.contracts.LeaderboardRepo,
+    the liked-images half of MemberMemory and the reads of TokenRepo and ReportRepo."""
 
     # ---- what the backend provides ----------------------------------------------
 
@@ -334,3 +352,64 @@ class SharedQueries(PoolDraws):
         # A member's likes are few next to the collection: read them all, pick exactly.
         seqs = [r[0] for r in await self._all(f"SELECT i.seq {sql}", params)]
         return await self._images_by_seq(self._rng.sample(seqs, min(count, len(seqs))))
+
+    # ---- tokens and token requests: reads -------------------------------------------
+
+    async def token_by_hash(self, secret_sha256: bytes) -> tuple[Token, bytes] | None:
+        """The token whose secret hashes to `secret_sha256`, with the stored hash."""
+        row = await self._one(
+            f"SELECT {TOKEN_COLUMNS}, secret_sha256 FROM tokens WHERE secret_sha256 = ?",
+            (secret_sha256,),
+        )
+        return (token_of(row), bytes(row[-1])) if row else None  # secret_sha256 follows
+
+    async def get_token(self, token_id: str) -> Token | None:
+        """A token by id."""
+        row = await self._one(f"SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = ?", (token_id,))
+        return token_of(row) if row else None
+
+    async def list_tokens(self, owner_id: str | None = None) -> list[Token]:
+        """Every token (or one owner's), newest first."""
+        if owner_id is None:
+            rows = await self._all(f"SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY created_at DESC")
+        else:
+            rows = await self._all(
+                f"SELECT {TOKEN_COLUMNS} FROM tokens WHERE owner_id = ? ORDER BY created_at DESC",
+                (owner_id,),
+            )
+        return [token_of(r) for r in rows]
+
+    async def get_token_request(self, request_id: str) -> TokenRequest | None:
+        """A request by id."""
+        row = await self._one(
+            f"SELECT {REQUEST_COLUMNS} FROM token_requests WHERE id = ?", (request_id,)
+        )
+        return request_of(row) if row else None
+
+    async def list_token_requests(self, status: str | None = "pending") -> list[TokenRequest]:
+        """Requests (pending by default), oldest first."""
+        if status is None:
+            rows = await self._all(
+                f"SELECT {REQUEST_COLUMNS} FROM token_requests ORDER BY created_at"
+            )
+        else:
+            rows = await self._all(
+                f"SELECT {REQUEST_COLUMNS} FROM token_requests WHERE status = ? "
+                "ORDER BY created_at",
+                (status,),
+            )
+        return [request_of(r) for r in rows]
+
+    # ---- reports: reads ------------------------------------------------------------
+
+    async def get_report(self, report_id: int) -> Report | None:
+        """A report by id."""
+        row = await self._one(f"SELECT {REPORT_COLUMNS} FROM reports WHERE id = ?", (report_id,))
+        return report_of(row) if row else None
+
+    async def reports_of(self, image_id: str) -> list[Report]:
+        """Every report of an image, oldest first."""
+        rows = await self._all(
+            f"SELECT {REPORT_COLUMNS} FROM reports WHERE image_id = ? ORDER BY id", (image_id,)
+        )
+        return [report_of(r) for r in rows]

@@ -66,7 +66,6 @@ from storage.rows import (
     IMAGE_COLUMNS,
     IMAGE_FROM,
     MEMBERS,
-    REPORT_COLUMNS,
     REQUEST_COLUMNS,
     STATUS,
     TAG_COLUMNS,
@@ -79,11 +78,8 @@ from storage.rows import (
     image_of,
     image_values,
     quarters,
-    report_of,
-    request_of,
     rid_list,
     tag_of,
-    token_of,
     ts,
     unsigned64,
 )
@@ -1314,19 +1310,6 @@ class PostgresRepo(SharedQueries):
                 ),
             )
 
-    async def token_by_hash(self, secret_sha256: bytes) -> tuple[Token, bytes] | None:
-        """The token whose secret hashes to `secret_sha256`, with the stored hash."""
-        row = await self._one(
-            f"SELECT {TOKEN_COLUMNS}, secret_sha256 FROM tokens WHERE secret_sha256 = ?",
-            (secret_sha256,),
-        )
-        return (token_of(row), bytes(row["secret_sha256"])) if row else None
-
-    async def get_token(self, token_id: str) -> Token | None:
-        """A token by id."""
-        row = await self._one(f"SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = ?", (token_id,))
-        return token_of(row) if row else None
-
     async def touch_token(self, token_id: str, when: datetime) -> None:
         """Record a use."""
         async with self.transaction(touches_images=False) as tx:
@@ -1342,17 +1325,6 @@ class PostgresRepo(SharedQueries):
                 (when.timestamp(), token_id),
             )
         return _rowcount(status) == 1
-
-    async def list_tokens(self, owner_id: str | None = None) -> list[Token]:
-        """Every token (or one owner's), newest first."""
-        if owner_id is None:
-            rows = await self._all(f"SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY created_at DESC")
-        else:
-            rows = await self._all(
-                f"SELECT {TOKEN_COLUMNS} FROM tokens WHERE owner_id = ? ORDER BY created_at DESC",
-                (owner_id,),
-            )
-        return [token_of(r) for r in rows]
 
     # ---- token requests ----------------------------------------------------------
 
@@ -1372,13 +1344,6 @@ class PostgresRepo(SharedQueries):
         assert request is not None
         return request
 
-    async def get_token_request(self, request_id: str) -> TokenRequest | None:
-        """A request by id."""
-        row = await self._one(
-            f"SELECT {REQUEST_COLUMNS} FROM token_requests WHERE id = ?", (request_id,)
-        )
-        return request_of(row) if row else None
-
     async def decide_token_request(
         self, request_id: str, status: str, decided_by: str, token_id: str | None
     ) -> bool:
@@ -1390,20 +1355,6 @@ class PostgresRepo(SharedQueries):
                 (status, decided_by, time.time(), token_id, request_id),
             )
         return _rowcount(done) == 1
-
-    async def list_token_requests(self, status: str | None = "pending") -> list[TokenRequest]:
-        """Requests (pending by default), oldest first."""
-        if status is None:
-            rows = await self._all(
-                f"SELECT {REQUEST_COLUMNS} FROM token_requests ORDER BY created_at"
-            )
-        else:
-            rows = await self._all(
-                f"SELECT {REQUEST_COLUMNS} FROM token_requests WHERE status = ? "
-                "ORDER BY created_at",
-                (status,),
-            )
-        return [request_of(r) for r in rows]
 
     # ---- key/value ---------------------------------------------------------------
 
@@ -1563,18 +1514,6 @@ class PostgresRepo(SharedQueries):
                 return None
             await self._announce(tx, IMAGE_REPORTED, image_id, {"report": report_id})
         return await self.get_report(report_id)
-
-    async def get_report(self, report_id: int) -> Report | None:
-        """A report by id."""
-        row = await self._one(f"SELECT {REPORT_COLUMNS} FROM reports WHERE id = ?", (report_id,))
-        return report_of(row) if row else None
-
-    async def reports_of(self, image_id: str) -> list[Report]:
-        """Every report of an image, oldest first."""
-        rows = await self._all(
-            f"SELECT {REPORT_COLUMNS} FROM reports WHERE image_id = ? ORDER BY id", (image_id,)
-        )
-        return [report_of(r) for r in rows]
 
     async def resolve_reports(self, image_id: str, action: str, by: User) -> int:
         """Mark the image's open reports handled with `action`; how many were open."""

@@ -6,12 +6,12 @@ import time
 
 from core.events import IMAGE_REPORTED
 from core.models import Rating, Report, Status, User
+from storage.queries import SharedQueries
 from storage.sqlite.connection import _rowid
 from storage.sqlite.images import ImagesMixin
-from storage.sqlite.rows import _REPORT_COLUMNS, _report
 
 
-class ReportsMixin(ImagesMixin):
+class ReportsMixin(ImagesMixin, SharedQueries):
     """set_rating (core.contracts.ImageRepo) and core.contracts.ReportRepo."""
 
     async def set_rating(self, image_id: str, rating: Rating) -> Rating | None:
@@ -54,18 +54,6 @@ class ReportsMixin(ImagesMixin):
             report_id = _rowid(cursor)
             await self._announce(tx, IMAGE_REPORTED, image_id, {"report": report_id})
         return await self.get_report(report_id)
-
-    async def get_report(self, report_id: int) -> Report | None:
-        """A report by id."""
-        row = await self._one(f"SELECT {_REPORT_COLUMNS} FROM reports WHERE id = ?", (report_id,))
-        return _report(row) if row else None
-
-    async def reports_of(self, image_id: str) -> list[Report]:
-        """Every report of an image, oldest first."""
-        rows = await self._all(
-            f"SELECT {_REPORT_COLUMNS} FROM reports WHERE image_id = ? ORDER BY id", (image_id,)
-        )
-        return [_report(r) for r in rows]
 
     async def resolve_reports(self, image_id: str, action: str, by: User) -> int:
         """Mark the image's open reports handled with `action`; how many were open."""

@@ -8,13 +8,14 @@ from datetime import datetime
 
 from core.errors import Conflict
 from core.models import Token, TokenRequest, User, new_id
+from storage.queries import SharedQueries
 from storage.rows import ts
 from storage.sqlite.connection import SQLiteBase
-from storage.sqlite.rows import _REQUEST_COLUMNS, _TOKEN_COLUMNS, _request, _token
+from storage.sqlite.rows import _REQUEST_COLUMNS, _TOKEN_COLUMNS
 
 
-class TokensMixin(SQLiteBase):
-    """Tokens and the requests for them."""
+class TokensMixin(SQLiteBase, SharedQueries):
+    """Tokens and the requests for them: the writes (the reads are SharedQueries')."""
 
     # ---- tokens ----------------------------------------------------------------
 
@@ -39,19 +40,6 @@ class TokensMixin(SQLiteBase):
                 ),
             )
 
-    async def token_by_hash(self, secret_sha256: bytes) -> tuple[Token, bytes] | None:
-        """The token whose secret hashes to `secret_sha256`, with the stored hash."""
-        row = await self._one(
-            f"SELECT {_TOKEN_COLUMNS}, secret_sha256 FROM tokens WHERE secret_sha256 = ?",
-            (secret_sha256,),
-        )
-        return (_token(row), row[-1]) if row else None  # secret_sha256 follows
-
-    async def get_token(self, token_id: str) -> Token | None:
-        """A token by id."""
-        row = await self._one(f"SELECT {_TOKEN_COLUMNS} FROM tokens WHERE id = ?", (token_id,))
-        return _token(row) if row else None
-
     async def touch_token(self, token_id: str, when: datetime) -> None:
         """Record a use."""
         async with self.transaction(touches_images=False) as tx:
@@ -67,17 +55,6 @@ class TokensMixin(SQLiteBase):
                 (when.timestamp(), token_id),
             )
         return cur.rowcount == 1
-
-    async def list_tokens(self, owner_id: str | None = None) -> list[Token]:
-        """Every token (or one owner's), newest first."""
-        if owner_id is None:
-            rows = await self._all(f"SELECT {_TOKEN_COLUMNS} FROM tokens ORDER BY created_at DESC")
-        else:
-            rows = await self._all(
-                f"SELECT {_TOKEN_COLUMNS} FROM tokens WHERE owner_id = ? ORDER BY created_at DESC",
-                (owner_id,),
-            )
-        return [_token(r) for r in rows]
 
     # ---- token requests ----------------------------------------------------------
 
@@ -97,13 +74,6 @@ class TokensMixin(SQLiteBase):
         assert request is not None
         return request
 
-    async def get_token_request(self, request_id: str) -> TokenRequest | None:
-        """A request by id."""
-        row = await self._one(
-            f"SELECT {_REQUEST_COLUMNS} FROM token_requests WHERE id = ?", (request_id,)
-        )
-        return _request(row) if row else None
-
     async def decide_token_request(
         self, request_id: str, status: str, decided_by: str, token_id: str | None
     ) -> bool:
@@ -115,17 +85,3 @@ class TokensMixin(SQLiteBase):
                 (status, decided_by, time.time(), token_id, request_id),
             )
         return cur.rowcount == 1
-
-    async def list_token_requests(self, status: str | None = "pending") -> list[TokenRequest]:
-        """Requests (pending by default), oldest first."""
-        if status is None:
-            rows = await self._all(
-                f"SELECT {_REQUEST_COLUMNS} FROM token_requests ORDER BY created_at"
-            )
-        else:
-            rows = await self._all(
-                f"SELECT {_REQUEST_COLUMNS} FROM token_requests WHERE status = ? "
-                "ORDER BY created_at",
-                (status,),
-            )
-        return [_request(r) for r in rows]
