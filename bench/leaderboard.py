@@ -19,6 +19,7 @@ from bench.store import median_ms, synthetic_rows
 from core.leaderboard import WEEK
 from core.models import User
 from storage.sqlite import SQLiteRepo
+from storage.uploader_counts import TOP
 
 UPLOADERS = 500
 YEAR = timedelta(days=365)
@@ -64,8 +65,10 @@ async def main() -> None:
             for name, read in reads.items():
                 print(f"  {name:26} {await median_ms(read, runs=7, budget=30.0):8.2f} ms")
             for sql in (
-                "SELECT uploader_id, COUNT(*) AS n FROM images WHERE status = 'approved' "
-                "AND uploader_id IS NOT NULL AND uploader_id NOT IN (?) "
+                TOP.format(not_in=" AND uploader_id NOT IN (?)").replace("LIMIT ?", "LIMIT 5"),
+                "SELECT uploader_id, COUNT(*) AS n FROM images INDEXED BY images_approved_created "
+                "WHERE status = 'approved' "
+                "AND created_at >= 0 AND uploader_id IS NOT NULL AND uploader_id NOT IN (?) "
                 "GROUP BY uploader_id ORDER BY n DESC, uploader_id LIMIT 5",
                 "SELECT i.id, l.n FROM (SELECT seq, COUNT(*) AS n FROM likes WHERE kind = 'like' "
                 "AND created_at >= 0 GROUP BY seq) l JOIN images i ON i.seq = l.seq "

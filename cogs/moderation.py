@@ -465,6 +465,8 @@ class Moderation(commands.Cog):
         told_key = _told_key(image.id)
         if uid is None or await repo.kv_get(told_key) == verdict:
             return
+        if image.uploader is not None and by.id == image.uploader.id:
+            return  # approved at upload (an owner's own): nothing they don't know
         name = (
             f"“{image.title}”"
             if image.title

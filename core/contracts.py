@@ -42,9 +42,10 @@ from core.models import (
 class ImageRepo(Protocol):
     """Images: ingest, moderation state, pools and random draws, search, upkeep."""
 
-    async def insert_image(self, new: NewImage) -> Image:
+    async def insert_image(self, new: NewImage, *, announce: bool = True) -> Image:
         """Store a row (files already written); DuplicateImage if its sha256 is known.
-        A pending image is announced in the outbox in the same transaction."""
+        A pending image is announced in the outbox in the same transaction, and with
+        `announce` an approved one too (`image_decided`, by its approver)."""
         ...
 
     async def set_status(
@@ -333,7 +334,8 @@ class Outbox(Protocol):
     """Durable announcements for the bot, whichever process made the change.
 
     The store appends them itself, in the same transaction as the change they announce:
-    `insert_image` of a pending image appends `image_pending`; `set_status` that moves
+    `insert_image` of a pending image appends `image_pending`, of an approved one (unless
+    told not to: bulk imports) `image_decided` by its approver; `set_status` that moves
     an image to approved or rejected appends `image_decided` (payload: `approved`, and
     `by` as [id, name] or None); `add_report` appends `image_reported`. Entries become
     readable in `seq` order: once a reader has seen `seq` n, no entry below n appears

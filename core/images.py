@@ -155,6 +155,11 @@ class ConsistencyReport:
     missing_files: list[str] = field(default_factory=list)
 
 
+def _outboxed(image: Image, announce: bool) -> bool:
+    """Whether storing `image` wrote an outbox entry (see ImageRepo.insert_image)."""
+    return image.status is Status.PENDING or (image.status is Status.APPROVED and announce)
+
+
 class ImageService:
     """Ingest, moderation, reads and upkeep of images."""
 
@@ -242,16 +247,24 @@ class ImageService:
         return await asyncio.get_running_loop().run_in_executor(self.executor, work)
 
     async def ingest(
-        self, raw: bytes, meta: IngestMetadata, uploader: User | None, *, trusted: bool = False
+        self,
+        raw: bytes,
+        meta: IngestMetadata,
+        uploader: User | None,
+        *,
+        trusted: bool = False,
+        announce: bool = True,
     ) -> Image:
         """Verify, measure and store an upload. Trusted uploads (owners, imports) are
-        approved at once; others start pending and are announced to moderators.
-        Raises DuplicateImage with the stored id for bytes already stored."""
+        approved at once, and announced as new images unless `announce` is False (bulk
+        imports: they would flood the announcement channels); others start pending and
+        are announced to moderators. Raises DuplicateImage with the stored id for bytes
+        already stored."""
         meta, processed = await self._prepare(raw, meta)
-        image = await self._store(processed, meta, uploader, trusted)
-        if image.status is Status.PENDING:
-            # The store wrote IMAGE_PENDING to its outbox with the row: wake the
-            # consumer (core/outbox.py), here or in the bot's process.
+        image = await self._store(processed, meta, uploader, trusted, announce)
+        if _outboxed(image, announce):
+            # The store wrote IMAGE_PENDING (or IMAGE_DECIDED) to its outbox with the
+            # row: wake the consumer (core/outbox.py), here or in the bot's process.
             self.events.emit(ev.OUTBOX_WRITTEN)
         return image
 
@@ -261,6 +274,7 @@ class ImageService:
         uploader: User | None,
         *,
         trusted: bool = False,
+        announce: bool = True,
     ) -> list[Image]:
         """`ingest` for a batch, all or nothing: every upload is verified first, so one
         bad or duplicate file stores none; a store that fails part-way removes what
@@ -275,7 +289,7 @@ class ImageService:
         stored: list[Image] = []
         try:
             for meta, processed in prepared:
-                stored.append(await self._store(processed, meta, uploader, trusted))
+                stored.append(await self._store(processed, meta, uploader, trusted, announce))
         except BaseException:
             for image in stored:
                 try:
@@ -285,7 +299,7 @@ class ImageService:
                     # the image stays, pending or approved as it was; say so.
                     log.exception("could not take back %s of a failed batch", image.id)
             raise
-        if any(image.status is Status.PENDING for image in stored):
+        if any(_outboxed(image, announce) for image in stored):
             self.events.emit(ev.OUTBOX_WRITTEN)
         return stored
 
@@ -308,7 +322,12 @@ class ImageService:
         return meta, processed
 
     async def _store(
-        self, processed: ProcessedImage, meta: IngestMetadata, uploader: User | None, trusted: bool
+        self,
+        processed: ProcessedImage,
+        meta: IngestMetadata,
+        uploader: User | None,
+        trusted: bool,
+        announce: bool = True,
     ) -> Image:
         """Write the files and the row of a prepared upload (no event: callers announce)."""
         near = await self.repo.near_duplicate(processed.phash, NEAR_DUPLICATE_BITS)
@@ -357,7 +376,7 @@ class ImageService:
             for key, data in zip(keys, (processed.data, processed.thumbnail), strict=True):
                 steps.append(asyncio.ensure_future(self.blobs.put(key, data)))
                 await asyncio.shield(steps[-1])
-            steps.append(asyncio.ensure_future(self.repo.insert_image(row)))
+            steps.append(asyncio.ensure_future(self.repo.insert_image(row, announce=announce)))
             image: Image = await asyncio.shield(steps[-1])
         except BaseException:
             # Includes DuplicateImage: two uploads of the same bytes raced.
@@ -365,10 +384,10 @@ class ImageService:
             if stored is not None:
                 # Cancelled after the commit: the image is in, so it is announced
                 # here (the caller, cancelled, will not).
-                self._stored(stored, announce=True)
+                self._stored(stored, wake=_outboxed(stored, announce))
                 raise
             raise
-        self._stored(image, announce=False)  # callers announce, once all is in
+        self._stored(image, wake=False)  # callers wake the outbox, once all is in
         return image
 
     async def _settle_failed_ingest(
@@ -387,11 +406,11 @@ class ImageService:
                 log.warning("could not remove %s after a failed upload", key, exc_info=True)
         return None
 
-    def _stored(self, image: Image, *, announce: bool) -> None:
+    def _stored(self, image: Image, *, wake: bool) -> None:
         # Even a pending upload changes what its uploader's own listing shows.
         self._changed()
-        if announce and image.status is Status.PENDING:
-            # The store wrote IMAGE_PENDING to its outbox with the row; the outbox
+        if wake:
+            # The store wrote an entry to its outbox with the row; the outbox
             # consumer (core/outbox.py) delivers it, here or in the bot's process.
             self.events.emit(ev.OUTBOX_WRITTEN)
 

@@ -164,7 +164,10 @@ async def _import_one(
             return "refused"
     meta, trimmed = with_sidecar(meta, sidecar, options.mapping)
     try:
-        await images.ingest(raw, replace(meta, original_filename=path.name), IMPORTER, trusted=True)
+        # Not announced: a bulk load would flood the announcement channels and webhooks.
+        await images.ingest(
+            raw, replace(meta, original_filename=path.name), IMPORTER, trusted=True, announce=False
+        )
     except DuplicateImage:
         summary.duplicates += 1
         return "duplicate"

@@ -16,7 +16,7 @@ checked). The rules:
   target's kv (`MARKER`) tells such a target from one that holds another collection,
   which is refused without `force`;
 - derived structures are not copied but rebuilt on the target: the pools (dense
-  numberings the random draws use), the changes counter, kept renderings (the
+  numberings the random draws use), the uploaders' counts, the changes counter, kept renderings (the
   server's backfill renders them again) and images.rev with them. PostgreSQL's
   identity sequences are set past the copied ids, and the outbox's past every seq a
   consumer has seen.
@@ -45,6 +45,7 @@ from storage import Storage, open_storage
 from storage.postgres.repo import PostgresRepo
 from storage.postgres.repo import _numbered as numbered
 from storage.sqlite import SQLiteRepo
+from storage.uploader_counts import RECOUNT
 
 # The target's kv key saying which source a copy under way comes from.
 MARKER = "gazou:migrate:source"
@@ -99,6 +100,7 @@ CLEAR_ORDER = (
     "image_characters",
     "pool_slots",
     "pools",
+    "uploader_counts",
     "images",
     "tags",
     "artists",
@@ -112,7 +114,15 @@ CLEAR_ORDER = (
     "reports",
 )
 # Tables rebuilt on the target (or of no use there), never copied.
-REBUILT = ("pools", "pool_slots", "changes", "rendered", "schema_version", "sqlite_sequence")
+REBUILT = (
+    "pools",
+    "pool_slots",
+    "uploader_counts",
+    "changes",
+    "rendered",
+    "schema_version",
+    "sqlite_sequence",
+)
 COUNTED = (*CATALOGUE, IMAGES, *WITH_IMAGES, *SMALL)
 # Identity columns whose PostgreSQL sequence must pass the copied ids.
 IDENTITIES = (
@@ -490,8 +500,8 @@ async def _remove_gone(source: _Side, target: _Side, report: MigrationReport) ->
 
 
 async def _rebuild_derived(source: _Side, target: _Side) -> None:
-    """Pools from the copied rows; PostgreSQL's sequences and the outbox's past the
-    copied ids."""
+    """Pools and uploaders' counts from the copied rows; PostgreSQL's sequences and the
+    outbox's past the copied ids."""
     async with target.write() as tx:
         await tx.execute("DELETE FROM pool_slots")
         await tx.execute("DELETE FROM pools")
@@ -504,6 +514,8 @@ async def _rebuild_derived(source: _Side, target: _Side) -> None:
             f"ROW_NUMBER() OVER (PARTITION BY m.name ORDER BY m.seq) - 1, m.seq "
             f"FROM ({_POOL_MEMBERS}) m JOIN pools p ON p.name = m.name"
         )
+        for statement in RECOUNT:
+            await tx.execute(statement)
     # Entries the consumers have passed must never be handed out again, even if the
     # source pruned them: the next seq passes the source's, the copied and the cursors'.
     high = max(

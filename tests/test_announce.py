@@ -25,9 +25,10 @@ from api.webhooks import AiohttpPoster
 from cogs.announce import NOT_AGE_RESTRICTED
 from cogs.client import GazouBot
 from core.announce import WebhookAnnouncer, deliver_webhooks
-from core.models import Image, Rating, User
+from core.importer import import_folder
+from core.models import Image, IngestMetadata, Rating, User
 from core.services import Services, open_services
-from tests.conftest import make_settings
+from tests.conftest import make_image, make_settings
 
 settings = botkit.settings
 services = botkit.services
@@ -134,6 +135,44 @@ async def test_rejected_images_and_announce_off_post_nothing(
     assert announced(standin, standin.channel) == []
 
 
+async def test_an_upload_approved_at_once_is_announced_once_and_its_owner_not_told(
+    standin: DiscordStandIn, bot: GazouBot, services: Services
+) -> None:
+    await choose(standin, standin.channel)
+    owner = User(str(standin.owner.id), "owner")
+    image = await store_image(services, 1, uploader=owner, title="mine")  # trusted
+    post = await next_announcement(standin, standin.channel)
+    assert post.embeds[0]["title"] == "New: mine"
+    entries = await services.storage.repo.outbox_after(0)
+    assert [(e.kind, e.image_id, e.payload) for e in entries] == [
+        ("image_decided", image.id, {"approved": True, "by": [owner.id, owner.name]})
+    ]
+    await standin.wait_until(lambda: services.outbox.delivered >= 1, what="the entry handled")
+    assert len(announced(standin, standin.channel)) == 1
+    # The moderation cog saw the decision too, but tells nobody what they did themselves.
+    assert standin.dms(standin.owner) == []
+
+
+async def test_a_bulk_import_is_not_announced(
+    standin: DiscordStandIn, bot: GazouBot, services: Services, tmp_path: Path
+) -> None:
+    await choose(standin, standin.channel)
+    folder = tmp_path / "import"
+    folder.mkdir()
+    for n in range(3):
+        (folder / f"{n}.png").write_bytes(make_image(seed=50 + n, size=(40, 30)))
+    summary = await import_folder(services.images, folder, IngestMetadata(rating=Rating.SFW))
+    assert summary.imported == 3
+    assert await services.storage.repo.outbox_after(0) == []
+    later = await pending(services, 9)
+    await services.images.approve(later.id, OWNER)
+    # Entries are delivered in order: once the approval is posted, nothing else came.
+    post = await next_announcement(standin, standin.channel)
+    assert post.embeds[0]["title"] == "New: n9"
+    await standin.wait_until(lambda: services.outbox.delivered >= 2, what="both entries handled")
+    assert len(announced(standin, standin.channel)) == 1
+
+
 async def test_only_owners_pick_the_channel(
     standin: DiscordStandIn, bot: GazouBot, services: Services
 ) -> None:
@@ -234,11 +273,12 @@ async def test_one_embed_per_approved_image(tmp_path: Path, receiver: Receiver) 
             await services.images.reject(rejected.id, OWNER)
             await services.images.approve(second.id, OWNER)
             await until(lambda: len(receiver.posts) >= 2, "two posts")
-            await store_image(services, 4)  # a trusted upload: approved at once, no decision
+            # A trusted upload (an owner's): approved at once, announced as well.
+            owners = await store_image(services, 4, title="n4")
             third = await pending(services, 5)
             await services.images.approve(third.id, OWNER)
-            await until(lambda: len(receiver.posts) >= 3, "three posts")
-    assert receiver.images() == [first.id, second.id, third.id]
+            await until(lambda: len(receiver.posts) >= 4, "four posts")
+    assert receiver.images() == [first.id, second.id, owners.id, third.id]
     embed = receiver.posts[0][1]["embeds"][0]
     assert embed["title"] == "n1"
     assert embed["url"] == f"http://gazou.test/image/{first.id}"

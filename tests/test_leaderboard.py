@@ -5,8 +5,12 @@ the Discord stand-in."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
 
 from tests import botkit
 from tests.botkit import store_image
@@ -21,6 +25,7 @@ from core.importer import IMPORTER
 from core.leaderboard import WEEK, leaderboard
 from core.models import Image, Rating, Status, User
 from core.services import Services
+from storage.sqlite import SQLiteRepo
 
 BACKENDS = ALL_BACKENDS
 NOW = datetime.now(UTC)
@@ -88,6 +93,61 @@ async def test_top_uploaders_leave_out_the_excluded_and_name_the_latest_upload(
     assert ranked == [(User("7", "new name"), 2)]
 
 
+async def test_all_time_counts_follow_every_write_that_approves_or_removes(
+    services: Services,
+) -> None:
+    """The all-time ranking is a counter kept by the writes themselves (insert, status
+    change, delete, expiry's sweep, bulk load): after each, it equals a count made here."""
+    repo = services.images.repo
+    a, b, c = User("a", "ann"), User("b", "ben"), User("c", "cat")
+    status: dict[str, tuple[str, Status]] = {}  # image id -> (uploader, status)
+
+    async def check() -> None:
+        expected: dict[str, int] = {}
+        for who, st in status.values():
+            if st is Status.APPROVED:
+                expected[who] = expected.get(who, 0) + 1
+        ranked = await repo.top_uploaders(None, 10)
+        assert {u.id: n for u, n in ranked} == expected
+        assert [n for _, n in ranked] == sorted(expected.values(), reverse=True)
+
+    for n, (who, st) in enumerate([(a, Status.APPROVED)] * 3 + [(b, Status.PENDING)] * 2):
+        image = await insert(repo, n, who, status=st)
+        status[image.id] = (who.id, st)
+    await check()
+    ids = list(status)
+    for image_id, to in [
+        (ids[3], Status.APPROVED),  # a pending upload approved
+        (ids[0], Status.REJECTED),  # an approved one rejected
+        (ids[0], Status.APPROVED),  # and approved again
+        (ids[1], Status.PENDING),  # back to pending
+        (ids[4], Status.REJECTED),  # a pending one rejected: no change
+        (ids[3], Status.APPROVED),  # approved twice: counted once
+    ]:
+        await repo.set_status(image_id, to, None)
+        status[image_id] = (status[image_id][0], to)
+        await check()
+    for image_id in (ids[2], ids[4]):  # an approved and a rejected image deleted
+        await repo.delete_image(image_id)
+        del status[image_id]
+        await check()
+    loaded = [
+        replace(row(100 + n, status=st), uploader=c)
+        for n, st in enumerate([Status.APPROVED] * 4 + [Status.PENDING])
+    ]
+    assert await repo.bulk_load(loaded) == 5
+    status.update({new.id: ("c", new.status) for new in loaded})
+    await check()
+    expiring = await repo.insert_image(
+        replace(row(200), uploader=b, created_at=NOW, expires_at=NOW + timedelta(seconds=1))
+    )
+    status[expiring.id] = ("b", Status.APPROVED)
+    await check()
+    assert await services.images.sweep_expired(NOW + timedelta(minutes=1)) == 1
+    del status[expiring.id]
+    await check()
+
+
 async def test_most_liked_of_all_time_by_like_count(services: Services) -> None:
     repo = services.images.repo
     one, two, three = [await insert(repo, n, None) for n in range(3)]
@@ -126,6 +186,25 @@ async def test_most_liked_keeps_to_the_ratings_asked(services: Services) -> None
     assert await repo.most_liked(None, 10, only_sfw) == [(sfw.id, 1)]
     assert await repo.most_liked(NOW - WEEK, 10, only_sfw) == [(sfw.id, 1)]
     assert [i for i, _ in await repo.most_liked(None, 10)] == [nsfw.id, sfw.id]
+
+
+@pytest.mark.backends("sqlite")
+async def test_the_migration_counts_the_uploads_already_stored(tmp_path: Path) -> None:
+    path = tmp_path / "store.sqlite3"
+    async with SQLiteRepo(path) as repo:
+        for n, who in enumerate(["1", "1", "2"]):
+            await insert(repo, n, User(who, f"m{who}"))
+        await insert(repo, 3, User("2", "m2"), status=Status.PENDING)
+    with sqlite3.connect(path) as conn:  # the store as it was before the counters
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        conn.executescript(
+            "DROP TABLE uploader_counts; DROP INDEX images_approved_created; "
+            "CREATE INDEX images_status_uploader ON images(status, uploader_id); "
+            f"PRAGMA user_version = {version - 1};"
+        )
+    async with SQLiteRepo(path) as repo:
+        ranked = await repo.top_uploaders(None, 10)
+        assert [(u.id, n) for u, n in ranked] == [("1", 2), ("2", 1)]
 
 
 # ---- core ------------------------------------------------------------------------

@@ -119,6 +119,9 @@ async def check_copy(settings: Settings, original: Collection) -> None:
         assert {i.id for i in miku} == {i.id for i in approved if i.characters}
         page = await services.images.search(SearchQuery(tags=("group1",), limit=50))
         assert page.total == sum(1 for i in approved if any(t.name == "group1" for t in i.tags))
+        # The uploaders' counts are rebuilt from the copied rows.
+        ranked = await services.storage.repo.top_uploaders(None, 5)
+        assert [(u.id, n) for u, n in ranked] == [(OWNER.id, len(approved))]
 
 
 async def check_writable(settings: Settings, original: Collection) -> None:

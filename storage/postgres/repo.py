@@ -21,6 +21,7 @@ import random as _random
 import re
 import string
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -83,6 +84,7 @@ from storage.rows import (
     ts,
     unsigned64,
 )
+from storage.uploader_counts import count_approved, count_approved_many
 
 log = logging.getLogger(__name__)
 
@@ -611,12 +613,13 @@ class PostgresRepo(SharedQueries):
 
     # ---- images: writes --------------------------------------------------------
 
-    async def insert_image(self, new: NewImage) -> Image:
+    async def insert_image(self, new: NewImage, *, announce: bool = True) -> Image:
         """Insert an image with its tags, artist and characters in one transaction;
         raises DuplicateImage (with the stored id) when its sha256 is already stored.
+        Announces a pending image, and with `announce` an approved one, in the outbox.
         Durable: this commit is what acknowledges an upload."""
         try:
-            await self._insert_image(new)
+            await self._insert_image(new, announce=announce)
         except asyncpg.UniqueViolationError:
             # Two uploads of the same bytes raced; the other one won.
             existing = await self.id_by_sha256(new.sha256)
@@ -627,7 +630,7 @@ class PostgresRepo(SharedQueries):
         assert image is not None
         return image
 
-    async def _insert_image(self, new: NewImage) -> None:
+    async def _insert_image(self, new: NewImage, *, announce: bool) -> None:
         async with self.transaction(durable=True) as tx:
             # Writes of images run one at a time (WRITE_LOCK): known bytes are found here.
             existing = await tx.value("SELECT id FROM images WHERE sha256 = ?", (new.sha256,))
@@ -661,6 +664,12 @@ class PostgresRepo(SharedQueries):
                     )
             if new.status is Status.APPROVED:
                 await self._pool_add(tx, seq)
+                await count_approved(tx, seq, +1)
+                if announce:
+                    # Approved at upload (an owner's, an admin token's): announced as a
+                    # decision by its approver, like an approval after review.
+                    by = [new.approver.id, new.approver.name] if new.approver else None
+                    await self._announce(tx, IMAGE_DECIDED, new.id, {"approved": True, "by": by})
             elif new.status is Status.PENDING:
                 await self._announce(tx, IMAGE_PENDING, new.id, {})
 
@@ -693,8 +702,10 @@ class PostgresRepo(SharedQueries):
             )
             if old is Status.APPROVED and status is not Status.APPROVED:
                 await self._pool_remove(tx, seq)
+                await count_approved(tx, seq, -1)
             elif old is not Status.APPROVED and status is Status.APPROVED:
                 await self._pool_add(tx, seq)
+                await count_approved(tx, seq, +1)
             if old != status and status in (Status.APPROVED, Status.REJECTED):
                 by = [approver.id, approver.name] if approver else None
                 payload = {"approved": status is Status.APPROVED, "by": by}
@@ -720,10 +731,13 @@ class PostgresRepo(SharedQueries):
         if image is None:
             return None
         async with self.transaction(durable=True) as tx:
-            seq = await tx.value("SELECT seq FROM images WHERE id = ?", (image_id,))
-            if seq is None:
+            row = await tx.one("SELECT seq, status FROM images WHERE id = ?", (image_id,))
+            if row is None:
                 return None
+            seq = row["seq"]
             await self._pool_remove(tx, seq)
+            if row["status"] == Status.APPROVED.value:
+                await count_approved(tx, seq, -1)
             await tx.execute("DELETE FROM images WHERE seq = ?", (seq,))
         return image
 
@@ -790,6 +804,7 @@ class PostgresRepo(SharedQueries):
         }
         next_seq = await tx.value("SELECT COALESCE(MAX(seq), 0) + 1 FROM images")
         loaded = 0
+        uploads: Counter[str] = Counter()  # approved images per uploader
         iterator = iter(rows)
         while True:
             batch = [new for _, new in zip(range(chunk), iterator, strict=False)]
@@ -849,6 +864,7 @@ class PostgresRepo(SharedQueries):
                 "WHERE p.pool = x.pool AND p.size <> x.size",
                 ([e[0] for e in pools.values()], [e[1] for e in pools.values()]),
             )
+        await count_approved_many(tx, uploads)
         # Seqs were given explicitly: move the identity past them.
         await tx.execute(
             "SELECT setval(pg_get_serial_sequence('images', 'seq'), "

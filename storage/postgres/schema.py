@@ -236,4 +236,18 @@ MIGRATIONS: list[str] = [
     CREATE INDEX images_status_uploader ON images(status, uploader_id);
     CREATE INDEX likes_kind_created ON likes(kind, created_at, seq);
     """,
+    # 6: the all-time leaderboard from a counter per uploader (SQLite's migration 9).
+    """
+    CREATE TABLE uploader_counts (
+        uploader_id TEXT PRIMARY KEY,
+        approved BIGINT NOT NULL
+    );
+    CREATE INDEX uploader_counts_rank ON uploader_counts(approved DESC, uploader_id);
+    INSERT INTO uploader_counts (uploader_id, approved)
+        SELECT uploader_id, COUNT(*) FROM images
+        WHERE status = 'approved' AND uploader_id IS NOT NULL GROUP BY uploader_id;
+    DROP INDEX images_status_uploader;
+    CREATE INDEX images_approved_created ON images(created_at, uploader_id)
+        WHERE status = 'approved';
+    """,
 ]

@@ -45,6 +45,7 @@ class SQLiteRepo(
     _UPLOADER_IS = "(i.uploader_id = ? OR i.uploader_name = ? COLLATE NOCASE)"
     _ARTIST_NAME_LIKE = "i.artist_rid IN (SELECT rid FROM artists WHERE name LIKE ? ESCAPE '\\')"
     _NO_INDEX = "+"
+    _APPROVED_CREATED = " INDEXED BY images_approved_created"
 
     def _total_cap(self) -> int:
         """TOTAL_CAP as this module has it now (tests lower it)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -17,17 +18,19 @@ from storage.sqlite.connection import _rowid, _Transaction
 from storage.sqlite.hydrate import HydrateMixin
 from storage.sqlite.pools import PoolsMixin
 from storage.sqlite.rows import _FILE_COLUMNS, _IMAGE_COLUMNS, _IMAGE_FROM, _STATUS, _image_file
+from storage.uploader_counts import count_approved, count_approved_many
 
 
 class ImagesMixin(PoolsMixin, HydrateMixin):
     """The image rows (core.contracts.ImageRepo, but random and search)."""
 
-    async def insert_image(self, new: NewImage) -> Image:
+    async def insert_image(self, new: NewImage, *, announce: bool = True) -> Image:
         """Insert an image with its tags, artist and characters in one transaction;
         raises DuplicateImage (with the stored id) when its sha256 is already stored.
+        Announces a pending image, and with `announce` an approved one, in the outbox.
         Durable: this commit is what acknowledges an upload."""
         try:
-            await self._insert_image(new)
+            await self._insert_image(new, announce=announce)
         except sqlite3.IntegrityError:
             # Two uploads of the same bytes raced; the other one won.
             existing = await self.id_by_sha256(new.sha256)
@@ -38,7 +41,7 @@ class ImagesMixin(PoolsMixin, HydrateMixin):
         assert image is not None
         return image
 
-    async def _insert_image(self, new: NewImage) -> None:
+    async def _insert_image(self, new: NewImage, *, announce: bool) -> None:
         async with self.transaction(durable=True) as tx:
             artist_rid = None
             if new.artist:
@@ -68,6 +71,12 @@ class ImagesMixin(PoolsMixin, HydrateMixin):
                 )
             if new.status is Status.APPROVED:
                 await self._pool_add(tx, seq)
+                await count_approved(tx, seq, +1)
+                if announce:
+                    # Approved at upload (an owner's, an admin token's): announced as a
+                    # decision by its approver, like an approval after review.
+                    by = [new.approver.id, new.approver.name] if new.approver else None
+                    await self._announce(tx, IMAGE_DECIDED, new.id, {"approved": True, "by": by})
             elif new.status is Status.PENDING:
                 await self._announce(tx, IMAGE_PENDING, new.id, {})
 
@@ -103,8 +112,10 @@ class ImagesMixin(PoolsMixin, HydrateMixin):
             )
             if old == Status.APPROVED and status is not Status.APPROVED:
                 await self._pool_remove(tx, seq)
+                await count_approved(tx, seq, -1)
             elif old != Status.APPROVED and status is Status.APPROVED:
                 await self._pool_add(tx, seq)
+                await count_approved(tx, seq, +1)
             if old != status and status in (Status.APPROVED, Status.REJECTED):
                 by = [approver.id, approver.name] if approver else None
                 payload = {"approved": status is Status.APPROVED, "by": by}
@@ -129,11 +140,14 @@ class ImagesMixin(PoolsMixin, HydrateMixin):
         if image is None:
             return None
         async with self.transaction(durable=True) as tx:
-            row = await tx.one("SELECT seq FROM images WHERE id = ?", (image_id,))
+            row = await tx.one("SELECT seq, status FROM images WHERE id = ?", (image_id,))
             if row is None:
                 return None
-            await self._pool_remove(tx, row[0])
-            await tx.execute("DELETE FROM images WHERE seq = ?", row)
+            seq, status = row
+            await self._pool_remove(tx, seq)
+            if status == Status.APPROVED:
+                await count_approved(tx, seq, -1)
+            await tx.execute("DELETE FROM images WHERE seq = ?", (seq,))
         return image
 
     async def bulk_load(self, rows: Iterable[NewImage], *, chunk: int = 20_000) -> int:
@@ -161,6 +175,7 @@ class ImagesMixin(PoolsMixin, HydrateMixin):
             pools[name] = [pool, size]
         (next_seq,) = await tx.one("SELECT COALESCE(MAX(seq), 0) + 1 FROM images")
         loaded = 0
+        uploads: Counter[str] = Counter()  # approved images per uploader
 
         async def rid_of(table: str, name: str) -> int:
             # Keyed by the exact name: names differing only in case resolve to one row
@@ -206,6 +221,8 @@ class ImagesMixin(PoolsMixin, HydrateMixin):
                     character_rows.append((char_rid, seq))
                     members.append(f"character:{char_rid}")
                 if new.status is Status.APPROVED:
+                    if new.uploader is not None:
+                        uploads[new.uploader.id] += 1
                     for name in members:
                         entry = pools.get(name)
                         if entry is None:
@@ -232,6 +249,7 @@ class ImagesMixin(PoolsMixin, HydrateMixin):
             "UPDATE pools SET size = ? WHERE pool = ?",
             [(size, pool) for pool, size in pools.values()],
         )
+        await count_approved_many(tx, uploads)
         return loaded
 
     async def get_image(self, image_id: str) -> Image | None:
