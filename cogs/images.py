@@ -208,7 +208,9 @@ async def post_random(interaction: discord.Interaction[GazouBot], ask: RandomAsk
         )
     )
     if ask.favourites:
-        found = await bot.services.images.random_favourites(member(interaction.user), filters, 1)
+        found = await bot.services.images.random_favourites(
+            member(interaction.user), filters, 1, remember=True
+        )
     else:
         found = await bot.services.images.random(filters, 1, seen_by=str(interaction.user.id))
     if not found:

@@ -229,9 +229,17 @@ class MemberMemory(Protocol):
         ...
 
     async def random_liked(
-        self, user_id: str, filters: Filters, count: int, kind: str = "like"
+        self,
+        user_id: str,
+        filters: Filters,
+        count: int,
+        kind: str = "like",
+        *,
+        remember: bool = False,
     ) -> list[Image]:
-        """Up to `count` distinct images drawn uniformly from those `liked_images` lists."""
+        """Up to `count` distinct images drawn uniformly from those `liked_images` lists;
+        with `remember`, none the member was given by such a draw (same filters) in the
+        current cycle, as `random_images(seen_by=...)`."""
         ...
 
 

@@ -745,12 +745,17 @@ class ImageService:
             raise InvalidInput("skip must not be negative")
         return await self.repo.liked_images(user.id, distinct_tags(filters), skip, limit)
 
-    async def random_favourites(self, user: User, filters: Filters, count: int = 1) -> list[Image]:
+    async def random_favourites(
+        self, user: User, filters: Filters, count: int = 1, *, remember: bool = False
+    ) -> list[Image]:
         """Up to `count` distinct images drawn uniformly from those `user` likes that
-        match `filters`."""
+        match `filters`; with `remember`, none given to them by such a draw before until
+        all were (as `random(seen_by=...)`)."""
         if not 1 <= count <= MAX_PAGE:
             raise InvalidInput(f"count must be between 1 and {MAX_PAGE}")
-        return await self.repo.random_liked(user.id, distinct_tags(filters), count)
+        return await self.repo.random_liked(
+            user.id, distinct_tags(filters), count, remember=remember
+        )
 
     # ---- files -----------------------------------------------------------------
 

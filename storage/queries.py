@@ -42,6 +42,7 @@ from storage.rows import (
     request_of,
     token_of,
 )
+from storage.seen_cycle import favourites_key, pick_unseen
 from storage.uploader_counts import TOP
 
 
@@ -353,16 +354,41 @@ class SharedQueries(PoolDraws):
         return SearchPage(await self._images_by_seq([r[0] for r in rows]), total, True, skip, limit)
 
     async def random_liked(
-        self, user_id: str, filters: Filters, count: int, kind: str = "like"
+        self,
+        user_id: str,
+        filters: Filters,
+        count: int,
+        kind: str = "like",
+        *,
+        remember: bool = False,
     ) -> list[Image]:
-        """Up to `count` of the member's liked images matching `filters`, uniformly."""
+        """Up to `count` of the member's liked images matching `filters`, uniformly;
+        with `remember`, not one given before in this cycle (storage/seen_cycle.py)."""
         found = await self._liked_from(user_id, filters, kind)
         if found is None or count <= 0:
             return []
         sql, params = found
         # A member's likes are few next to the collection: read them all, pick exactly.
-        seqs = [r[0] for r in await self._all(f"SELECT i.seq {sql}", params)]
-        return await self._images_by_seq(self._rng.sample(seqs, min(count, len(seqs))))
+        if not remember:
+            seqs = [r[0] for r in await self._all(f"SELECT i.seq {sql}", params)]
+            return await self._images_by_seq(self._rng.sample(seqs, min(count, len(seqs))))
+        key = favourites_key(kind, filters.key())
+        rows = await self._all(
+            "SELECT i.seq, EXISTS (SELECT 1 FROM seen s WHERE s.user_id = ? "
+            f"AND s.filter_key = ? AND s.seq = i.seq) {sql}",
+            [user_id, key, *params],
+        )
+        picks, ended = pick_unseen(
+            self._rng, [r[0] for r in rows], [r[0] for r in rows if r[1]], count
+        )
+        if picks:
+            async with self.transaction(touches_images=False) as tx:
+                if ended:
+                    await tx.execute(
+                        "DELETE FROM seen WHERE user_id = ? AND filter_key = ?", (user_id, key)
+                    )
+                await self._mark_seen(tx, user_id, key, picks)
+        return await self._images_by_seq(picks)
 
     # ---- tokens and token requests: reads -------------------------------------------
 

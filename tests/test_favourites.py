@@ -76,6 +76,36 @@ async def test_random_favourites_draw_only_liked_matches_and_every_one_of_them(
     assert await images.random_favourites(User("999", "nobody"), Filters(), 1) == []
 
 
+async def test_remembered_favourite_draws_give_each_liked_image_once_per_cycle(
+    services: Services,
+) -> None:
+    images = services.images
+    liked = [await store_image(services, seed, tags=("cat",)) for seed in range(5)]
+    for image in liked:
+        await images.set_like(image.id, ALICE)
+    every = {i.id for i in liked}
+    for _ in range(2):  # two whole cycles: each a permutation of the likes
+        cycle = [(await images.random_favourites(ALICE, Filters(), 1, remember=True))[0].id]
+        for _ in range(4):
+            cycle.append((await images.random_favourites(ALICE, Filters(), 1, remember=True))[0].id)
+        assert sorted(cycle) == sorted(every)
+    # A page that crosses the end of a cycle: the 2 unseen, then 1 of the others; the
+    # new cycle begins with those 3, so the next page of 3 holds the 2 left and 1 more.
+    first = await images.random_favourites(ALICE, Filters(), 3, remember=True)
+    assert len({i.id for i in first}) == 3
+    second = await images.random_favourites(ALICE, Filters(), 3, remember=True)
+    ended = {i.id for i in first} | {i.id for i in second}
+    assert len({i.id for i in second}) == 3 and ended == every
+    third = await images.random_favourites(ALICE, Filters(), 3, remember=True)
+    assert {i.id for i in second} | {i.id for i in third} == every
+    # Each filter has its own memory; /random's is apart; without `remember`, none.
+    cats = await images.random_favourites(ALICE, Filters(tags=("cat",)), 5, remember=True)
+    assert {i.id for i in cats} == every
+    drawn = await images.random(Filters(), 5, seen_by=ALICE.id)
+    assert {i.id for i in drawn} == every
+    assert len(await images.random_favourites(ALICE, Filters(), 5)) == 5
+
+
 async def test_the_likes_sort_is_fed_by_the_like_button_count(services: Services) -> None:
     # nekos.moe's `likes` sort reads the same count (api/nekosmoe.py passes Sort.LIKES).
     images = services.images
@@ -155,6 +185,23 @@ async def test_random_from_favourites_draws_only_liked_images_with_the_blacklist
         await standin.wait_for_reply(click)
         drawn.add(embed_image_id(await standin.wait_for_followup(click)))
     assert drawn == {cat.id}
+
+
+async def test_random_from_favourites_does_not_repeat_until_all_were_shown(
+    standin: DiscordStandIn, bot: GazouBot, services: Services
+) -> None:
+    user = User(str(standin.user.id), "alice")
+    liked = [await store_image(services, seed) for seed in range(4)]
+    for image in liked:
+        await services.images.set_like(image.id, user)
+    message = await shown(standin, "random", {"from": "favourites"})
+    again = next(i for i in message.custom_ids() if i.startswith("img:again:"))
+    drawn = [embed_image_id(message)]
+    for _ in range(3):
+        click = await standin.click(message, again)
+        await standin.wait_for_reply(click)
+        drawn.append(embed_image_id(await standin.wait_for_followup(click)))
+    assert sorted(drawn) == sorted(i.id for i in liked)
 
 
 async def test_empty_favourites_say_how_to_fill_them(

@@ -843,6 +843,8 @@ class PostgresRepo(SharedQueries):
                     character_rows.append((char_rid, seq))
                     members.append(f"character:{char_rid}")
                 if new.status is Status.APPROVED:
+                    if new.uploader is not None:
+                        uploads[new.uploader.id] += 1
                     for name in members:
                         entry = pools.get(name)
                         if entry is None:
