@@ -157,8 +157,8 @@ async def test_an_ingest_cancelled_after_its_commit_keeps_its_files(services: Se
     committed = asyncio.Event()
     original = repo.insert_image
 
-    async def insert_then_linger(new):  # type: ignore[no-untyped-def]
-        image = await original(new)
+    async def insert_then_linger(new, **kw):  # type: ignore[no-untyped-def]
+        image = await original(new, **kw)
         committed.set()
         await asyncio.sleep(0.05)  # the caller is cancelled while the insert finishes
         return image
