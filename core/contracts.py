@@ -441,6 +441,14 @@ class BlobStore(Protocol):
         """Every key directly under the folder `prefix` (e.g. `images/ab`), temporaries
         included."""
 
+    def list_all(self, prefix: str) -> AsyncGenerator[tuple[str, float], None]:
+        """(key, when last written) of every key under the folder `prefix` (e.g.
+        `images/`), at any depth and temporaries included, in ascending key order (by
+        code point: S3's order), fetched a page at a time: the cost of a listing is what
+        the folder holds, not how many sub-folders it has. A reader that stops early
+        closes it (`aclose`)."""
+        ...
+
     async def modified_at(self, key: str) -> float | None:
         """When `key` was last written (seconds since the epoch); None if it is gone."""
 

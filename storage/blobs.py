@@ -7,8 +7,10 @@ import asyncio
 import errno
 import logging
 import os
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Iterator
+from itertools import islice
 from pathlib import Path
+from stat import S_ISREG
 from typing import BinaryIO
 
 from core.contracts import BlobNotFound
@@ -38,6 +40,8 @@ class FileBlobStore:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        # Files listed per thread hop by list_all.
+        self.page_size = 1000
 
     def local_path(self, key: str) -> Path:
         """The file that holds `key` (served with sendfile)."""
@@ -124,6 +128,21 @@ class FileBlobStore:
         """Keys of the files directly inside the folder `prefix` (temporaries included)."""
         return await asyncio.to_thread(self._list_sync, prefix)
 
+    async def list_all(self, prefix: str) -> AsyncGenerator[tuple[str, float], None]:
+        """(key, mtime) of every file under the folder `prefix`, at any depth, in key
+        order, `page_size` files per thread hop; the mtime comes from the stat that
+        finds the entry a file."""
+        # The walk holds no open folder between pages (each is read whole, then
+        # sorted), so a reader that stops early leaves nothing to close.
+        walk = _walk(*self._listed(prefix))
+        while page := await asyncio.to_thread(_take, walk, self.page_size):
+            for found in page:
+                yield found
+
+    def _listed(self, prefix: str) -> tuple[Path, str]:
+        folder = prefix.strip("/")
+        return (self.local_path(folder), f"{folder}/") if folder else (self.root, "")
+
     def _modified_sync(self, key: str) -> float | None:
         try:
             return self.local_path(key).stat().st_mtime
@@ -133,6 +152,36 @@ class FileBlobStore:
     async def modified_at(self, key: str) -> float | None:
         """The file's mtime: when its writer last wrote it (a rename keeps it)."""
         return await asyncio.to_thread(self._modified_sync, key)
+
+
+def _walk(folder: Path, key_prefix: str) -> Iterator[tuple[str, float]]:
+    """The files under `folder` as (key, mtime) in key order: a folder's entries sorted
+    with each sub-folder's name followed by `/`, which is where its keys fall among its
+    siblings' in a sort of whole keys. Holds one listing per level, never the tree."""
+    try:
+        with os.scandir(folder) as found:
+            entries = sorted(found, key=lambda e: f"{e.name}/" if _is_folder(e) else e.name)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    for entry in entries:
+        if _is_folder(entry):
+            yield from _walk(Path(entry.path), f"{key_prefix}{entry.name}/")
+            continue
+        try:
+            stat = entry.stat()
+        except FileNotFoundError:
+            continue  # renamed into place or removed since the folder was read
+        if S_ISREG(stat.st_mode):
+            yield f"{key_prefix}{entry.name}", stat.st_mtime
+
+
+def _is_folder(entry: os.DirEntry[str]) -> bool:
+    # A link to a folder is not followed: a link back up would walk forever.
+    return entry.is_dir(follow_symlinks=False)
+
+
+def _take(items: Iterator[tuple[str, float]], count: int) -> list[tuple[str, float]]:
+    return list(islice(items, count))
 
 
 def _open_at(path: Path, start: int) -> BinaryIO:

@@ -219,6 +219,23 @@ class S3BlobStore:
             raise self._read_error(prefix, exc) from exc
         return keys
 
+    async def list_all(self, prefix: str) -> AsyncGenerator[tuple[str, float], None]:
+        """(key, LastModified) of every object under the folder `prefix`, at any depth,
+        in key order: one flat listing, `page_size` keys per request, the times from the
+        listing itself (no HEAD per key)."""
+        folder = prefix.strip("/")
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket,
+            Prefix=f"{folder}/" if folder else "",
+            PaginationConfig={"PageSize": self.page_size},
+        )
+        try:
+            async for page in pages:
+                for item in page.get("Contents", ()):
+                    yield item["Key"], float(item["LastModified"].timestamp())
+        except (BotoCoreError, ClientError) as exc:
+            raise self._read_error(prefix, exc) from exc
+
     async def modified_at(self, key: str) -> float | None:
         """The object's LastModified (when its upload completed), None if it is gone."""
         head = await self._head(key)

@@ -98,6 +98,53 @@ async def test_list_prefix_follows_every_page(blobs: BlobStore) -> None:
     assert sorted(await blobs.list_prefix("images/ee")) == sorted(keys)
 
 
+async def _list_all(blobs: BlobStore, prefix: str) -> list[tuple[str, float]]:
+    return [found async for found in blobs.list_all(prefix)]
+
+
+async def test_list_all_lists_every_key_under_the_folder_in_key_order(blobs: BlobStore) -> None:
+    inside = [
+        "images/0a/z.png",
+        "images/a0/1.png",
+        "images/ab/.x.png.42.tmp",
+        "images/ab/2.gif",
+        "images/ab/deeper/3.png",
+        "images/ab.png",
+        "images/abc/4.png",
+    ]
+    for key in [*reversed(inside), "thumbs/ab/1.jpg", "imagesque/ab/5.png"]:
+        await blobs.put(key, b"x")
+    listed = await _list_all(blobs, "images/")
+    # Whole keys sorted by code point, as S3 lists them: "images/ab.png" before
+    # "images/ab/..." ('.' < '/'), and a folder's keys before a sibling "abc".
+    assert [key for key, _ in listed] == sorted(inside)
+    assert listed == await _list_all(blobs, "images")
+    assert [key for key, _ in await _list_all(blobs, "thumbs/ab/")] == ["thumbs/ab/1.jpg"]
+    assert await _list_all(blobs, "videos/") == []
+
+
+async def test_list_all_follows_every_page(blobs: BlobStore) -> None:
+    keys = sorted(f"thumbs/{n:02x}/{n}.jpg" for n in range(0, 256, 37))
+    for key in keys:
+        await blobs.put(key, b"x")
+    blobs.page_size = 2  # type: ignore[attr-defined]  # four pages of a real listing
+    assert [key for key, _ in await _list_all(blobs, "thumbs/")] == keys
+
+
+async def test_list_all_gives_when_each_key_was_written(blobs: BlobStore) -> None:
+    before = time.time()
+    await blobs.put("images/ab/new.png", b"x")
+    await blobs.put("images/ab/newer.png", b"y")
+    listed = dict(await _list_all(blobs, "images/"))
+    assert listed.keys() == {"images/ab/new.png", "images/ab/newer.png"}
+    for key, when in listed.items():
+        # The time the key's own modified_at gives; S3 keeps whole seconds in one
+        # and milliseconds in the other, so they agree to the second.
+        written = await blobs.modified_at(key)
+        assert written is not None and abs(when - written) < 1
+        assert before - 60 < when < time.time() + 60
+
+
 async def test_modified_at_is_when_the_blob_was_written(blobs: BlobStore) -> None:
     before = time.time()
     await blobs.put("images/ab/when.png", b"x")
