@@ -79,6 +79,10 @@ ORPHAN_GRACE_SECONDS = 3600
 # The folders files are sharded into under `images/` and `thumbs/`: an id's first two
 # characters (core/contracts.py image_key), lower-case hex.
 _SHARDS = frozenset(f"{n:02x}" for n in range(256))
+# Keys the check's listing hands over at a time, and how many such batches of each
+# folder it reads ahead of the shard being checked (about two S3 pages).
+CHECK_BATCH = 250
+CHECK_READ_AHEAD_BATCHES = 8
 # Distinct tags one filter may name, included and excluded together: more than an
 # image may carry, so no query that can match is refused.
 MAX_FILTER_TAGS = MAX_TAGS
@@ -163,34 +167,59 @@ def _outboxed(image: Image, announce: bool) -> bool:
 
 
 class _Shards:
-    """One folder's listing (`images/`), handed out a shard's files at a time."""
+    """One folder's listing (`images/`), handed out a shard's files at a time. A task
+    reads the listing ahead (a few batches at most, so memory stays bounded whatever
+    the store holds): the next pages arrive while a shard's rows are read, and the two
+    folders' listings wait on the store at the same time."""
 
     def __init__(self, listing: AsyncGenerator[tuple[str, float], None], folder: str) -> None:
-        self._listing = listing
         self._folder = folder
-        self._next: tuple[str, str, float] | None = None  # read ahead, not yet taken
+        self._ahead: asyncio.Queue[list[tuple[str, str, float]] | Exception | None] = asyncio.Queue(
+            CHECK_READ_AHEAD_BATCHES
+        )
+        self._reader = asyncio.create_task(self._read(listing))
+        self._batch: list[tuple[str, str, float]] = []
+        self._at = 0
         self._done = False
         self._warned = False
 
+    async def _read(self, listing: AsyncGenerator[tuple[str, float], None]) -> None:
+        batch: list[tuple[str, str, float]] = []
+        try:
+            async for key, modified in listing:
+                rest = key[len(self._folder) :]
+                # Only files directly inside a shard folder are ours to judge; anything
+                # else an operator put there is left alone, as before.
+                if len(rest) > 3 and rest[2] == "/" and "/" not in rest[3:] and rest[:2] in _SHARDS:
+                    batch.append((rest[:2], key, modified))
+                    if len(batch) == CHECK_BATCH:
+                        await self._ahead.put(batch)
+                        batch = []
+        except Exception as exc:  # the checker raises it where it waits for keys
+            await self._ahead.put(exc)
+            return
+        if batch:
+            await self._ahead.put(batch)
+        await self._ahead.put(None)
+
+    async def stop(self) -> None:
+        """Stop reading ahead (before the listing is closed)."""
+        self._reader.cancel()
+        await asyncio.wait([self._reader])
+
     async def _peek(self) -> tuple[str, str, float] | None:
-        while self._next is None and not self._done:
-            try:
-                key, modified = await anext(self._listing)
-            except StopAsyncIteration:
-                self._done = True
-                break
-            rest = key[len(self._folder) :]
-            # Only files directly inside a shard folder are ours to judge; anything
-            # else an operator put there is left alone, as before.
-            if len(rest) > 3 and rest[2] == "/" and "/" not in rest[3:] and rest[:2] in _SHARDS:
-                self._next = (rest[:2], key, modified)
-        return self._next
+        if self._at == len(self._batch) and not self._done:
+            got = await self._ahead.get()
+            if isinstance(got, Exception):
+                raise got
+            self._batch, self._at, self._done = got or [], 0, got is None
+        return self._batch[self._at] if self._at < len(self._batch) else None
 
     async def take(self, shard: str) -> dict[str, float]:
         """{key: when written} of the files of `shard`; shards are taken in order."""
         found: dict[str, float] = {}
         while (ahead := await self._peek()) is not None and ahead[0] <= shard:
-            self._next = None
+            self._at += 1
             if ahead[0] == shard:
                 found[ahead[1]] = ahead[2]
             elif not self._warned:
@@ -854,14 +883,18 @@ class ImageService:
             aclosing(self.blobs.list_all("thumbs/")) as thumb_keys,
         ):
             images, thumbs = _Shards(image_keys, "images/"), _Shards(thumb_keys, "thumbs/")
-            for shard in sorted(_SHARDS):
-                # Files before rows: a shard's keys are all listed (the next shard's
-                # first key, or the end, has been seen) before its rows are read, so a
-                # file whose row commits before they are read is never taken for an
-                # orphan. One whose row commits later looks like one, which is what the
-                # grace period is for.
-                present = await images.take(shard) | await thumbs.take(shard)
-                await self._check_shard(shard, present, grace_seconds, now, report)
+            try:
+                for shard in sorted(_SHARDS):
+                    # Files before rows: a shard's keys are all listed (the next shard's
+                    # first key, or the end, has been seen) before its rows are read, so
+                    # a file whose row commits before they are read is never taken for
+                    # an orphan. One whose row commits later looks like one, which is
+                    # what the grace period is for.
+                    present = await images.take(shard) | await thumbs.take(shard)
+                    await self._check_shard(shard, present, grace_seconds, now, report)
+            finally:
+                await images.stop()
+                await thumbs.stop()
         for found in (report.orphans_removed, report.young_kept, report.missing_files):
             found.sort()
         log.info(

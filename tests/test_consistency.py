@@ -16,7 +16,7 @@ from types import SimpleNamespace
 import pytest
 
 from core.contracts import image_key, thumbnail_key
-from core.errors import InvalidInput, StorageFull
+from core.errors import InvalidInput, StorageFull, StorageUnavailable
 from core.images import ORPHAN_GRACE_SECONDS
 from core.models import IngestMetadata, new_id
 from core.services import Services, open_services
@@ -317,3 +317,29 @@ async def test_an_orphan_rewritten_since_the_listing_is_kept(any_store: Services
     report = await any_store.images.check_consistency()
     assert sorted(report.young_kept) == sorted(orphan) and report.orphans_removed == []
     assert all([await blobs.exists(key) for key in orphan])
+
+
+async def test_a_listing_that_fails_fails_the_check_and_removes_nothing(
+    any_store: Services,
+) -> None:
+    blobs = any_store.storage.blobs
+    orphans = [key for _ in range(3) for key in _keys(new_id(), "png")]
+    for key in orphans:
+        await blobs.put(key, b"no row")
+    listed = blobs.list_all
+
+    async def thumbs_unreadable(prefix: str) -> AsyncIterator[tuple[str, float]]:
+        async for found in listed(prefix):
+            if prefix.startswith("thumbs"):
+                raise StorageUnavailable("The image store cannot be read right now")
+            yield found
+
+    any_store.images.blobs = SimpleNamespace(  # type: ignore[assignment]
+        list_all=thumbs_unreadable,
+        modified_at=blobs.modified_at,
+        remove=blobs.remove,
+        exists=blobs.exists,
+    )
+    with pytest.raises(StorageUnavailable):
+        await any_store.images.check_consistency(now=time.time() + ORPHAN_GRACE_SECONDS + 60)
+    assert all([await blobs.exists(key) for key in orphans])
