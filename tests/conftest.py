@@ -23,6 +23,8 @@ from __future__ import annotations
 import io
 import os
 import random
+import signal
+import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -97,7 +99,16 @@ def _backends(module: object) -> tuple[str, ...]:
     return tuple(chosen)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    # A run stopped with SIGTERM (`timeout`, a CI runner's cancel) ends like Ctrl-C, so
+    # the fixtures' finalizers still stop the PostgreSQL, Swift and Redis servers they
+    # started; SIGTERM's default action left them running with their folders.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
     config.addinivalue_line(
         "markers",
         "backends(*names): run only on these backends (a test of one backend's "
