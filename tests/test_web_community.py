@@ -319,6 +319,28 @@ async def test_a_search_for_a_blacklisted_tag_says_so(
     assert "is on your blacklist" in page and not shown_ids(page) & bad
 
 
+async def test_an_image_link_with_a_blacklisted_tag_opens_on_a_notice(
+    client: TestClient, services: Services
+) -> None:
+    bad, good = await stock(services)
+    bad_id, good_id = sorted(bad)[0], sorted(good)[0]
+    picture = f'<img src="http://127.0.0.1:8080/image/{bad_id}'
+    # A visitor (no blacklist) sees the picture; so does the member before listing it.
+    for who in ("visitor", "member"):
+        if who == "member":
+            await member_client(client, services)
+        page = await (await client.get(f"/i/{bad_id}")).text()
+        assert picture in page and 'on <a href="/me/blacklist">your blacklist' not in page
+    await blacklist(services, MEMBER, "spider")
+    page = await (await client.get(f"/i/{bad_id}")).text()
+    assert 'on <a href="/me/blacklist">your blacklist</a>' in page and picture not in page
+    assert f'href="/i/{bad_id}?show=1"' in page
+    shown = await (await client.get(f"/i/{bad_id}?show=1")).text()
+    assert picture in shown
+    other = await (await client.get(f"/i/{good_id}")).text()
+    assert f'<img src="http://127.0.0.1:8080/image/{good_id}' in other
+
+
 async def test_similar_images_leave_out_blacklisted_look_alikes(
     client: TestClient, services: Services
 ) -> None:

@@ -389,6 +389,8 @@ async def image_page(request: web.Request) -> web.Response:
         services.signer.check(request.path, query.get("expires"), query.get("signature"))
     image = await services.images.get(image_id.lower(), include_pending=True)
     public = cacheable_by_anyone(image.status)
+    blacklist = await blacklist_of(request)
+    shown_anyway = query.get("show") == "1"
     base = services.settings.public_url
     context = {
         "image": image,
@@ -400,13 +402,16 @@ async def image_page(request: web.Request) -> web.Response:
         "size_text": human_size(image.size),
         "indexable": public,
         "gated": image.nsfw and not age_confirmed(request),
+        # A link to an image with a tag on the member's blacklist opens on a notice, as
+        # boorus do; the picture is one click away (`?show=1`).
+        "blacklisted": [] if shown_anyway else blacklist.blocked(tuple(image.tag_names)),
         # Approved look-alikes, sfw only until the visitor confirmed their age, none
         # with a tag on the member's blacklist.
         "similar": await services.images.similar(
             image,
             SIMILAR_COUNT,
             ratings=frozenset() if age_confirmed(request) else frozenset({Rating.SFW}),
-            exclude_tags=(await blacklist_of(request)).tags,
+            exclude_tags=blacklist.tags,
         ),
         **await _member_view(request, image),
     }
